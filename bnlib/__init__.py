@@ -1,0 +1,24 @@
+"""bnlib: the helper package of the executable book reproducing Santurkar et al. (NeurIPS 2018),
+"How Does Batch Normalization Help Optimization?".
+
+The data path reads top to bottom: a `RunConfig` (``bnlib.config``, usually built from a named
+experiment in ``bnlib.experiments``) is trained by ``bnlib.train``, stored as a run record by
+``bnlib.records`` and turned into figures by the chapters.
+"""
+
+from bnlib.config import NoiseParams, RunConfig
+from bnlib.errors import BnlibError
+from bnlib.experiments import experiment, experiment_names
+from bnlib.records import Record, load_or_run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BnlibError",
+    "NoiseParams",
+    "Record",
+    "RunConfig",
+    "experiment",
+    "experiment_names",
+    "load_or_run",
+]

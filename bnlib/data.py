@@ -1,0 +1,374 @@
+"""CIFAR-10 from any of three sources, decoded once and served from memory; the DLN's synthetic data.
+
+Where CIFAR-10 comes from, in order: the `location` argument (the CLI's --data), else the
+environment variable BNLIB_DATA, else torchvision's canonical download into the cache. A location
+may be (a) a folder holding torchvision's download, (b) a canonical `cifar-10-batches-py` folder,
+or (c) an image-folder tree `train/<class>/*`, `test/<class>/*`, or a .tar.gz of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from bnlib.errors import DataError
+from bnlib.storage import cache_dir, load_npz, save_npz
+
+ENV_DATA = "BNLIB_DATA"
+CIFAR_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+HOW_TO_PROVIDE = (
+    "provide CIFAR-10 in one of three ways: (a) go online and let torchvision download it "
+    "(the default), (b) point BNLIB_DATA or --data at a canonical cifar-10-batches-py folder, or "
+    "(c) point them at an image-folder tree train/<class>/*, test/<class>/* or a .tar.gz of one"
+)
+_TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_DECODER_VERSION = 1  # bump when decoding changes, so stale caches are rebuilt
+
+
+@dataclass(frozen=True)
+class Cifar10:
+    """The decoded data set: uint8 images (N, 32, 32, 3), int64 labels, and where they came from."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Per-channel mean of the training images in [0, 1] (the input standardisation)."""
+        return np.asarray(self.source["mean"], dtype=np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.asarray(self.source["std"], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- locating a source
+
+
+def resolve_location(location: str | os.PathLike | None) -> tuple[str, Path]:
+    """(kind, path) of a data location, checking it without writing anything.
+
+    kind is "torchvision" (download into the cache), "cifar-python" (a cifar-10-batches-py folder),
+    "image-folder" (a folder with train/ and test/) or "image-tar" (a .tar.gz of one).
+    """
+    if location is None or str(location) == "":
+        location = os.environ.get(ENV_DATA) or None
+    if location is None:
+        return "torchvision", cache_dir() / "data" / "torchvision"
+    path = Path(location).expanduser()
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist; fix BNLIB_DATA or --data, or {HOW_TO_PROVIDE}")
+    if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+        raise DataError(f"data path {path} cannot be read (permissions); make it readable")
+    if path.is_file():
+        if path.name.endswith(_TAR_SUFFIXES):
+            return "image-tar", path
+        raise DataError(f"data path {path} is a file but not a .tar.gz of an image folder; {HOW_TO_PROVIDE}")
+    for candidate in (path, path / "cifar-10-batches-py"):
+        if (candidate / "data_batch_1").is_file():
+            return "cifar-python", candidate
+    for candidate in (path, *sorted(p for p in path.iterdir() if p.is_dir())):
+        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+            return "image-folder", candidate
+    raise DataError(f"data path {path} holds no CIFAR-10 in a known layout; {HOW_TO_PROVIDE}")
+
+
+def _source_key(kind: str, path: Path) -> str:
+    """Identifies a copy by its path and its files' sizes and times, to find its decoded cache."""
+    path = path.resolve()
+    if kind == "image-tar":
+        stats = [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        stats = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    text = repr((_DECODER_VERSION, kind, str(path), stats))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- loading and caching
+
+
+def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
+    """CIFAR-10, decoded once per copy and then read from the cache ($BNLIB_CACHE/data)."""
+    kind, path = resolve_location(location)
+    if kind == "torchvision":
+        path = _download(path)
+        kind_for_record = "torchvision"
+        kind = "cifar-python"
+    else:
+        kind_for_record = kind
+    cache_file = cache_dir() / "data" / f"cifar10-{_source_key(kind, path)}.npz"
+    if cache_file.exists():
+        try:
+            arrays = load_npz(cache_file)
+            return _from_arrays(arrays)
+        except (OSError, ValueError, KeyError, zlib.error):
+            pass  # a damaged cache is rebuilt below
+    decoded = {"cifar-python": _read_cifar_python, "image-folder": _read_image_folder}.get(kind, _read_image_tar)
+    train_x, train_y, test_x, test_y = decoded(path)
+    source = _describe(kind_for_record, path, train_x, train_y, test_x, test_y)
+    arrays = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+    save_npz(cache_file, {**arrays, "source": np.array(json.dumps(source, sort_keys=True))})
+    return Cifar10(**arrays, source=source)
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> Cifar10:
+    source = json.loads(str(arrays.pop("source")))
+    return Cifar10(**arrays, source=source)
+
+
+def _describe(kind: str, path: Path, *arrays: np.ndarray) -> dict[str, Any]:
+    """What a run records about its data: the kind of source, the copy, and a content fingerprint."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    train_x = arrays[0]
+    pixels = train_x.reshape(-1, 3).astype(np.float64) / 255
+    notes = {
+        "image-tar": "image-folder copy; if JPEG-re-encoded, pixels differ slightly from canonical CIFAR-10",
+        "image-folder": "image-folder copy; if JPEG-re-encoded, pixels differ slightly from canonical CIFAR-10",
+    }
+    return {
+        "kind": kind,
+        "path": str(path.resolve()),
+        "fingerprint": h.hexdigest()[:16],
+        "n_train": len(arrays[1]),
+        "n_test": len(arrays[3]),
+        "mean": pixels.mean(0).round(6).tolist(),
+        "std": pixels.std(0).round(6).tolist(),
+        "note": notes.get(kind, "canonical CIFAR-10"),
+    }
+
+
+def _download(root: Path) -> Path:
+    """torchvision's canonical download (checksummed) into root; the folder it extracts."""
+    folder = root / "cifar-10-batches-py"
+    if (folder / "test_batch").is_file():
+        return folder
+    from torchvision.datasets import CIFAR10, utils
+
+    try:
+        utils.download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+    except Exception as e:  # offline, DNS, checksum: all end the same way for the user
+        raise DataError(f"no CIFAR-10 available offline (download failed: {type(e).__name__}); {HOW_TO_PROVIDE}") from e
+    return folder
+
+
+# ----------------------------------------------------------------------------- decoders
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """The canonical CIFAR batches are pickles; this reader accepts numpy arrays and builtins only,
+    so a tampered file cannot run code. bnlib itself never writes pickle."""
+
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            batch = _ArraysOnlyUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as e:
+        raise DataError(f"cannot read CIFAR batch {path} ({e}); re-download it or {HOW_TO_PROVIDE}") from e
+    return np.ascontiguousarray(data), labels
+
+
+def _read_cifar_python(folder: Path) -> tuple[np.ndarray, ...]:
+    names = [f"data_batch_{i}" for i in range(1, 6)]
+    missing = [n for n in [*names, "test_batch"] if not (folder / n).is_file()]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing)}; re-download it or {HOW_TO_PROVIDE}")
+    train = [_read_batch(folder / n) for n in names]
+    test_x, test_y = _read_batch(folder / "test_batch")
+    return np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), test_x, test_y
+
+
+def _read_image_folder(root: Path) -> tuple[np.ndarray, ...]:
+    entries = [
+        (split, p.parent.name, p.name, p.read_bytes())
+        for split in ("train", "test")
+        for p in sorted((root / split).glob("*/*"))
+        if p.is_file()
+    ]
+    return _assemble(entries, str(root))
+
+
+def _read_image_tar(path: Path) -> tuple[np.ndarray, ...]:
+    entries = []
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+                    entries.append((parts[-3], parts[-2], parts[-1], tar.extractfile(member).read()))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DataError(f"cannot read {path} as a .tar.gz of an image folder ({e}); {HOW_TO_PROVIDE}") from e
+    return _assemble(entries, str(path))
+
+
+def _assemble(entries: list[tuple[str, str, str, bytes]], where: str) -> tuple[np.ndarray, ...]:
+    """Decode (split, class, file name, bytes) entries; labels are the sorted class folders' ranks."""
+    classes = {split: sorted({c for s, c, _, _ in entries if s == split}) for split in ("train", "test")}
+    if not classes["train"] or classes["train"] != classes["test"] or len(classes["train"]) != 10:
+        raise DataError(
+            f"{where}: expected the same 10 class folders under train/ and test/, found "
+            f"{len(classes['train'])} and {len(classes['test'])}; {HOW_TO_PROVIDE}"
+        )
+    out: list[np.ndarray] = []
+    for split in ("train", "test"):
+        rank = {c: i for i, c in enumerate(classes[split])}
+        items = sorted((rank[c], name, blob) for s, c, name, blob in entries if s == split)
+        images = np.empty((len(items), 32, 32, 3), dtype=np.uint8)
+        for i, (_, name, blob) in enumerate(items):
+            try:
+                with Image.open(io.BytesIO(blob)) as img:
+                    images[i] = np.asarray(img.convert("RGB"))
+            except Exception as e:
+                raise DataError(f"{where}: cannot decode {split}/{name} as a 32x32 image ({e})") from e
+        out += [images, np.array([r for r, _, _ in items], dtype=np.int64)]
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------- serving batches
+
+
+def balanced_subset(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of `per_class` examples of each class (all of them if None), chosen by `seed`."""
+    if per_class is None:
+        return np.arange(len(labels))
+    order = np.random.default_rng(seed).permutation(len(labels))
+    chosen = [order[labels[order] == c][:per_class] for c in np.unique(labels)]
+    short = min(len(c) for c in chosen)
+    if short < per_class:
+        raise DataError(f"asked for {per_class} examples per class but a class has only {short}; ask for fewer")
+    return np.sort(np.concatenate(chosen))
+
+
+class ImageSplit:
+    """A split held on the device as uint8 NCHW, converted to standardised floats batch by batch."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device):
+        self.images = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
+        self.labels = torch.from_numpy(labels).to(device)
+        self.device = device
+        # (x / 255 - mean) / std  ==  x * scale + shift
+        self._scale = torch.as_tensor(1 / (255 * std), device=device).view(1, 3, 1, 1)
+        self._shift = torch.as_tensor(-mean / std, device=device).view(1, 3, 1, 1)
+        self.channels_last = device.type == "cuda"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def standardise(self, images: Tensor) -> Tensor:
+        x = images.float() * self._scale + self._shift
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def batches(self, batch_size: int) -> list[tuple[Tensor, Tensor]]:
+        """The whole split in order, for evaluation."""
+        return [
+            (self.standardise(self.images[i : i + batch_size]), self.labels[i : i + batch_size])
+            for i in range(0, len(self), batch_size)
+        ]
+
+
+class BatchSampler:
+    """Shuffled batches without replacement, epoch after epoch, drawn on the device.
+
+    Deterministic given the seed; `state_dict` / `load_state_dict` capture the position exactly,
+    so a resumed run sees the same batches as an uninterrupted one. The last partial batch of each
+    epoch is dropped so every step sees `batch_size` examples.
+    """
+
+    def __init__(self, split: ImageSplit, batch_size: int, seed: int, augment: bool = False):
+        if batch_size > len(split):
+            raise DataError(f"batch size {batch_size} exceeds the {len(split)} training examples; use more data")
+        self.split, self.batch_size, self.augment = split, batch_size, augment
+        self.generator = torch.Generator(device=split.device)
+        self.generator.manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.long, device=split.device)
+        self.cursor = 0
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        if self.cursor + self.batch_size > len(self.order):
+            self.order = torch.randperm(len(self.split), generator=self.generator, device=self.split.device)
+            self.cursor = 0
+        index = self.order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        images = self.split.images[index]
+        if self.augment:
+            images = self._crop_and_flip(images)
+        return self.split.standardise(images), self.split.labels[index]
+
+    def _crop_and_flip(self, images: Tensor, pad: int = 4) -> Tensor:
+        """Random 32x32 crops of the zero-padded images and random horizontal flips, batched."""
+        n, _, h, w = images.shape
+        dev, g = images.device, self.generator
+        padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=g, device=dev)
+        dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=g, device=dev)
+        rows = (dy + torch.arange(h, device=dev))[:, None, :, None]
+        cols = (dx + torch.arange(w, device=dev))[:, None, None, :]
+        flip = torch.rand(n, generator=g, device=dev) < 0.5
+        cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+        batch = torch.arange(n, device=dev)[:, None, None, None]
+        chan = torch.arange(images.shape[1], device=dev)[None, :, None, None]
+        return padded[batch, chan, rows, cols]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "order": self.order.cpu(), "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = state["order"].to(self.split.device)
+        self.cursor = int(state["cursor"])
+
+
+# ----------------------------------------------------------------------------- deep linear network data
+
+
+def dln_data(dim: int, n: int, seed: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """(x, y, A): x ~ N(0, I_dim) with n rows, A with i.i.d. N(0, 1) entries, targets y = A x."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(dim, dim, generator=g)
+    x = torch.randn(n, dim, generator=g)
+    return x.to(device), (x @ a.T).to(device), a.to(device)

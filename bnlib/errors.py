@@ -1,0 +1,13 @@
+"""The one exception type users see: a one-line reason that names the fix."""
+
+
+class BnlibError(Exception):
+    """Bad input or missing resources. The message is one line and says how to fix it."""
+
+
+class ConfigError(BnlibError, ValueError):
+    """A run configuration (or a CLI argument that feeds one) is invalid."""
+
+
+class DataError(BnlibError):
+    """The data set cannot be found, read or decoded."""

@@ -1,0 +1,153 @@
+"""Normalization layers, chosen by name through one registry.
+
+Every model calls `make_norm(name, num_features, dims, config)` after each hidden weight layer, so
+a new normalization (LayerNorm, GroupNorm, ...) is one `@register_norm` function here and touches
+no call site. `dims` is 2 for conv feature maps (N, C, H, W) and 1 for features (N, C).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from bnlib.config import NoiseParams, RunConfig
+
+NormFactory = Callable[[int, int, "RunConfig"], nn.Module]
+NORMS: dict[str, NormFactory] = {}
+
+
+def register_norm(name: str) -> Callable[[NormFactory], NormFactory]:
+    """Decorator: make a normalization available to every model under `name`."""
+
+    def add(factory: NormFactory) -> NormFactory:
+        NORMS[name] = factory
+        return factory
+
+    return add
+
+
+def make_norm(name: str, num_features: int, dims: int, config: RunConfig) -> nn.Module:
+    return NORMS[name](num_features, dims, config)
+
+
+def _reduce_dims(x: Tensor) -> tuple[int, ...]:
+    """Batch dimensions of a (N, C) or (N, C, H, W) tensor: H and W count as batch (paper A.2.1)."""
+    return (0, *range(2, x.dim()))
+
+
+def _per_channel(v: Tensor, x: Tensor) -> Tensor:
+    return v.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+class NoiseInjection(nn.Module):
+    """The noise of the paper's Algorithm 1, applied to already-normalized activations.
+
+    For each unit (channel) j the distribution's parameters are redrawn every forward pass,
+    mu_j ~ U(-n_mu, n_mu) and sigma_j ~ U(1, n_sigma); then each element i of unit j (batch, H, W)
+    gets m ~ U(mu_j - r_mu, mu_j + r_mu) and s ~ N(sigma_j, r_sigma), and a <- s a + m.
+    Active in training mode only; the identity in eval mode. Draws from torch's global generator,
+    which the training loop seeds, checkpoints and restores around probes.
+    """
+
+    def __init__(self, noise: NoiseParams):
+        super().__init__()
+        self.noise = noise
+
+    def forward(self, a: Tensor) -> Tensor:
+        if not self.training:
+            return a
+        p = self.noise
+        a = a.float()
+        channels = a.shape[1]
+        mu = (torch.rand(channels, device=a.device) * 2 - 1) * p.n_mu
+        sigma = 1 + torch.rand(channels, device=a.device) * (p.n_sigma - 1)
+        m = _per_channel(mu, a) + (torch.rand_like(a) * 2 - 1) * p.r_mu
+        s = _per_channel(sigma, a) + torch.randn_like(a) * p.r_sigma
+        return s * a + m
+
+    def extra_repr(self) -> str:
+        return str(self.noise)
+
+
+class LpNorm(nn.Module):
+    """Section 3.3's l_p normalization: subtract the batch mean, divide by the l_p average of the
+    *uncentred* activations, then a learnable affine (gamma, beta) as in BatchNorm.
+
+    Per unit over the N batch elements (batch x H x W for conv):
+    s_1 = mean|x| + eps,  s_2 = sqrt(mean x^2 + eps),  s_inf = max|x| + eps.
+    Like BatchNorm it keeps running averages of the mean and of s_p for evaluation mode.
+    """
+
+    def __init__(self, num_features: int, p: float, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        if p not in (1, 2, math.inf):
+            raise ValueError(f"p must be 1, 2 or inf (got {p})")
+        self.p, self.eps, self.momentum = p, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_scale", torch.ones(num_features))
+
+    def scale(self, x: Tensor) -> Tensor:
+        """s_p(x) per channel, computed on the uncentred activations."""
+        dims = _reduce_dims(x)
+        if self.p == 1:
+            return x.abs().mean(dims) + self.eps
+        if self.p == 2:
+            return (x.square().mean(dims) + self.eps).sqrt()
+        return x.abs().amax(dims) + self.eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.float()
+        if self.training:
+            mean, scale = x.mean(_reduce_dims(x)), self.scale(x)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_scale.lerp_(scale, self.momentum)
+        else:
+            mean, scale = self.running_mean, self.running_scale
+        x_hat = (x - _per_channel(mean, x)) / _per_channel(scale, x)
+        return x_hat * _per_channel(self.weight, x) + _per_channel(self.bias, x)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, p={self.p}, eps={self.eps}, momentum={self.momentum}"
+
+
+def _batch_norm(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+    cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    return cls(num_features, eps=config.bn_eps, momentum=config.bn_momentum)
+
+
+@register_norm("none")
+def _none(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+    return nn.Identity()
+
+
+@register_norm("batch")
+def _batch(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+    return _batch_norm(num_features, dims, config)
+
+
+@register_norm("noisy_batch")
+def _noisy_batch(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+    # Noise after BN's affine and before the non-linearity (protocol 3: "batch-normalized activation").
+    return nn.Sequential(_batch_norm(num_features, dims, config), NoiseInjection(config.noise))
+
+
+@register_norm("noise")
+def _noise_only(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+    # The paper's control (p. 4): the same noise on the standard network, with no normalization.
+    return NoiseInjection(config.noise)
+
+
+for _name, _p in (("l1", 1), ("l2", 2), ("linf", math.inf)):
+
+    def _lp(num_features: int, dims: int, config: RunConfig, p: float = _p) -> nn.Module:
+        return LpNorm(num_features, p, eps=config.bn_eps, momentum=config.bn_momentum)
+
+    register_norm(_name)(_lp)

@@ -1,0 +1,352 @@
+"""The training loop: plain SGD with a constant learning rate, as in the paper.
+
+`train(config)` builds the model and data a `RunConfig` describes and trains it, recording per-step
+training loss and accuracy, test accuracy every `config.test_every` steps, and whatever the probes
+measure. It stops early, marked "diverged", when the training loss is non-finite or above
+`config.divergence_bound`. With a checkpoint path it saves its whole state now and then
+(atomically) and, started again, resumes from it and ends bit-identical (on CPU) to a run that was
+never interrupted. Most users call `bnlib.load_or_run`, which adds the run record on top.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from bnlib import device as devices
+from bnlib.config import RunConfig
+from bnlib.data import BatchSampler, ImageSplit, balanced_subset, dln_data, load_cifar10
+from bnlib.hooks import Probe, ProbeContext, preserved_state, probe_key, to_numpy
+from bnlib.models import NumberedNet, build_model
+from bnlib.storage import atomic_write
+
+ENV_PROGRESS = "BNLIB_PROGRESS"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class RunOptions:
+    """How to run, as opposed to what: none of these change a run's result."""
+
+    device: str | None = None  # None: CUDA when present, else CPU
+    data: str | None = None  # CIFAR-10 location; None: $BNLIB_DATA, else torchvision's download
+    progress: bool | None = None  # None: on unless BNLIB_PROGRESS=0
+    checkpoint_path: Path | None = None  # None: no checkpoints
+    checkpoint_interval_s: float = 60.0  # 0: at every log point (tests)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" or "diverged"
+    steps_done: int
+    metrics: dict[str, np.ndarray]
+    probes: dict[str, dict[str, np.ndarray]]
+    final: dict[str, float]
+    wall_time_s: float
+    environment: dict[str, Any]
+    model_state: dict[str, Tensor] = field(repr=False)
+
+
+def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """VGG's loss: softmax cross-entropy, averaged over the batch."""
+    return F.cross_entropy(logits.float(), y)
+
+
+def summed_squared_error(pred: Tensor, y: Tensor) -> Tensor:
+    """The DLN's loss, sum_i ||W x_i - A x_i||^2 over all samples: the sum (not the mean) is what
+    makes the paper's plotted losses (1e3..1e5) and its learning rate 1e-6 fit (protocol 2.2)."""
+    return (pred.float() - y).square().sum()
+
+
+@dataclass
+class _Task:
+    """The data side of a run: a batch source, the loss, and (VGG only) the test set."""
+
+    next_batch: Callable[[], tuple[Tensor, Tensor]]
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    test: ImageSplit | None
+    sampler: BatchSampler | None
+    source: dict[str, Any]
+
+
+def _make_task(config: RunConfig, device: torch.device, options: RunOptions) -> _Task:
+    if config.model == "dln":
+        x, y, _ = dln_data(config.dln_dim, config.dln_samples, config.data_seed, device)
+        source = {"kind": "synthetic", "note": "x ~ N(0, I), A_ij ~ N(0, 1), y = A x", "seed": config.data_seed}
+        return _Task(lambda: (x, y), summed_squared_error, None, None, source)
+    cifar = load_cifar10(options.data)
+    train_idx = balanced_subset(cifar.train_y, config.train_per_class, config.data_seed)
+    test_idx = balanced_subset(cifar.test_y, config.test_per_class, config.data_seed)
+    train = ImageSplit(cifar.train_x[train_idx], cifar.train_y[train_idx], cifar.mean, cifar.std, device)
+    test = ImageSplit(cifar.test_x[test_idx], cifar.test_y[test_idx], cifar.mean, cifar.std, device)
+    sampler = BatchSampler(train, config.batch_size, config.seed, config.augment)
+    return _Task(sampler.next, cross_entropy, test, sampler, cifar.source)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: ImageSplit, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of the model in evaluation mode on a whole split."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=device)
+    loss = torch.zeros((), device=device)
+    for x, y in split.batches(batch_size):
+        with devices.autocast(device):
+            logits = model(x)
+        correct += (logits.argmax(1) == y).sum()
+        loss += F.cross_entropy(logits.float(), y, reduction="sum")
+    model.train(was_training)
+    return (correct / len(split)).item(), (loss / len(split)).item()
+
+
+def environment(device: torch.device, source: dict[str, Any]) -> dict[str, Any]:
+    from bnlib import __version__
+
+    return {
+        "bnlib": __version__,
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": devices.describe(device),
+        "data": source,
+    }
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _progress_enabled(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    return os.environ.get(ENV_PROGRESS, "1") not in ("0", "false", "no")
+
+
+class _Run:
+    """The state of one training run; `_loop` drives it, `_checkpoint` saves it."""
+
+    def __init__(self, config: RunConfig, probes: Sequence[Probe], options: RunOptions):
+        self.config, self.probes, self.options = config, list(probes), options
+        self.device = devices.pick_device(options.device)
+        devices.configure(self.device)
+        self.task = _make_task(config, self.device, options)
+        torch.manual_seed(config.seed)
+        self.model: NumberedNet = build_model(config)
+        memory_format = torch.channels_last if self.device.type == "cuda" and config.model == "vgg" else None
+        self.model.to(self.device, memory_format=memory_format)
+        self.model.train()
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.amp = config.model == "vgg"  # the DLN's summed losses (~1e5) need full precision
+        self.step = 0
+        self.loss_buf = torch.full((config.steps,), float("nan"), device=self.device)
+        self.acc_buf = torch.full((config.steps,), float("nan"), device=self.device)
+        self.checked = 0  # losses before this step are known finite and in bounds
+        self.tests: list[tuple[int, float, float]] = []
+        self.probe_out: dict[str, dict[str, list]] = {probe_key(p): {"step": []} for p in self.probes}
+        self.diverged_at: int | None = None
+        self.elapsed = 0.0
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config_digest": self.digest(),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "cpu_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "sampler": self.task.sampler.state_dict() if self.task.sampler else {},
+            "loss": self.loss_buf[: self.step].cpu(),
+            "acc": self.acc_buf[: self.step].cpu(),
+            "checked": self.checked,
+            "tests": [list(t) for t in self.tests],
+            "probes": {
+                k: {n: [torch.as_tensor(v) for v in vs] for n, vs in d.items()} for k, d in self.probe_out.items()
+            },
+            "elapsed": self.elapsed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["cpu_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if self.task.sampler:
+            self.task.sampler.load_state_dict(state["sampler"])
+        self.loss_buf[: self.step] = state["loss"].to(self.device)
+        self.acc_buf[: self.step] = state["acc"].to(self.device)
+        self.checked = int(state["checked"])
+        self.tests = [(int(step), float(acc), float(loss)) for step, acc, loss in state["tests"]]
+        self.probe_out = {
+            k: {n: [v.item() if n == "step" else v.numpy() for v in vs] for n, vs in d.items()}
+            for k, d in state["probes"].items()
+        }
+        self.elapsed = float(state["elapsed"])
+
+    def try_resume(self) -> bool:
+        path = self.options.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if state.get("version") != CHECKPOINT_VERSION or state["config_digest"] != self.digest():
+                raise ValueError("checkpoint belongs to another config")
+            self.load_state_dict(state)
+        except Exception as e:  # a stale or damaged checkpoint costs a restart, not a crash
+            import warnings
+
+            warnings.warn(f"ignoring checkpoint {path} ({e}); starting from step 0", stacklevel=2)
+            return False
+        return True
+
+    def digest(self) -> str:
+        """Identifies what this run computes, so a checkpoint is never resumed into another run."""
+        return self.config.digest([probe_key(p) for p in self.probes])
+
+    def checkpoint(self) -> None:
+        path = self.options.checkpoint_path
+        if path is not None:
+            state = self.state_dict()
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    # ---------------------------------------------------------------- the loop
+
+    def run_probes(self, x: Tensor, y: Tensor) -> None:
+        for probe in self.probes:
+            if self.step % probe.every:
+                continue
+            ctx = ProbeContext(self.model, x, y, self.step, self.config, self.task.loss_fn)
+            with preserved_state(self.model):
+                out = probe(ctx)
+            record = self.probe_out[probe_key(probe)]
+            record["step"].append(self.step)
+            for name, value in out.items():
+                record.setdefault(name, []).append(to_numpy(value))
+
+    def train_step(self, x: Tensor, y: Tensor) -> None:
+        with devices.autocast(self.device, self.amp):
+            out = self.model(x)
+        loss = self.task.loss_fn(out, y)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # Written into device buffers: no host synchronisation until the next log point.
+        self.loss_buf[self.step] = loss.detach()
+        if self.config.model == "vgg":
+            self.acc_buf[self.step] = (out.detach().argmax(1) == y).float().mean()
+
+    def check_divergence(self) -> bool:
+        """Sync point: look at the losses since the last check; True if the run diverged."""
+        recent = self.loss_buf[self.checked : self.step].cpu()
+        bad = ~torch.isfinite(recent) | (recent > self.config.divergence_bound)
+        if bad.any():
+            self.diverged_at = self.checked + int(bad.nonzero()[0])
+            return True
+        self.checked = self.step
+        return False
+
+    def test(self) -> None:
+        if self.task.test is not None:
+            acc, loss = evaluate(self.model, self.task.test, self.device)
+            self.tests.append((self.step, acc, loss))
+
+    def loop(self, bar: tqdm) -> None:
+        cfg = self.config
+        last_checkpoint = time.monotonic()
+        while self.step < cfg.steps:
+            started = time.perf_counter()
+            if cfg.test_every and self.step % cfg.test_every == 0 and not self._tested(self.step):
+                self.test()
+            x, y = self.task.next_batch()
+            self.run_probes(x, y)
+            self.train_step(x, y)
+            self.step += 1
+            self.elapsed += time.perf_counter() - started
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if self.check_divergence():
+                    return
+                bar.update(self.step - bar.n)
+                bar.set_postfix(loss=f"{self.loss_buf[self.step - 1].item():.4g}", refresh=False)
+                if time.monotonic() - last_checkpoint >= self.options.checkpoint_interval_s:
+                    self.checkpoint()
+                    last_checkpoint = time.monotonic()
+
+    def _tested(self, step: int) -> bool:
+        return bool(self.tests) and self.tests[-1][0] == step
+
+    def result(self) -> TrainResult:
+        started = time.perf_counter()
+        if not self._tested(self.step):
+            self.test()
+        self.elapsed += time.perf_counter() - started
+        n = self.diverged_at + 1 if self.diverged_at is not None else self.step
+        loss = self.loss_buf[:n].cpu().numpy()
+        acc = self.acc_buf[:n].cpu().numpy()
+        metrics = {"step": np.arange(n), "train_loss": loss}
+        if self.config.model == "vgg":
+            metrics["train_acc"] = acc
+            tests = np.array(self.tests, dtype=np.float64).reshape(-1, 3)
+            metrics |= {"test_step": tests[:, 0].astype(np.int64), "test_acc": tests[:, 1], "test_loss": tests[:, 2]}
+        window = slice(max(0, n - max(1, self.config.log_every * 10)), n)
+        final = {"steps": float(n), "train_loss": float(np.mean(loss[window])) if n else float("nan")}
+        if self.config.model == "vgg":
+            final |= {"train_acc": float(np.mean(acc[window])) if n else float("nan"), "test_acc": self.tests[-1][1]}
+        probes = {k: {name: np.stack(v) for name, v in d.items()} for k, d in self.probe_out.items() if d["step"]}
+        return TrainResult(
+            status="diverged" if self.diverged_at is not None else "finished",
+            steps_done=n,
+            metrics=metrics,
+            probes=probes,
+            final=final,
+            wall_time_s=self.elapsed,
+            environment=environment(self.device, self.task.source),
+            model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        )
+
+
+def train(config: RunConfig, probes: Sequence[Probe] = (), options: RunOptions | None = None) -> TrainResult:
+    """Train one run; resume from `options.checkpoint_path` if a matching checkpoint is there.
+
+    The checkpoint is left in place at the end (the caller removes it once the result is stored),
+    so a run killed after training but before its record was written is not trained again.
+    """
+    options = options or RunOptions()
+    run = _Run(config, probes, options)
+    run.try_resume()
+    label = f"{config.model}/{config.norm} lr={config.lr:g} seed={config.seed}"
+    with tqdm(
+        total=config.steps, initial=run.step, desc=label, disable=not _progress_enabled(options.progress), leave=False
+    ) as bar:
+        run.loop(bar)
+    if run.diverged_at is None:
+        run.checkpoint()
+    return run.result()
