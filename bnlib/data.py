@@ -129,8 +129,8 @@ def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
         try:
             arrays = load_npz(cache_file)
             return _from_arrays(arrays)
-        except (OSError, ValueError, KeyError, zlib.error):
-            pass  # a damaged cache is rebuilt below
+        except Exception:  # a damaged cache (truncated zip, missing key) is rebuilt below
+            pass
     decoded = {"cifar-python": _read_cifar_python, "image-folder": _read_image_folder}.get(kind, _read_image_tar)
     train_x, train_y, test_x, test_y = decoded(path)
     source = _describe(kind_for_record, path, train_x, train_y, test_x, test_y)
@@ -209,7 +209,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except Exception as e:
-        raise DataError(f"cannot read CIFAR batch {path} ({e}); re-download it or {HOW_TO_PROVIDE}") from e
+        raise DataError(f"cannot read CIFAR batch {path} ({_one_line(e)}); re-download it or {HOW_TO_PROVIDE}") from e
     return np.ascontiguousarray(data), labels
 
 
@@ -242,7 +242,7 @@ def _read_image_tar(path: Path) -> tuple[np.ndarray, ...]:
                 if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
                     entries.append((parts[-3], parts[-2], parts[-1], tar.extractfile(member).read()))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise DataError(f"cannot read {path} as a .tar.gz of an image folder ({e}); {HOW_TO_PROVIDE}") from e
+        raise DataError(f"cannot read {path} as a .tar.gz of an image folder ({_one_line(e)}); {HOW_TO_PROVIDE}") from e
     return _assemble(entries, str(path))
 
 
@@ -264,9 +264,13 @@ def _assemble(entries: list[tuple[str, str, str, bytes]], where: str) -> tuple[n
                 with Image.open(io.BytesIO(blob)) as img:
                     images[i] = np.asarray(img.convert("RGB"))
             except Exception as e:
-                raise DataError(f"{where}: cannot decode {split}/{name} as a 32x32 image ({e})") from e
+                raise DataError(f"{where}: cannot decode {split}/{name} as a 32x32 image ({_one_line(e)})") from e
         out += [images, np.array([r for r, _, _ in items], dtype=np.int64)]
     return tuple(out)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 # ----------------------------------------------------------------------------- serving batches
@@ -292,8 +296,8 @@ class ImageSplit:
         self.labels = torch.from_numpy(labels).to(device)
         self.device = device
         # (x / 255 - mean) / std  ==  x * scale + shift
-        self._scale = torch.as_tensor(1 / (255 * std), device=device).view(1, 3, 1, 1)
-        self._shift = torch.as_tensor(-mean / std, device=device).view(1, 3, 1, 1)
+        self._scale = torch.as_tensor(1 / (255 * std), dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._shift = torch.as_tensor(-mean / std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.channels_last = device.type == "cuda"
 
     def __len__(self) -> int:

@@ -30,7 +30,7 @@ _SCALE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "dln": dict(steps=10_000, log_every=50),
     },
     "cpu": {
-        "vgg": dict(width=0.125, train_per_class=1000, test_per_class=200, steps=1500, test_every=150, log_every=10),
+        "vgg": dict(width=0.125, train_per_class=1000, test_per_class=200, steps=1000, test_every=100, log_every=10),
         "dln": dict(steps=2000, log_every=10),
     },
     "smoke": {
@@ -89,7 +89,7 @@ def base_config(model: str, scale: str | None = None, **changes: Any) -> RunConf
     scale = check_scale(scale) if scale else default_scale()
     settings: dict[str, Any] = {"model": model, **_SCALE_SETTINGS[scale][model]}
     if model == "dln":
-        settings |= {"lr": 1e-6, "divergence_bound": 1e12}
+        settings["lr"] = 1e-6
     return RunConfig(**{**settings, **changes})
 
 
@@ -99,4 +99,5 @@ def experiment(name: str, scale: str | None = None, seed: int = 0, **changes: An
         close = [n for n in EXPERIMENTS if n.split("-")[:2] == name.split("-")[:2]] or experiment_names()
         raise ConfigError(f"unknown experiment {name!r}; try one of {', '.join(close)} (see `python -m bnlib list`)")
     model, norm, lr, augment = EXPERIMENTS[name]
-    return base_config(model, scale, norm=NORM_SHORT[norm], lr=lr, augment=augment, seed=seed, **changes)
+    named = {"norm": NORM_SHORT[norm], "lr": lr, "augment": augment, "seed": seed}
+    return base_config(model, scale, **{**named, **changes})

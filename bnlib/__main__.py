@@ -1,0 +1,3 @@
+from bnlib.cli import main
+
+raise SystemExit(main())

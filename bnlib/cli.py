@@ -1,0 +1,99 @@
+"""Command line: `python -m bnlib run EXPERIMENT`, `list`, `show EXPERIMENT`.
+
+Bad input ends with one line on stderr and a non-zero exit status, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from bnlib.config import RunConfig
+from bnlib.data import resolve_location
+from bnlib.errors import BnlibError
+from bnlib.experiments import SCALES, default_scale, experiment, experiment_names
+from bnlib.norms import NORMS
+from bnlib.records import load_or_run, load_record, record_key, runs_dir
+from bnlib.train import RunOptions
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of argparse's usage block
+        self.exit(2, f"bnlib: error: {message} (see python -m bnlib --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m bnlib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def experiment_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("experiment", help="a named experiment, e.g. vgg-bn-lr0.1 (see `list`)")
+        p.add_argument("--scale", choices=SCALES, help="smoke, cpu or paper (default: $BNLIB_SCALE, else by device)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--lr", type=float, help="override the learning rate")
+        p.add_argument("--steps", type=int, help="override the number of steps")
+        p.add_argument("--norm", help=f"override the normalization: {', '.join(NORMS)}")
+        p.add_argument("--data", help="CIFAR-10 location (default: $BNLIB_DATA, else torchvision's download)")
+
+    run = sub.add_parser("run", help="train an experiment (or load its record) and print where it went")
+    experiment_args(run)
+    run.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    show = sub.add_parser("show", help="print an experiment's config and, if it has run, its record")
+    experiment_args(show)
+    listing = sub.add_parser("list", help="list the named experiments")
+    listing.add_argument("--scale", choices=SCALES)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps), ("norm", args.norm)) if v is not None}
+    config = experiment(args.experiment, args.scale, seed=args.seed, **overrides)
+    if config.model == "vgg":
+        resolve_location(args.data)  # checks the data path before anything is written
+    return config
+
+
+def _summary(config: RunConfig, scale: str) -> str:
+    size = f"width {config.width:g}" if config.model == "vgg" else f"{config.dln_depth} x {config.dln_dim}"
+    return f"{config.model} {size} norm={config.norm} lr={config.lr:g} steps={config.steps} ({scale} scale)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            scale = args.scale or default_scale()
+            for name in experiment_names():
+                print(f"{name:24s} {_summary(experiment(name, scale), scale)}")
+            return 0
+        scale = args.scale or default_scale()
+        config = _config(args)
+        options = RunOptions(data=args.data)
+        if args.command == "show":
+            print(json.dumps(config.to_dict(), indent=1))
+            record = load_record(runs_dir() / record_key(config, options))
+            if record is None:
+                print("not run yet")
+            else:
+                print(json.dumps({"status": record.status, "final": record.final, "path": str(record.path)}, indent=1))
+            return 0
+        options.device, options.progress = args.device, False if args.quiet else None
+        print(f"{args.experiment}: {_summary(config, scale)}", flush=True)
+        record = load_or_run(config, options=options)
+        final = ", ".join(f"{k}={v:.4g}" for k, v in record.final.items())
+        print(f"{record.status} in {record.wall_time_s:.1f} s: {final}")
+        print(f"record: {record.path}")
+        return 0
+    except BnlibError as e:
+        print(f"bnlib: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated cache, and tiny fake CIFAR-10 copies in every supported format."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bnlib.data import CIFAR_CLASSES
+
+N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 20, 10  # the smoke scale uses 20 and 10
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty cache, no data location and no progress bars."""
+    cache = tmp_path_factory.mktemp("cache") / "bnlib"
+    monkeypatch.setenv("BNLIB_CACHE", str(cache))
+    monkeypatch.delenv("BNLIB_DATA", raising=False)
+    monkeypatch.delenv("BNLIB_SCALE", raising=False)
+    monkeypatch.setenv("BNLIB_PROGRESS", "0")
+    return cache
+
+
+def fake_cifar(seed: int = 0) -> dict[str, np.ndarray]:
+    """Random 32x32 images whose mean colour depends on the class, so a network can learn them."""
+    rng = np.random.default_rng(seed)
+
+    def split(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.arange(10), per_class)
+        base = (labels[:, None, None, None] * 25).astype(np.int64)
+        images = np.clip(base + rng.integers(-20, 20, (len(labels), 32, 32, 3)), 0, 255).astype(np.uint8)
+        return images, labels.astype(np.int64)
+
+    train_x, train_y = split(N_TRAIN_PER_CLASS)
+    test_x, test_y = split(N_TEST_PER_CLASS)
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+
+
+def write_cifar_python(folder: Path, data: dict[str, np.ndarray]) -> Path:
+    """The canonical python format. It is pickle by design; only this test fixture writes it."""
+    folder.mkdir(parents=True)
+    chunks = np.array_split(np.arange(len(data["train_y"])), 5)
+    batches = {f"data_batch_{i + 1}": idx for i, idx in enumerate(chunks)}
+    for name, idx in batches.items():
+        _dump_batch(folder / name, data["train_x"][idx], data["train_y"][idx])
+    _dump_batch(folder / "test_batch", data["test_x"], data["test_y"])
+    return folder
+
+
+def _dump_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    batch = {b"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), b"labels": labels.tolist()}
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _image_files(data: dict[str, np.ndarray]) -> dict[str, bytes]:
+    files = {}
+    for split in ("train", "test"):
+        for i, (image, label) in enumerate(zip(data[f"{split}_x"], data[f"{split}_y"], strict=True)):
+            files[f"{split}/{CIFAR_CLASSES[label]}/{i:04d}.png"] = _png(image)
+    return files
+
+
+def write_image_folder(root: Path, data: dict[str, np.ndarray]) -> Path:
+    for name, blob in _image_files(data).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(blob)
+    return root
+
+
+def write_image_tar(path: Path, data: dict[str, np.ndarray], prefix: str = "cifar10-png/") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in _image_files(data).items():
+            info = tarfile.TarInfo(prefix + name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path
+
+
+@pytest.fixture
+def cifar_arrays() -> dict[str, np.ndarray]:
+    return fake_cifar()
+
+
+@pytest.fixture
+def cifar_tar(tmp_path: Path, cifar_arrays: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake image-folder tarball, also set as BNLIB_DATA."""
+    path = write_image_tar(tmp_path / "cifar.tar.gz", cifar_arrays)
+    monkeypatch.setenv("BNLIB_DATA", str(path))
+    return path
