@@ -157,7 +157,7 @@ def test_sampler_is_an_epoch_without_replacement_and_standardises(cifar_arrays):
     sampler = BatchSampler(split, batch_size=20, seed=0)
     seen = []
     for _ in range(10):  # 200 examples = 10 batches of 20 = one epoch
-        x, y = sampler.next()
+        x, _ = sampler.next()
         assert x.shape == (20, 3, 32, 32) and x.dtype == torch.float32
         seen.append(sampler.order[sampler.cursor - 20 : sampler.cursor])
     assert sorted(torch.cat(seen).tolist()) == list(range(200))
