@@ -298,14 +298,13 @@ class ImageSplit:
         # (x / 255 - mean) / std  ==  x * scale + shift
         self._scale = torch.as_tensor(1 / (255 * std), dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._shift = torch.as_tensor(-mean / std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.channels_last = device.type == "cuda"
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def standardise(self, images: Tensor) -> Tensor:
         x = images.float() * self._scale + self._shift
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last)
 
     def batches(self, batch_size: int) -> list[tuple[Tensor, Tensor]]:
         """The whole split in order, for evaluation."""

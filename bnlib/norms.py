@@ -66,8 +66,9 @@ class NoiseInjection(nn.Module):
         channels = a.shape[1]
         mu = (torch.rand(channels, device=a.device) * 2 - 1) * p.n_mu
         sigma = 1 + torch.rand(channels, device=a.device) * (p.n_sigma - 1)
-        m = _per_channel(mu, a) + (torch.rand_like(a) * 2 - 1) * p.r_mu
-        s = _per_channel(sigma, a) + torch.randn_like(a) * p.r_sigma
+        # Drawn in the default layout: filling a channels_last tensor with random numbers is ~4x slower.
+        m = torch.rand(a.shape, device=a.device).mul_(2 * p.r_mu).sub_(p.r_mu).add_(_per_channel(mu, a))
+        s = torch.randn(a.shape, device=a.device).mul_(p.r_sigma).add_(_per_channel(sigma, a))
         return s * a + m
 
     def extra_repr(self) -> str:
