@@ -68,8 +68,22 @@ def _name(model: str, norm: str, lr: float, augment: bool) -> str:
 EXPERIMENTS: dict[str, tuple[str, str, float, bool]] = {_name(*e): e for e in _BOOK}
 
 
+# Fig. 1 compares these with 3 seeds (mean and spread); every other experiment runs seed 0.
+MULTI_SEED = ("vgg-std-lr0.1", "vgg-bn-lr0.1", "vgg-std-lr0.5", "vgg-bn-lr0.5")
+
+
 def experiment_names() -> list[str]:
     return list(EXPERIMENTS)
+
+
+def book_runs(include_optional: bool = False) -> list[tuple[str, int]]:
+    """(experiment, seed) of every training run the book makes. Augmented runs are optional."""
+    return [
+        (name, seed)
+        for name in EXPERIMENTS
+        if include_optional or not EXPERIMENTS[name][3]
+        for seed in ((0, 1, 2) if name in MULTI_SEED else (0,))
+    ]
 
 
 def default_scale() -> str:

@@ -145,8 +145,11 @@ def _progress_enabled(progress: bool | None) -> bool:
     return os.environ.get(ENV_PROGRESS, "1") not in ("0", "false", "no")
 
 
-class _Run:
-    """The state of one training run; `_loop` drives it, `_checkpoint` saves it."""
+class Run:
+    """One training run in progress: model, optimizer, data, metrics and probe outputs.
+
+    `train()` drives it; benchmarks and probes may call `train_step` directly.
+    """
 
     def __init__(self, config: RunConfig, probes: Sequence[Probe], options: RunOptions):
         self.config, self.probes, self.options = config, list(probes), options
@@ -341,7 +344,7 @@ def train(config: RunConfig, probes: Sequence[Probe] = (), options: RunOptions |
     so a run killed after training but before its record was written is not trained again.
     """
     options = options or RunOptions()
-    run = _Run(config, probes, options)
+    run = Run(config, probes, options)
     run.try_resume()
     label = f"{config.model}/{config.norm} lr={config.lr:g} seed={config.seed}"
     with tqdm(
