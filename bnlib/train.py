@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from bnlib.storage import atomic_write
 
 ENV_PROGRESS = "BNLIB_PROGRESS"
 CHECKPOINT_VERSION = 1
+FINAL_WINDOW = 100  # final training loss and accuracy: means over the last 100 steps' batches
 
 
 @dataclass
@@ -226,8 +228,6 @@ class Run:
                 raise ValueError("checkpoint belongs to another config")
             self.load_state_dict(state)
         except Exception as e:  # a stale or damaged checkpoint costs a restart, not a crash
-            import warnings
-
             warnings.warn(f"ignoring checkpoint {path} ({e}); starting from step 0", stacklevel=2)
             return False
         return True
@@ -320,7 +320,7 @@ class Run:
             metrics["train_acc"] = acc
             tests = np.array(self.tests, dtype=np.float64).reshape(-1, 3)
             metrics |= {"test_step": tests[:, 0].astype(np.int64), "test_acc": tests[:, 1], "test_loss": tests[:, 2]}
-        window = slice(max(0, n - max(1, self.config.log_every * 10)), n)
+        window = slice(max(0, n - FINAL_WINDOW), n)
         final = {"steps": float(n), "train_loss": float(np.mean(loss[window])) if n else float("nan")}
         if self.config.model == "vgg":
             final |= {"train_acc": float(np.mean(acc[window])) if n else float("nan"), "test_acc": self.tests[-1][1]}
