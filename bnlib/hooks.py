@@ -2,9 +2,10 @@
 
 A probe is any callable `probe(ctx) -> {name: array}` with a stable `name` (part of the run
 record's key: it must say what is measured and how) and an `every` (run at steps 0, every, 2 every,
-...). The training loop calls it before the step's update, inside `preserved_state`, so a probe may
-move the weights, run forward passes in training mode (updating BN's running statistics) and draw
-random numbers (noisy BN): all of it is undone afterwards, bit for bit.
+...). The training loop calls it after computing the step's gradient and before the optimizer
+applies it, inside `preserved_state`, so a probe may move the weights, run forward passes in
+training mode (updating BN's running statistics), overwrite gradients and draw random numbers
+(noisy BN): all of it is undone afterwards, bit for bit.
 """
 
 from __future__ import annotations
@@ -24,10 +25,29 @@ ArrayLike = np.ndarray | Tensor | float | int
 
 
 @dataclass
+class RandomState:
+    """torch's CPU and CUDA random streams at one moment (noisy BN draws from them)."""
+
+    cpu: Tensor
+    cuda: list[Tensor]
+
+    @classmethod
+    def capture(cls) -> RandomState:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+        return cls(torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+@dataclass
 class ProbeContext:
-    """What a probe sees at training step `step`: the model (in training mode), the step's batch,
-    the run's config and its loss function (mean cross-entropy for VGG, summed squared error for
-    the DLN)."""
+    """What a probe sees at training step `step`, after the step's gradient was computed and before
+    the optimizer applies it: the model (training mode, `.grad` holding that gradient), the step's
+    batch, the run's config, its loss function (mean cross-entropy for VGG, summed squared error
+    for the DLN), the optimizer, and the random state the step's forward pass started from."""
 
     model: nn.Module
     x: Tensor
@@ -35,10 +55,60 @@ class ProbeContext:
     step: int
     config: RunConfig
     loss_fn: Callable[[Tensor, Tensor], Tensor]
+    optimizer: torch.optim.Optimizer | None = None
+    rng: RandomState | None = None
+    amp: bool = False
+
+    @contextlib.contextmanager
+    def same_noise(self) -> Iterator[None]:
+        """Forward passes inside see the training step's own noise (noisy BN), draw for draw."""
+        if self.rng is not None:
+            self.rng.restore()
+        yield
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision the training step ran in (bf16 autocast for VGG on CUDA)."""
+        if self.amp and self.x.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def loss(self) -> Tensor:
-        """The training loss of the current weights on the current batch."""
-        return self.loss_fn(self.model(self.x), self.y)
+        """The training loss of the current weights on the current batch, with the step's noise."""
+        with self.same_noise(), self.autocast():
+            out = self.model(self.x)
+        return self.loss_fn(out, self.y)
+
+    def gradient(self) -> dict[str, Tensor]:
+        """The step's training gradient g, by parameter name (computed if the loop has not)."""
+        params = dict(self.model.named_parameters())
+        if any(p.grad is None for p in params.values()):
+            grads = torch.autograd.grad(self.loss(), list(params.values()), allow_unused=True)
+            return {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads, strict=True)}
+        return {n: p.grad.detach().clone() for n, p in params.items()}
+
+    def next_params(self, grads: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The parameters after the update the optimizer is about to apply (W^(t+1) of Def. 2.1)."""
+        grads = grads if grads is not None else self.gradient()
+        if self.optimizer is None:
+            return {n: p.detach() - self.config.lr * grads[n] for n, p in self.model.named_parameters()}
+        return sgd_preview(self.optimizer, self.model, grads)
+
+
+def sgd_preview(optimizer: torch.optim.Optimizer, model: nn.Module, grads: dict[str, Tensor]) -> dict[str, Tensor]:
+    """What torch.optim.SGD would set each parameter to, without changing it or its state."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise TypeError(f"sgd_preview knows torch.optim.SGD only, not {type(optimizer).__name__}")
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    out = {}
+    for name, p in model.named_parameters():
+        group = group_of[id(p)]
+        step = grads[name] + group["weight_decay"] * p.detach()
+        if group["momentum"]:
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            buf = step if buf is None else group["momentum"] * buf + (1 - group["dampening"]) * step
+            step = step + group["momentum"] * buf if group["nesterov"] else buf
+        out[name] = p.detach() - group["lr"] * step
+    return out
 
 
 class Probe(Protocol):
@@ -67,8 +137,7 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
     saved = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     grads = {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
     modes = {name: m.training for name, m in model.named_modules()}
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    rng = RandomState.capture()
     try:
         yield
     finally:
@@ -79,9 +148,7 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
             p.grad = grads[name]
         for name, m in model.named_modules():
             m.training = modes[name]
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        rng.restore()
 
 
 def to_numpy(value: ArrayLike) -> np.ndarray:
@@ -95,4 +162,4 @@ def probe_key(probe: Probe) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{probe.name}-every{probe.every}")
 
 
-__all__ = ["FunctionProbe", "Probe", "ProbeContext", "preserved_state", "probe_key", "to_numpy"]
+__all__ = ["FunctionProbe", "Probe", "ProbeContext", "RandomState", "preserved_state", "probe_key", "to_numpy"]

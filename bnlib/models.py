@@ -58,6 +58,16 @@ class NumberedNet(nn.Module):
         """The normalization after layer #k (nn.Identity where there is none)."""
         return self.block(k).norm
 
+    def weight_name(self, k: int) -> str:
+        """The parameter name of layer #k's weight, W_k (a key of `named_parameters()`)."""
+        weight = self.layer(k).weight
+        return next(name for name, p in self.named_parameters() if p is weight)
+
+    def layer_of_parameter(self) -> dict[str, int]:
+        """Parameter name -> the number of the block it belongs to (weights, biases, gamma, beta)."""
+        number = {id(p): k for k, block in enumerate(self.blocks(), 1) for p in block.parameters()}
+        return {name: number[id(p)] for name, p in self.named_parameters()}
+
 
 class VGG(NumberedNet):
     """VGG for 32x32 CIFAR images: 3x3 convs (padding 1) -> norm -> ReLU, max-pools, a linear head.

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from bnlib import device as devices
 from bnlib.config import RunConfig
 from bnlib.data import BatchSampler, ImageSplit, balanced_subset, dln_data, load_cifar10
-from bnlib.hooks import Probe, ProbeContext, preserved_state, probe_key, to_numpy
+from bnlib.hooks import Probe, ProbeContext, RandomState, preserved_state, probe_key, to_numpy
 from bnlib.models import NumberedNet, build_model
 from bnlib.storage import atomic_write
 
@@ -63,13 +63,13 @@ class TrainResult:
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """VGG's loss: softmax cross-entropy, averaged over the batch."""
-    return F.cross_entropy(logits.float(), y)
+    return F.cross_entropy(devices.full_precision(logits), y)
 
 
 def summed_squared_error(pred: Tensor, y: Tensor) -> Tensor:
     """The DLN's loss, sum_i ||W x_i - A x_i||^2 over all samples: the sum (not the mean) is what
     makes the paper's plotted losses (1e3..1e5) and its learning rate 1e-6 fit (protocol 2.2)."""
-    return (pred.float() - y).square().sum()
+    return (devices.full_precision(pred) - y).square().sum()
 
 
 @dataclass
@@ -244,11 +244,11 @@ class Run:
 
     # ---------------------------------------------------------------- the loop
 
-    def run_probes(self, x: Tensor, y: Tensor) -> None:
-        for probe in self.probes:
-            if self.step % probe.every:
-                continue
-            ctx = ProbeContext(self.model, x, y, self.step, self.config, self.task.loss_fn)
+    def run_probes(self, probes: Sequence[Probe], x: Tensor, y: Tensor, rng: RandomState | None) -> None:
+        for probe in probes:
+            ctx = ProbeContext(
+                self.model, x, y, self.step, self.config, self.task.loss_fn, self.optimizer, rng, self.amp
+            )
             with preserved_state(self.model):
                 out = probe(ctx)
             record = self.probe_out[probe_key(probe)]
@@ -256,11 +256,15 @@ class Run:
             for name, value in out.items():
                 record.setdefault(name, []).append(to_numpy(value))
 
-    def train_step(self, x: Tensor, y: Tensor) -> None:
+    def train_step(self, x: Tensor, y: Tensor, probes: Sequence[Probe] = ()) -> None:
+        """One SGD step; `probes` measure between the backward pass and the update."""
+        rng = RandomState.capture() if probes else None
         with devices.autocast(self.device, self.amp):
             out = self.model(x)
         loss = self.task.loss_fn(out, y)
         loss.backward()
+        if probes:
+            self.run_probes(probes, x, y, rng)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         # Written into device buffers: no host synchronisation until the next log point.
@@ -291,8 +295,7 @@ class Run:
             if cfg.test_every and self.step % cfg.test_every == 0 and not self._tested(self.step):
                 self.test()
             x, y = self.task.next_batch()
-            self.run_probes(x, y)
-            self.train_step(x, y)
+            self.train_step(x, y, [p for p in self.probes if self.step % p.every == 0])
             self.step += 1
             self.elapsed += time.perf_counter() - started
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:

@@ -1,0 +1,36 @@
+"""Measurements taken during training (or on any model and batch), as the paper specifies them.
+
+Each measurement is a plain function of a model and a batch, and a probe class (name, every,
+__call__(ctx)) for `bnlib.load_or_run(config, probes=[...])`:
+
+| measurement | function | probe | paper |
+|---|---|---|---|
+| activation distributions and moments | `activation_stats` | `ActivationProbe` | Figs. 1c, 2, 6, 8, 9 |
+| internal covariate shift, Definition 2.1 | `ics` | `ICSProbe` | Fig. 3 |
+| loss landscape along the gradient | `landscape` | `LandscapeProbe` | Figs. 4, 10-13 |
+| top Hessian eigenvalues | `top_eigenvalues` | `HessianProbe` | (2 / lr test) |
+| Section 4's statements, both sides | `theory.*` | | Thms 4.1, 4.2, 4.4, Obs. 4.3, Lemma 4.5 |
+"""
+
+from bnlib.probes import theory
+from bnlib.probes.activations import ActivationProbe, activation_stats, moment_shifts
+from bnlib.probes.functional import BatchLoss
+from bnlib.probes.hessian import HessianProbe, freeze_batch_statistics, top_eigenvalues
+from bnlib.probes.ics import ICSProbe, ics
+from bnlib.probes.landscape import LandscapeProbe, landscape, random_direction
+
+__all__ = [
+    "ActivationProbe",
+    "BatchLoss",
+    "HessianProbe",
+    "ICSProbe",
+    "LandscapeProbe",
+    "activation_stats",
+    "freeze_batch_statistics",
+    "ics",
+    "landscape",
+    "moment_shifts",
+    "random_direction",
+    "theory",
+    "top_eigenvalues",
+]

@@ -1,0 +1,154 @@
+"""The quantities of the paper's Section 4, for one BatchNorm layer, computed both ways.
+
+Notation (protocol 6): a batch of m outputs y_j of unit j enters BN; y_hat = (y - mu) / sigma with
+the biased batch variance; z = gamma y_hat + beta; g = dL/dz_j is the gradient the layers above
+send back; grad_y = dL_hat/dy_j is what reaches y through BN. For a conv layer a unit is a channel
+and m = batch x H x W. Each function returns the two sides of a statement, computed independently:
+the left side by autograd through torch's own batch_norm, the right side from the formula. With
+BN's eps -> 0 the identities are exact (torch insists on eps > 0, so "exact" here is eps = 1e-30,
+zero to double-precision rounding); a trained network's eps = 1e-5 perturbs them by about
+eps / sigma^2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bnlib.device import full_precision
+from bnlib.hooks import preserved_state
+from bnlib.models import NumberedNet
+
+EXACT_EPS = 1e-30
+
+
+def normalized(y: Tensor, eps: float = EXACT_EPS) -> tuple[Tensor, Tensor]:
+    """(y_hat, sigma) per column of a (m, units) batch, with the biased variance."""
+    sigma = torch.sqrt(y.var(0, unbiased=False) + eps)
+    return (y - y.mean(0)) / sigma, sigma
+
+
+def grad_through_bn(y: Tensor, gamma: Tensor, g: Tensor, eps: float = EXACT_EPS) -> Tensor:
+    """dL_hat/dy for upstream gradient g = dL/dz, by autograd through F.batch_norm (training mode)."""
+    y = y.detach().requires_grad_(True)
+    z = F.batch_norm(y, None, None, gamma.detach(), torch.zeros_like(gamma), training=True, eps=eps)
+    return torch.autograd.grad(z, y, grad_outputs=g)[0]
+
+
+def theorem_4_1(y: Tensor, gamma: Tensor, g: Tensor, eps: float = EXACT_EPS) -> dict[str, Tensor]:
+    """Theorem 4.1 per unit: lhs = ||grad_y||^2 against the right side with the 1/m coefficient its
+    proof gives (an equality) and with the printed 1/sqrt(m) (protocol 6.3: false in general)."""
+    m = y.shape[0]
+    y_hat, sigma = normalized(y, eps)
+    lhs = grad_through_bn(y, gamma, g, eps).square().sum(0)
+    g_sq, mean_term, proj = g.square().sum(0), g.sum(0).square() / m, (g * y_hat).sum(0).square()
+    factor = gamma.square() / sigma.square()
+    return {
+        "lhs": lhs,
+        "rhs_1_over_m": factor * (g_sq - mean_term - proj / m),
+        "rhs_printed": factor * (g_sq - mean_term - proj / math.sqrt(m)),
+        "gamma_sq_over_sigma_sq": factor,
+    }
+
+
+def theorem_4_2(
+    y: Tensor, gamma: Tensor, beta: Tensor, downstream: Callable[[Tensor], Tensor], eps: float = EXACT_EPS
+) -> dict[str, Tensor]:
+    """Theorem 4.2's identity (its proof's eq. 50, an equality) for one unit (y of shape (m,)):
+    v^T (d^2 L_hat / dy^2) v = gamma^2/sigma^2 v^T H v - gamma/(m sigma^2) <g, y_hat> ||v||^2,
+    with v = grad_y, g = dL/dz and H = d^2 L/dz^2 at z, for a smooth `downstream` loss L(z).
+    Also returns <g, y_hat> and v^T H v, whose signs are the theorem's hypotheses."""
+    m = y.shape[0]
+
+    def bn(t: Tensor) -> Tensor:
+        return F.batch_norm(t[:, None], None, None, gamma[None], beta[None], training=True, eps=eps)[:, 0]
+
+    y = y.detach()
+    z = bn(y).detach()
+    g = torch.func.grad(downstream)(z)
+    v = torch.func.grad(lambda t: downstream(bn(t)))(y)
+    lhs = torch.dot(v, torch.func.jvp(torch.func.grad(lambda t: downstream(bn(t))), (y,), (v,))[1])
+    v_h_v = torch.dot(v, torch.func.jvp(torch.func.grad(downstream), (z,), (v,))[1])
+    y_hat, sigma = normalized(y[:, None], eps)
+    g_dot_y_hat = torch.dot(g, y_hat[:, 0])
+    rhs = gamma**2 / sigma[0] ** 2 * v_h_v - gamma / (m * sigma[0] ** 2) * g_dot_y_hat * v.square().sum()
+    return {"lhs": lhs, "rhs": rhs, "g_dot_y_hat": g_dot_y_hat, "v_H_v": v_h_v}
+
+
+def observation_4_3(y: Tensor) -> Tensor:
+    """Observation 4.3: with gamma = sigma_j and beta = mu_j, BN returns its input. Returns
+    max |BN(y) - y| (zero up to rounding)."""
+    sigma, mu = y.std(0, unbiased=False), y.mean(0)
+    z = F.batch_norm(y, None, None, sigma, mu, training=True, eps=EXACT_EPS)
+    return (z - y).abs().max()
+
+
+def theorem_4_4(y: Tensor, gamma: Tensor, g: Tensor, lam: float, eps: float = EXACT_EPS) -> dict[str, Tensor]:
+    """Theorem 4.4 in a dimensionally consistent form (protocol 6.6), per unit. With X the layer's
+    input (m x d) and ||X|| <= lam (spectral norm), grad_W = X^T grad_y, so the worst case over X
+    of ||grad_W||^2 is lam^2 ||grad_y||^2. Then
+    g_hat = lam^2 ||grad_y L_hat||^2  <=  gamma^2/sigma^2 (g - lam^2 m mu_g^2 - lam^2/m <g, y_hat>^2),
+    g = lam^2 ||dL/dz||^2, mu_g = mean of dL/dz; an equality, as Theorem 4.1's 1/m form is."""
+    m = y.shape[0]
+    y_hat, sigma = normalized(y, eps)
+    g_hat = lam**2 * grad_through_bn(y, gamma, g, eps).square().sum(0)
+    g_plain = lam**2 * g.square().sum(0)
+    mu_g = g.mean(0)
+    rhs = (
+        gamma.square()
+        / sigma.square()
+        * (g_plain - lam**2 * m * mu_g.square() - lam**2 / m * (g * y_hat).sum(0).square())
+    )
+    return {"lhs": g_hat, "rhs": rhs, "g": g_plain}
+
+
+def lemma_4_5(w0: Tensor, w_star: Tensor) -> dict[str, Tensor]:
+    """Lemma 4.5: with k = <W*, W0> / ||W*||^2 the BN optimum k W* (BN is scale invariant) is closer
+    to W0: ||W0 - k W*||^2 = ||W0 - W*||^2 - (||W*||^2 - <W*, W0>)^2 / ||W*||^2 (an equality)."""
+    w0, w_star = w0.flatten().double(), w_star.flatten().double()
+    sq = w_star.square().sum()
+    k = torch.dot(w_star, w0) / sq
+    return {
+        "k": k,
+        "lhs": (w0 - k * w_star).square().sum(),
+        "rhs": (w0 - w_star).square().sum() - (sq - torch.dot(w_star, w0)).square() / sq,
+        "plain_distance": (w0 - w_star).square().sum(),
+    }
+
+
+def bn_layer_terms(
+    model: NumberedNet, layer: int, x: Tensor, target: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
+) -> dict[str, Tensor]:
+    """For layer #layer of a network with torch BatchNorm: the batch y entering BN as (m, units),
+    the gradient g = dL/dz leaving it, gamma, beta and eps, from one forward and backward pass in
+    training mode (the model is left exactly as it was)."""
+    norm = model.norm(layer)
+    if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+        raise TypeError(f"layer #{layer} is followed by {type(norm).__name__}, not BatchNorm")
+    saved: dict[str, Tensor] = {}
+
+    def keep(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        saved["y"] = inputs[0].detach()
+        output.register_hook(lambda grad: saved.__setitem__("g", grad.detach()))
+
+    handle = norm.register_forward_hook(keep)
+    try:
+        with preserved_state(model):  # weights, BN statistics, gradients and random state stay put
+            loss_fn(model(x), target).backward()
+    finally:
+        handle.remove()
+
+    def columns(t: Tensor) -> Tensor:
+        return full_precision(t).transpose(0, 1).reshape(t.shape[1], -1).T
+
+    return {
+        "y": columns(saved["y"]),
+        "g": columns(saved["g"]),
+        "gamma": norm.weight.detach(),
+        "beta": norm.bias.detach(),
+        "eps": torch.tensor(norm.eps),
+    }
