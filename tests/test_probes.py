@@ -212,3 +212,15 @@ def test_probe_records_load_as_tidy_frames():
     shifts = moment_shifts(record.probe_frame(probes[0]), layer=11)
     assert set(shifts.columns) == {"step", "unit", "abs_change_mean", "drift_mean", "abs_change_var", "drift_var"}
     assert (shifts[shifts["step"] == 0]["drift_mean"] == 0).all()
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
+def test_standard_probes_follow_the_scale_schedule(scale):
+    from bnlib.probes import PROBE_EVERY, standard_probes
+
+    for model, ics_layers in (("vgg", (5, 10)), ("dln", (9, 17))):
+        probes = standard_probes(model, scale)
+        by_kind = {type(p).__name__: p for p in probes}
+        assert by_kind["ICSProbe"].layers == ics_layers and by_kind["ICSProbe"].every == PROBE_EVERY[scale]["ics"]
+        assert {p.direction for p in probes if isinstance(p, LandscapeProbe)} == {"gradient", "random"}
+        assert len({probe_key(p) for p in probes}) == len(probes)

@@ -1,6 +1,7 @@
 """Run records: stored once, loaded without training, missing probes added, damage detected."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -104,3 +105,13 @@ def test_tidy_frames():
 def test_diverged_runs_are_recorded_as_such():
     record = load_or_run(DLN.replace(norm="none", lr=10.0, steps=100))
     assert record.diverged and record.final["steps"] < 100
+
+
+def test_records_are_readable_like_ordinary_files():
+    old = os.umask(0o022)
+    try:
+        record = load_or_run(DLN)
+    finally:
+        os.umask(old)
+    for path in record.path.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path

@@ -10,6 +10,9 @@ __call__(ctx)) for `bnlib.load_or_run(config, probes=[...])`:
 | loss landscape along the gradient | `landscape` | `LandscapeProbe` | Figs. 4, 10-13 |
 | top Hessian eigenvalues | `top_eigenvalues` | `HessianProbe` | (2 / lr test) |
 | Section 4's statements, both sides | `theory.*` | | Thms 4.1, 4.2, 4.4, Obs. 4.3, Lemma 4.5 |
+
+`standard_probes(model, scale)` gives all of them on the paper's layers at the scale's strides
+(`PROBE_EVERY`, explained in `bnlib.probes.schedule`).
 """
 
 from bnlib.probes import theory
@@ -18,8 +21,10 @@ from bnlib.probes.functional import BatchLoss
 from bnlib.probes.hessian import HessianProbe, freeze_batch_statistics, top_eigenvalues
 from bnlib.probes.ics import ICSProbe, ics
 from bnlib.probes.landscape import LandscapeProbe, landscape, random_direction
+from bnlib.probes.schedule import PROBE_EVERY, standard_probes
 
 __all__ = [
+    "PROBE_EVERY",
     "ActivationProbe",
     "BatchLoss",
     "HessianProbe",
@@ -31,6 +36,7 @@ __all__ = [
     "landscape",
     "moment_shifts",
     "random_direction",
+    "standard_probes",
     "theory",
     "top_eigenvalues",
 ]
