@@ -25,11 +25,10 @@ from bnlib.probes import (
 from bnlib.records import load_or_run
 from bnlib.train import RunOptions, summed_squared_error, train
 
-torch.set_default_dtype(torch.float64)  # known answers to 1e-10, not to float32 rounding
-
 
 @pytest.fixture(autouse=True)
 def float64():
+    """Known answers to 1e-10, not to float32 rounding."""
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(torch.float32)
