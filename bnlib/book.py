@@ -1,0 +1,153 @@
+"""The book around the chapters: each chapter's set-up cell, the chapter template, and the build.
+
+    python -m bnlib book [--scale cpu]      # build the HTML; prints where it is
+
+The build executes the notebooks in notebooks/ (committed without outputs) at the chosen scale,
+with a per-scale execution cache so an unchanged chapter is not run again, a per-cell timeout, and
+any cell error failing the build. Chapters share run records (bnlib.records), so a training run
+used by two chapters runs once. Each scale builds into its own folder, book/_build/<scale>: smoke
+outputs never mix with the published cpu build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bnlib.device import describe, pick_device
+from bnlib.errors import BnlibError
+from bnlib.experiments import check_scale, default_scale
+from bnlib.project import REPO_TAG, REPO_URL, colab_url, install_line
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+CELL_TIMEOUT_S = {"smoke": 300, "cpu": 1800, "paper": 6 * 3600}
+
+SETUP_CELL = f"""# Set-up. On Colab this installs bnlib (your runtime's own torch and ipywidgets are kept).
+import sys
+
+if "google.colab" in sys.modules:
+    {install_line()}
+import bnlib.book
+
+bnlib.book.setup()"""
+PARAMETERS_CELL = """scale = bnlib.book.default_scale()  # $BNLIB_SCALE, else "paper" on a GPU and "cpu" without"""
+
+
+def setup() -> None:
+    """A chapter's first call: figure style, and what this session will run on."""
+    from bnlib import __version__, plotting
+
+    plotting.style()
+    device = pick_device()
+    print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}, scale {default_scale()}")
+    if "google.colab" in sys.modules and device.type == "cpu":
+        print(
+            "This Colab runtime has no GPU, so the chapter runs at the cpu scale. For the paper's "
+            "full scale: Runtime > Change runtime type > a GPU, then Runtime > Run all."
+        )
+
+
+def badge(notebook: Path) -> str:
+    url = colab_url(notebook.resolve().relative_to(ROOT).as_posix())
+    return f"[Open this chapter in Colab]({url}) to run it on a GPU."
+
+
+def template_problems(notebook: Path) -> list[str]:
+    """How a chapter departs from the template (empty if it follows it)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    problems = []
+    if len(cells) < 3:
+        return [f"{notebook.name}: needs a title cell, the set-up cell and the parameters cell"]
+    title, setup_cell, parameters = cells[:3]
+    source = "".join(title["source"])
+    if title["cell_type"] != "markdown" or not source.startswith("# ") or badge(notebook) not in source:
+        problems.append(f"{notebook.name}: the first cell must be '# Title' and the Colab link")
+    if "".join(setup_cell["source"]) != SETUP_CELL:
+        problems.append(f"{notebook.name}: the second cell must be the set-up cell")
+    if "".join(parameters["source"]) != PARAMETERS_CELL or "parameters" not in parameters["metadata"].get("tags", []):
+        problems.append(f"{notebook.name}: the third cell must be the parameters cell, tagged 'parameters'")
+    for cell in cells:
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
+            problems.append(f"{notebook.name}: committed with outputs; strip them")
+            break
+    return problems
+
+
+def apply_template(notebook: Path) -> None:
+    """Rewrite a chapter's first three cells from the template and strip every output."""
+    nb = json.loads(notebook.read_text())
+    cells = nb["cells"]
+    title = "".join(cells[0]["source"]).split("\n", 1)[0] if cells and cells[0]["cell_type"] == "markdown" else ""
+    if not title.startswith("# "):
+        raise BnlibError(f"{notebook}: the first cell must start with a '# Title' line")
+    rest = cells[1:]
+    while rest and "".join(rest[0]["source"]) in (SETUP_CELL, PARAMETERS_CELL):
+        rest = rest[1:]
+    head = [
+        _cell("markdown", f"{title}\n\n{badge(notebook)}", "title"),
+        _cell("code", SETUP_CELL, "setup"),
+        _cell("code", PARAMETERS_CELL, "parameters", tags=["parameters"]),
+    ]
+    for i, cell in enumerate(rest):
+        cell.setdefault("id", hashlib.sha1(f"{i}:{''.join(cell['source'])}".encode()).hexdigest()[:8])
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    nb["cells"] = head + rest
+    nb["nbformat"], nb["nbformat_minor"] = 4, 5  # cell ids
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _cell(kind: str, source: str, cell_id: str, tags: list[str] | None = None) -> dict:
+    cell = {"cell_type": kind, "id": cell_id, "metadata": {"tags": tags} if tags else {}, "source": source}
+    if kind == "code":
+        cell |= {"execution_count": None, "outputs": []}
+    return cell
+
+
+def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
+    """Build the HTML book at `scale`; returns the path of its index.html."""
+    import yaml
+
+    scale = check_scale(scale) if scale else default_scale()
+    if not (ROOT / "book" / "_config.yml").exists():
+        raise BnlibError(f"no book/_config.yml under {ROOT}; build the book from a checkout of {REPO_URL}")
+    problems = [p for nb in sorted(NOTEBOOKS.glob("*.ipynb")) for p in template_problems(nb)]
+    if problems:
+        raise BnlibError(f"{problems[0]} (python -m bnlib book --apply-template fixes the template)")
+    out = ROOT / "book" / "_build" / scale
+    out.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    config["execute"] |= {"cache": str(out / "jupyter_cache"), "timeout": CELL_TIMEOUT_S[scale]}
+    config["repository"] |= {"url": REPO_URL, "branch": REPO_TAG}
+    # Jupyter Book resolves local extensions relative to the config file, which now lives in `out`.
+    extensions = config["sphinx"].get("local_extensions", {})
+    config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in extensions.items()}
+    (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [
+        str(jupyter_book if jupyter_book.exists() else shutil.which("jupyter-book") or "jupyter-book"),
+        "build", str(ROOT),
+        "--config", str(out / "_config.yml"),
+        "--toc", str(ROOT / "book" / "_toc.yml"),
+        "--path-output", str(out),
+        "-W", "-n", "--keep-going",
+    ]  # fmt: skip
+    if rebuild_all:
+        command.append("--all")
+    env = os.environ | {"BNLIB_SCALE": scale, "BNLIB_PROGRESS": "0"}
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env)
+    if done.returncode != 0:
+        raise BnlibError(f"the {scale}-scale book build failed (exit {done.returncode}); the log above says where")
+    index = out / "_build" / "html" / "index.html"
+    print(f"{scale}-scale book built in {time.perf_counter() - started:.0f} s: {index}")
+    return index

@@ -1,0 +1,20 @@
+"""Where the project lives: the one place that names the repository and the release tag.
+
+The book's Colab buttons, each chapter's first cell (which installs bnlib on Colab) and the
+book's configuration are all generated from these two constants.
+"""
+
+REPO_URL = "https://github.com/bnlib-book/batchnorm-optimization"
+REPO_TAG = "main"
+
+
+def colab_url(notebook: str) -> str:
+    """The Colab address of a chapter, e.g. colab_url("notebooks/01_does_bn_help.ipynb")."""
+    path = REPO_URL.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{path}/blob/{REPO_TAG}/{notebook}"
+
+
+def install_line() -> str:
+    """What a chapter's first cell runs on Colab: bnlib at the tag, pinning neither torch nor
+    ipywidgets (Colab's own stay)."""
+    return f'%pip install -q "bnlib @ git+{REPO_URL}@{REPO_TAG}"'
