@@ -1,0 +1,165 @@
+"""The book: chapters follow the template and run at smoke scale; the smoke-scale book builds; a
+real headless Chromium loads every page and finds what a reader should see."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import fake_cifar, write_image_tar
+from nbclient import NotebookClient
+
+from bnlib import book
+from bnlib.project import REPO_URL
+
+ROOT = Path(book.__file__).resolve().parents[1]
+CHAPTERS = sorted(book.NOTEBOOKS.glob("*.ipynb"))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "notebooks/ holds no chapter"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_follows_the_template(notebook):
+    assert book.template_problems(notebook) == []
+
+
+def test_apply_template_repairs_a_chapter(tmp_path, monkeypatch):
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    chapter = tmp_path / "notebooks" / "ch.ipynb"
+    chapter.parent.mkdir()
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# A chapter"), nbformat.v4.new_code_cell("1 + 1")]
+    )
+    nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    nbformat.write(nb, chapter)
+    assert book.template_problems(chapter)
+    book.apply_template(chapter)
+    assert book.template_problems(chapter) == []
+    cells = nbformat.read(chapter, as_version=4).cells
+    assert [c.source for c in cells][-1] == "1 + 1" and cells[-1].outputs == []
+    book.apply_template(chapter)  # idempotent
+    assert len(nbformat.read(chapter, as_version=4).cells) == 4
+
+
+def test_the_repository_address_is_defined_once():
+    pattern = REPO_URL.removeprefix("https://")
+    holders = [
+        p.relative_to(ROOT).as_posix()
+        for p in ROOT.rglob("*")
+        if p.is_file()
+        and p.suffix in {".py", ".yml", ".yaml", ".md", ".toml", ".ipynb"}
+        and not {".venv", "_build", ".git"} & set(p.relative_to(ROOT).parts)
+        and pattern in p.read_text(errors="ignore")
+    ]
+    generated = {c.relative_to(ROOT).as_posix() for c in CHAPTERS}  # written by apply_template
+    assert set(holders) - generated == {"bnlib/project.py"}
+
+
+@pytest.mark.parametrize("notebook", [*CHAPTERS, ROOT / "book" / "intro.ipynb"], ids=lambda p: p.stem)
+def test_notebook_runs_at_smoke_scale(notebook, cifar_tar, monkeypatch):
+    monkeypatch.setenv("BNLIB_SCALE", "smoke")
+    nb = nbformat.read(notebook, as_version=4)
+    started = time.perf_counter()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
+    ).execute()
+    assert time.perf_counter() - started < 90
+
+
+# ------------------------------------------------------------------ the smoke-scale book in a browser
+
+
+@pytest.fixture(scope="module")
+def smoke_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the smoke-scale book once (fake data, an empty cache) and return its html folder."""
+    data = write_image_tar(tmp_path_factory.mktemp("data") / "cifar.tar.gz", fake_cifar())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BNLIB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        env.setenv("BNLIB_DATA", str(data))
+        shutil.rmtree(ROOT / "book" / "_build" / "smoke", ignore_errors=True)
+        index = book.build("smoke", rebuild_all=True)
+    assert index.parent == ROOT / "book" / "_build" / "smoke" / "_build" / "html"  # never the published build
+    return index.parent
+
+
+def test_smoke_book_builds(smoke_site):
+    pages = {p.relative_to(smoke_site).as_posix() for p in smoke_site.rglob("*.html")}
+    assert {"book/intro.html", "book/scales.html", "book/bibliography.html"} <= pages
+    assert {f"notebooks/{c.stem}.html" for c in CHAPTERS} <= pages
+    assert (smoke_site / "vendor" / "html-manager" / "embed-amd.js").exists()
+    assert not list(smoke_site.glob("_static/**/embed-amd.js"))  # never in _static (widgets would render 3x)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: run tests/setup.sh (it installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync"]
+    flags += ["--disable-background-networking", "--disable-component-update"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def served(smoke_site):
+    handler = functools.partial(_QuietHandler, directory=str(smoke_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _book_pages(site: Path) -> list[str]:
+    """The pages a reader visits: the root redirect and every page of the table of contents."""
+    return [
+        "index.html",
+        *sorted(p.relative_to(site).as_posix() for d in ("book", "notebooks") for p in (site / d).glob("*.html")),
+    ]
+
+
+def test_every_page_renders_in_chromium(smoke_site, served, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    checked = {}
+    for path in _book_pages(smoke_site):
+        page.goto(f"{served}/{path}", wait_until="networkidle")
+        page.wait_for_timeout(500)
+        html = (smoke_site / path).read_text()
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.src, e.complete && e.naturalWidth > 0])")
+        problems += [f"{path}: image does not decode: {src[:80]}" for src, ok in images if not ok]
+        if re.search(r'class="math', html):
+            if page.locator("mjx-container").count() == 0:
+                problems.append(f"{path}: math did not render")
+        if "application/vnd.jupyter.widget-view+json" in html:
+            if page.locator(".jupyter-widgets .widget-slider, .jupyter-widgets.widget-slider").count() == 0:
+                problems.append(f"{path}: widgets did not render from saved state")
+        if path.startswith("notebooks/"):
+            links = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
+            expected = path.replace(".html", ".ipynb")
+            if not links or not all(link.endswith(expected) for link in links):
+                problems.append(f"{path}: Colab links {links} do not point at {expected}")
+        checked[path] = {"images": len(images), "math": page.locator("mjx-container").count()}
+    assert not problems, "\n".join(problems)
+    assert any(v["math"] for v in checked.values()) and any(v["images"] > 1 for v in checked.values())
