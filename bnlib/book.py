@@ -11,7 +11,6 @@ outputs never mix with the published cpu build.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -84,33 +83,27 @@ def template_problems(notebook: Path) -> list[str]:
 
 def apply_template(notebook: Path) -> None:
     """Rewrite a chapter's first three cells from the template and strip every output."""
-    nb = json.loads(notebook.read_text())
-    cells = nb["cells"]
-    title = "".join(cells[0]["source"]).split("\n", 1)[0] if cells and cells[0]["cell_type"] == "markdown" else ""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    cells = nb.cells
+    title = cells[0].source.split("\n", 1)[0] if cells and cells[0].cell_type == "markdown" else ""
     if not title.startswith("# "):
         raise BnlibError(f"{notebook}: the first cell must start with a '# Title' line")
     rest = cells[1:]
-    while rest and "".join(rest[0]["source"]) in (SETUP_CELL, PARAMETERS_CELL):
+    while rest and rest[0].source in (SETUP_CELL, PARAMETERS_CELL):
         rest = rest[1:]
     head = [
-        _cell("markdown", f"{title}\n\n{badge(notebook)}", "title"),
-        _cell("code", SETUP_CELL, "setup"),
-        _cell("code", PARAMETERS_CELL, "parameters", tags=["parameters"]),
+        nbformat.v4.new_markdown_cell(f"{title}\n\n{badge(notebook)}", id="title"),
+        nbformat.v4.new_code_cell(SETUP_CELL, id="setup"),
+        nbformat.v4.new_code_cell(PARAMETERS_CELL, id="parameters", metadata={"tags": ["parameters"]}),
     ]
-    for i, cell in enumerate(rest):
-        cell.setdefault("id", hashlib.sha1(f"{i}:{''.join(cell['source'])}".encode()).hexdigest()[:8])
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-    nb["cells"] = head + rest
-    nb["nbformat"], nb["nbformat_minor"] = 4, 5  # cell ids
-    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-
-
-def _cell(kind: str, source: str, cell_id: str, tags: list[str] | None = None) -> dict:
-    cell = {"cell_type": kind, "id": cell_id, "metadata": {"tags": tags} if tags else {}, "source": source}
-    if kind == "code":
-        cell |= {"execution_count": None, "outputs": []}
-    return cell
+    for cell in rest:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.cells = head + rest
+    nbformat.validator.normalize(nb)  # gives any cell without an id one
+    nbformat.write(nb, notebook)
 
 
 def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
