@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from bnlib.config import RunConfig
+from bnlib.device import autocast
 
 ArrayLike = np.ndarray | Tensor | float | int
 
@@ -68,9 +69,7 @@ class ProbeContext:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision the training step ran in (bf16 autocast for VGG on CUDA)."""
-        if self.amp and self.x.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.x.device, self.amp)
 
     def loss(self) -> Tensor:
         """The training loss of the current weights on the current batch, with the step's noise."""

@@ -34,7 +34,7 @@ from bnlib.models import NumberedNet, build_model
 from bnlib.storage import atomic_write
 
 ENV_PROGRESS = "BNLIB_PROGRESS"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 FINAL_WINDOW = 100  # final training loss and accuracy: means over the last 100 steps' batches
 
 
@@ -186,8 +186,7 @@ class Run:
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "cpu_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "rng": vars(RandomState.capture()),
             "sampler": self.task.sampler.state_dict() if self.task.sampler else {},
             "loss": self.loss_buf[: self.step].cpu(),
             "acc": self.acc_buf[: self.step].cpu(),
@@ -203,9 +202,7 @@ class Run:
         self.step = int(state["step"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["cpu_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        RandomState(**state["rng"]).restore()
         if self.task.sampler:
             self.task.sampler.load_state_dict(state["sampler"])
         self.loss_buf[: self.step] = state["loss"].to(self.device)

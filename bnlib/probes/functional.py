@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from bnlib.device import autocast
 from bnlib.hooks import ProbeContext, RandomState
 
 Params = dict[str, Tensor]
@@ -56,8 +57,7 @@ class BatchLoss:
     def outputs(self, params: Params) -> Tensor:
         if self.rng is not None:
             self.rng.restore()
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp and self.x.is_cuda else contextlib.nullcontext()
-        with self._mode(), amp:
+        with self._mode(), autocast(self.x.device, self.amp):
             return functional_call(self.model, (params, self.buffers), (self.x,))
 
     def __call__(self, params: Params) -> Tensor:
