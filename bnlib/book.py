@@ -140,10 +140,36 @@ def run_notebook(nb, cwd: Path, timeout: int) -> float:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
     started = time.perf_counter()
     with client.setup_kernel():
+        for channel in (client.kc.shell_channel, client.kc.iopub_channel):
+            _poll_every_second(channel)
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
         client.set_widgets_metadata()
     return time.perf_counter() - started
+
+
+def _poll_every_second(channel) -> None:
+    """Make a kernel channel's get_msg(timeout) look at its socket at least once a second.
+
+    After a cell that displays widgets, nbclient was seen (here, and in nbclient issue #312) to
+    wait out the whole cell timeout for an execute reply the kernel had already sent: the
+    asyncio wake-up for the socket was missed. A fresh poll sees the waiting message.
+    """
+    from queue import Empty
+
+    get_msg = channel.get_msg
+
+    async def patient_get_msg(timeout: float | None = None, **kwargs):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=left, **kwargs)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = patient_get_msg
 
 
 def _execute_here(notebook: str, cache_path: str, timeout: int) -> None:

@@ -26,8 +26,9 @@ import torch
 from bnlib.config import RunConfig
 from bnlib.data import load_cifar10
 from bnlib.hooks import Probe, probe_key
+from bnlib.models import NumberedNet
 from bnlib.storage import atomic_write, cache_dir, file_sha256, load_npz, read_json, save_npz, write_json
-from bnlib.train import RunOptions, TrainResult, train
+from bnlib.train import RunOptions, TrainResult, initial_model, train
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +51,14 @@ class Record:
     def diverged(self) -> bool:
         return self.status == "diverged"
 
+    def model(self) -> NumberedNet:
+        """The run's final network (from model.pt), on the CPU in training mode."""
+        if self.path is None:
+            raise ValueError("this record has no folder to load the model from")
+        model = initial_model(self.config)
+        model.load_state_dict(torch.load(self.path / "model.pt", weights_only=True))
+        return model
+
     def curves(self) -> pd.DataFrame:
         """Tidy training curves: one row per (step, metric) with the run's config as columns."""
         m = self.metrics
@@ -65,12 +74,27 @@ class Record:
         ]
         return self._tag(pd.concat(parts, ignore_index=True))
 
+    def probe_key(self, probe: str | Probe) -> str:
+        """The key of a probe in this record: a probe, its key, or the start of exactly one key
+        ("ics", "landscape-gradient", "hessian")."""
+        key = probe if isinstance(probe, str) else probe_key(probe)
+        if key in self.probes:
+            return key
+        matches = [k for k in self.probes if k.startswith(key)]
+        if len(matches) != 1:
+            raise KeyError(f"this record has no probe {key!r} (nor one key starting so); it has {sorted(self.probes)}")
+        return matches[0]
+
+    def probe_table(self, probe: str | Probe, quantity: str) -> pd.DataFrame:
+        """One probe quantity as a table: a row per probed step, a column per position of a vector
+        output (a single column 0 for a number)."""
+        data = self.probes[self.probe_key(probe)]
+        values = data[quantity].reshape(len(data["step"]), -1)
+        return pd.DataFrame(values, index=pd.Index(data["step"], name="step"))
+
     def probe_frame(self, probe: str | Probe) -> pd.DataFrame:
         """Tidy probe outputs: step, quantity, index (position in a vector output), value."""
-        key = probe if isinstance(probe, str) else probe_key(probe)
-        if key not in self.probes:
-            raise KeyError(f"this record has no probe {key!r}; it has {sorted(self.probes)}")
-        data = self.probes[key]
+        data = self.probes[self.probe_key(probe)]
         steps = data["step"]
         rows = []
         for name, values in data.items():

@@ -97,6 +97,22 @@ def _make_task(config: RunConfig, device: torch.device, options: RunOptions) -> 
     return _Task(sampler.next, cross_entropy, test, sampler, cifar.source)
 
 
+def initial_model(config: RunConfig) -> NumberedNet:
+    """The network a run of `config` starts from (the same Glorot draw as `train`), on the CPU in
+    training mode; torch's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(config).train()
+
+
+def first_batch(config: RunConfig, options: RunOptions | None = None) -> tuple[Tensor, Tensor, Callable]:
+    """The first training batch of a run of `config` on the CPU, and the run's loss function: for
+    measurements on a saved model (e.g. `Record.model()`)."""
+    task = _make_task(config, torch.device("cpu"), options or RunOptions())
+    x, y = task.next_batch()
+    return x, y, task.loss_fn
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: ImageSplit, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the model in evaluation mode on a whole split."""

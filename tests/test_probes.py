@@ -215,11 +215,13 @@ def test_probe_records_load_as_tidy_frames():
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
 def test_standard_probes_follow_the_scale_schedule(scale):
-    from bnlib.probes import PROBE_EVERY, standard_probes
+    from bnlib.probes import probe_every, standard_probes
 
     for model, ics_layers in (("vgg", (5, 10)), ("dln", (9, 17))):
         probes = standard_probes(model, scale)
         by_kind = {type(p).__name__: p for p in probes}
-        assert by_kind["ICSProbe"].layers == ics_layers and by_kind["ICSProbe"].every == PROBE_EVERY[scale]["ics"]
+        assert (
+            by_kind["ICSProbe"].layers == ics_layers and by_kind["ICSProbe"].every == probe_every(scale, model)["ics"]
+        )
         assert {p.direction for p in probes if isinstance(p, LandscapeProbe)} == {"gradient", "random"}
         assert len({probe_key(p) for p in probes}) == len(probes)

@@ -115,3 +115,29 @@ def test_records_are_readable_like_ordinary_files():
         os.umask(old)
     for path in record.path.iterdir():
         assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_probes_are_found_by_the_start_of_their_key_and_read_as_tables():
+    record = load_or_run(DLN, [LOSS_PROBE, FunctionProbe("lossless", 5, lambda ctx: {"x": torch.tensor(1.0)})])
+    assert record.probe_key("loss-") == "loss-every3" and record.probe_key("lossl") == "lossless-every5"
+    with pytest.raises(KeyError, match="no probe"):
+        record.probe_key("loss")  # the start of two keys: ambiguous
+    pair = record.probe_table("loss-", "pair")
+    assert list(pair.index) == [0, 3, 6, 9, 12] and list(pair.columns) == [0, 1]
+    assert (pair[1] == 2.0).all()
+
+
+def test_a_record_gives_back_its_final_and_initial_networks():
+    from bnlib.train import initial_model, train
+
+    record = load_or_run(DLN)
+    final = record.model()
+    for name, value in final.state_dict().items():
+        torch.testing.assert_close(value, torch.load(record.path / "model.pt", weights_only=True)[name])
+    # the initial network is the one training starts from: a step of 1e-30 leaves its weights in place
+    state = torch.random.get_rng_state()
+    start = initial_model(DLN)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    moved = train(DLN.replace(lr=1e-30, steps=1)).model_state
+    for name, value in start.named_parameters():
+        torch.testing.assert_close(value.detach(), moved[name], rtol=0, atol=1e-20)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bnlib import RunConfig
+from bnlib import RunConfig, theory_checks
 from bnlib.models import build_model
 from bnlib.probes import theory
 from bnlib.train import cross_entropy, summed_squared_error
@@ -20,11 +20,7 @@ def float64():
 
 
 def random_bn_layer(m: int, units: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randn(m, units, generator=g) * torch.rand(units, generator=g) * 5 + torch.randn(units, generator=g)
-    gamma = torch.rand(units, generator=g) * 3 + 0.1
-    upstream = torch.randn(m, units, generator=g) + torch.randn(units, generator=g)  # a non-zero mean too
-    return y, gamma, upstream
+    return theory_checks.random_instances(m, units, seed)
 
 
 @pytest.mark.parametrize("m", [2, 16, 128])
@@ -44,17 +40,12 @@ def test_printed_theorem_4_1_fails():
     assert out["rhs_printed"][j] < out["lhs"][j]  # an explicit counterexample
 
 
-def smooth_loss(z: torch.Tensor) -> torch.Tensor:
-    weights = torch.linspace(-1, 2, len(z))
-    return (torch.sin(1.3 * z) * weights).sum() + 0.2 * (z * weights).sum() ** 2 + (z**4).sum() / 10
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_theorem_4_2_identity(seed):
     g = torch.Generator().manual_seed(seed)
     y = torch.randn(16, generator=g) * 2 + 1
     gamma, beta = torch.tensor(1.7), torch.tensor(0.3)
-    out = theory.theorem_4_2(y, gamma, beta, smooth_loss)
+    out = theory.theorem_4_2(y, gamma, beta, theory_checks.smooth_downstream)
     torch.testing.assert_close(out["lhs"], out["rhs"], rtol=1e-9, atol=1e-12)
 
 
@@ -98,10 +89,83 @@ def test_theorem_4_1_on_a_trained_style_vgg_layer():
     model = build_model(RunConfig(width=0.125, norm="batch")).train()
     x, labels = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    terms = theory.bn_layer_terms(model, 5, x, labels, cross_entropy)
+    terms = theory.bn_layer_terms(model, [5], x, labels, cross_entropy)[5]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing moved
     assert terms["y"].shape == (8 * 8 * 8, 32) and terms["g"].shape == terms["y"].shape
     out = theory.theorem_4_1(terms["y"].double(), terms["gamma"].double(), terms["g"].double(), eps=float(terms["eps"]))
     # eps = 1e-5 makes the identity approximate, to about eps / sigma^2
     torch.testing.assert_close(out["lhs"], out["rhs_1_over_m"], rtol=1e-3, atol=0)
     assert math.isfinite(out["gamma_sq_over_sigma_sq"].sum().item())
+
+
+def test_the_sweeps_confirm_the_corrected_statements_and_refute_the_printed_one():
+    t41 = theory_checks.theorem_4_1_sweep([2, 16, 128], n=50)
+    assert t41["relative_error_1_over_m"].max() < 1e-9
+    assert t41["printed_violated"].mean() > 0.95
+    assert theory_checks.theorem_4_2_sweep([8], n=5)["relative_error"].max() < 1e-9
+    assert theory_checks.theorem_4_4_sweep([2, 32], n=50)["relative_error"].max() < 1e-9
+    assert theory_checks.observation_4_3_sweep([2, 64])["max_abs_difference"].max() < 1e-12
+    lemma = theory_checks.lemma_4_5_sweep([3, 10], n=10)
+    assert lemma["relative_error"].max() < 1e-9 and (lemma["lhs"] <= lemma["plain_distance"] + 1e-12).all()
+    assert (theory_checks.scale_invariance([0.01, 7.0])["loss ratio"] - 1).abs().max() < 1e-9
+
+
+def test_the_smallest_counterexample_by_hand():
+    out = theory_checks.theorem_4_1_counterexample()
+    # y = (0, 1): sigma = 1/2, y_hat = (-1, 1); g = (0, 1): ||g||^2 = 1, <1, g>^2 / 2 = 1/2, <g, y_hat>^2 = 1
+    assert out["gamma_sq_over_sigma_sq"] == pytest.approx(4.0)
+    assert out["lhs"] == pytest.approx(0.0, abs=1e-20)
+    assert out["rhs_1_over_m"] == pytest.approx(0.0, abs=1e-12)
+    assert out["rhs_printed"] == pytest.approx(4 * (1 - 0.5 - 1 / math.sqrt(2)))
+
+
+def test_random_instances_have_the_asked_gamma_and_sigma():
+    y, gamma, g = theory_checks.random_instances(16, 5, seed=0, gamma=0.7, sigma=2.5)
+    torch.testing.assert_close(y.std(0, unbiased=False), torch.full((5,), 2.5))
+    assert (gamma == 0.7).all() and g.shape == (16, 5)
+
+
+def test_downstream_curvature_matches_the_hessian():
+    model = build_model(RunConfig(model="dln", dln_depth=4, dln_dim=3, norm="batch", lr=1e-3)).train()
+    x, target = torch.randn(6, 3), torch.randn(6, 3)
+    out = theory.downstream_curvature(model, 2, [0, 2], x, target, summed_squared_error)
+
+    def loss_of_z(z: torch.Tensor) -> torch.Tensor:  # the loss with layer 2's BN output replaced by z
+        handle = model.norm(2).register_forward_hook(lambda module, inputs, output: z)
+        try:
+            return summed_squared_error(model(x), target)
+        finally:
+            handle.remove()
+
+    seen = {}
+    handle = model.norm(2).register_forward_hook(lambda module, inputs, output: seen.setdefault("z", output.detach()))
+    model(x)
+    handle.remove()
+    z0 = seen["z"]
+    z = z0.clone().requires_grad_(True)
+    g = torch.autograd.grad(loss_of_z(z), z)[0]
+    hessian = torch.autograd.functional.hessian(loss_of_z, z0)  # (6, 3, 6, 3)
+    for i, j in enumerate([0, 2]):
+        by_hand = g[:, j] @ hessian[:, j, :, j] @ g[:, j]
+        torch.testing.assert_close(out["g_H_g"][i], by_hand, rtol=1e-9, atol=1e-12)
+
+
+def test_bn_scale_probe_by_hand():
+    from bnlib.hooks import ProbeContext
+
+    torch.set_default_dtype(torch.float32)
+    config = RunConfig(width=0.0625, norm="batch")
+    model = build_model(config).train()
+    with torch.no_grad():
+        model.norm(3).weight.uniform_(0.5, 2.0)
+    x, labels = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    ctx = ProbeContext(model, x, labels, 0, config, cross_entropy)
+    out = theory.BNScaleProbe(every=1)(ctx)
+    assert set(out) == {f"L{k}.{q}" for k in range(1, 14) for q in ("gamma_sq_over_sigma_sq", "g_dot_y_hat")}
+    seen = {}
+    handle = model.norm(3).register_forward_hook(lambda m, inputs, output: seen.setdefault("y", inputs[0].detach()))
+    model(x)
+    handle.remove()
+    var = seen["y"].var(dim=(0, 2, 3), unbiased=False)
+    expected = model.norm(3).weight.detach() ** 2 / (var + model.norm(3).eps)
+    torch.testing.assert_close(torch.as_tensor(out["L3.gamma_sq_over_sigma_sq"]), expected, rtol=1e-4, atol=0)

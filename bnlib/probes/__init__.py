@@ -21,7 +21,7 @@ from bnlib.probes.functional import BatchLoss
 from bnlib.probes.hessian import HessianProbe, freeze_batch_statistics, top_eigenvalues
 from bnlib.probes.ics import ICSProbe, ics
 from bnlib.probes.landscape import LandscapeProbe, landscape, random_direction
-from bnlib.probes.schedule import PROBE_EVERY, standard_probes
+from bnlib.probes.schedule import PROBE_EVERY, probe_every, standard_probes
 
 __all__ = [
     "PROBE_EVERY",
@@ -35,6 +35,7 @@ __all__ = [
     "ics",
     "landscape",
     "moment_shifts",
+    "probe_every",
     "random_direction",
     "standard_probes",
     "theory",

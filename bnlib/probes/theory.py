@@ -13,14 +13,16 @@ eps / sigma^2.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnlib.device import full_precision
-from bnlib.hooks import preserved_state
+from bnlib.hooks import ProbeContext, preserved_state
 from bnlib.models import NumberedNet
 
 EXACT_EPS = 1e-30
@@ -120,35 +122,115 @@ def lemma_4_5(w0: Tensor, w_star: Tensor) -> dict[str, Tensor]:
     }
 
 
+def bn_layers(model: NumberedNet) -> list[int]:
+    """The numbers of the layers followed by torch BatchNorm."""
+    return [k for k in range(1, model.num_layers + 1) if isinstance(model.norm(k), nn.modules.batchnorm._BatchNorm)]
+
+
 def bn_layer_terms(
-    model: NumberedNet, layer: int, x: Tensor, target: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]
-) -> dict[str, Tensor]:
-    """For layer #layer of a network with torch BatchNorm: the batch y entering BN as (m, units),
-    the gradient g = dL/dz leaving it, gamma, beta and eps, from one forward and backward pass in
-    training mode (the model is left exactly as it was)."""
-    norm = model.norm(layer)
-    if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
-        raise TypeError(f"layer #{layer} is followed by {type(norm).__name__}, not BatchNorm")
-    saved: dict[str, Tensor] = {}
+    model: NumberedNet,
+    layers: Sequence[int],
+    x: Tensor,
+    target: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+) -> dict[int, dict[str, Tensor]]:
+    """For each BatchNorm layer in `layers`: the batch y entering BN as (m, units), the gradient
+    g = dL/dz leaving it, gamma, beta and eps, from one forward and backward pass in training mode
+    (the model is left exactly as it was)."""
+    saved: dict[tuple[int, str], Tensor] = {}
 
-    def keep(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        saved["y"] = inputs[0].detach()
-        output.register_hook(lambda grad: saved.__setitem__("g", grad.detach()))
+    def keep(layer: int):
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            saved[(layer, "y")] = inputs[0].detach()
+            output.register_hook(lambda grad: saved.__setitem__((layer, "g"), grad.detach()))
 
-    handle = norm.register_forward_hook(keep)
+        return hook
+
+    for k in layers:
+        if not isinstance(model.norm(k), nn.modules.batchnorm._BatchNorm):
+            raise TypeError(f"layer #{k} is followed by {type(model.norm(k)).__name__}, not BatchNorm")
+    handles = [model.norm(k).register_forward_hook(keep(k)) for k in layers]
     try:
         with preserved_state(model):  # weights, BN statistics, gradients and random state stay put
             loss_fn(model(x), target).backward()
     finally:
-        handle.remove()
-
-    def columns(t: Tensor) -> Tensor:
-        return full_precision(t).transpose(0, 1).reshape(t.shape[1], -1).T
-
+        for h in handles:
+            h.remove()
     return {
-        "y": columns(saved["y"]),
-        "g": columns(saved["g"]),
-        "gamma": norm.weight.detach(),
-        "beta": norm.bias.detach(),
-        "eps": torch.tensor(norm.eps),
+        k: {
+            "y": _columns(saved[(k, "y")]),
+            "g": _columns(saved[(k, "g")]),
+            "gamma": model.norm(k).weight.detach(),
+            "beta": model.norm(k).bias.detach(),
+            "eps": torch.tensor(model.norm(k).eps),
+        }
+        for k in layers
     }
+
+
+def _columns(t: Tensor) -> Tensor:
+    """(m, units): a unit's values over the batch (and H, W for a conv layer) in a column."""
+    return full_precision(t).transpose(0, 1).reshape(t.shape[1], -1).T
+
+
+def downstream_curvature(
+    model: NumberedNet,
+    layer: int,
+    units: Sequence[int],
+    x: Tensor,
+    target: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+) -> dict[str, Tensor]:
+    """Theorem 4.2's hypotheses for some units of a BN layer: g_j^T H_jj g_j, the curvature of the
+    loss (through every layer above, their BN included) with respect to the BN output z_j along
+    its own gradient g_j = dL/dz_j, and <g_j, y_hat_j>. The theorem's reading needs H_jj >= 0 and
+    <g_j, y_hat_j> > 0. One forward pass and one double-backward pass per unit."""
+    leaf: dict[str, Tensor] = {}
+
+    def swap(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        leaf["y"] = inputs[0].detach()
+        leaf["z"] = output.detach().requires_grad_(True)
+        return leaf["z"]
+
+    handle = model.norm(layer).register_forward_hook(swap)
+    try:
+        with preserved_state(model):
+            z_grad = torch.autograd.grad(loss_fn(model(x), target), leaf["z"], create_graph=True)[0]
+            curvature = []
+            for j in units:
+                v = torch.zeros_like(z_grad)
+                v[:, j] = z_grad[:, j].detach()
+                hv = torch.autograd.grad(z_grad, leaf["z"], grad_outputs=v, retain_graph=True)[0]
+                curvature.append((hv[:, j] * v[:, j]).sum())
+    finally:
+        handle.remove()
+    norm = model.norm(layer)
+    y_hat, _ = normalized(_columns(leaf["y"]), norm.eps)
+    g = _columns(z_grad.detach())
+    units_t = torch.as_tensor(list(units))
+    return {
+        "g_H_g": full_precision(torch.stack(curvature)),
+        "g_dot_y_hat": (g[:, units_t] * y_hat[:, units_t]).sum(0),
+    }
+
+
+@dataclass
+class BNScaleProbe:
+    """Section 4's scale factor gamma_j^2 / sigma_j^2 (sigma_j the unit's batch standard deviation,
+    eps included, as BN divides by it) and <g_j, y_hat_j> for every unit of every BatchNorm layer,
+    every `every` steps, on the step's batch. The bounds of Theorems 4.1, 4.2 and 4.4 shrink the
+    gradient only where gamma^2 / sigma^2 < 1."""
+
+    every: int
+    name: str = "bn-scale"
+
+    def __call__(self, ctx: ProbeContext) -> dict[str, np.ndarray]:
+        layers = bn_layers(ctx.model)
+        with ctx.same_noise():
+            terms = bn_layer_terms(ctx.model, layers, ctx.x, ctx.y, ctx.loss_fn)
+        out: dict[str, np.ndarray] = {}
+        for k, t in terms.items():
+            y_hat, sigma = normalized(t["y"], float(t["eps"]))
+            out[f"L{k}.gamma_sq_over_sigma_sq"] = (t["gamma"].float().square() / sigma.square()).cpu().numpy()
+            out[f"L{k}.g_dot_y_hat"] = (t["g"] * y_hat).sum(0).cpu().numpy()
+        return out
