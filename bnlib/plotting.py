@@ -101,7 +101,7 @@ def ridge(
     densities = [density_from_quantiles(v, levels, x) for v in values]
     height = max(d.max() for d in densities) or 1.0
     for i, (step, d) in enumerate(zip(steps, densities, strict=True)):
-        base = -i * 0.6
+        base = -i * 0.75
         ax.fill_between(x, base, base + d / height, color=color, alpha=0.35, lw=0, zorder=i)
         ax.plot(x, base + d / height, color=color, lw=0.8, zorder=i)
         ax.text(x[-1], base + 0.05, f"{step}", fontsize="x-small", ha="right", va="bottom", color="0.3")

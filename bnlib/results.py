@@ -91,6 +91,14 @@ def moment_changes(name: str, scale: str, layers: tuple[int, ...] = (2, 9, 13)) 
     return shifts.dropna(subset=["abs_change_mean"])[["abs_change_mean", "abs_change_var"]]
 
 
+def _moment_changes_text(scale: str) -> str:
+    parts = []
+    for label, name in (("noisy BN", "vgg-noisybn-lr0.1"), ("BN", "vgg-bn-lr0.1"), ("standard", "vgg-std-lr0.1")):
+        changes = moment_changes(name, scale)["abs_change_mean"]
+        parts.append(f"{label} {changes.median():.2g} ({changes.max():.2g})")
+    return "|change of the mean| between probed steps, layers #2, #9, #13, median (largest): " + ", ".join(parts)
+
+
 def moment_change_table(scale: str) -> pd.DataFrame:
     """Fig. 8a summarised: the change of the activation moments between probed steps, layers
     #2, #9 and #13, standard vs BatchNorm vs noisy BatchNorm."""
@@ -154,7 +162,9 @@ def landscape_numbers(name: str, scale: str, direction: str = "gradient") -> dic
     two_over_lr = 2 / record.config.lr
     return {
         "loss band width": float((series("loss_max") - series("loss_min")).median()),
+        "loss band max": float((series("loss_max") - series("loss_min")).max()),
         "gradient change": float(series("grad_diff_max").median()),
+        "gradient change max": float(series("grad_diff_max").max()),
         "beta median": float(beta.median()),
         "beta max": float(beta.max()),
         "beta median x lr/2": float(beta.median() / two_over_lr),
@@ -167,7 +177,9 @@ def landscape_table(names: list[str], scale: str, direction: str = "gradient") -
     table = pd.DataFrame(rows).rename(
         columns={
             "loss band width": "median loss band width",
+            "loss band max": "widest loss band",
             "gradient change": "median max gradient change",
+            "gradient change max": "largest gradient change",
             "beta median": "median effective beta",
             "beta max": "largest effective beta",
             "beta median x lr/2": "median effective beta / (2/lr)",
@@ -203,7 +215,12 @@ def _landscape(name: str, scale: str, key: str, direction: str = "gradient") -> 
 
 
 def _pair(std: str, bn: str, scale: str, key: str, direction: str = "gradient") -> str:
-    return f"standard {_landscape(std, scale, key, direction)}, BN {_landscape(bn, scale, key, direction)}"
+    """'standard m (M), BN m (M)': the median of `key` over training and, in brackets, the largest."""
+    largest = {"loss band width": "loss band max", "gradient change": "gradient change max", "beta median": "beta max"}
+    return ", ".join(
+        f"{label} {_landscape(name, scale, key, direction)} ({_landscape(name, scale, largest[key], direction)})"
+        for label, name in (("standard", std), ("BN", bn))
+    )
 
 
 LP_VGG = ["vgg-std-lr0.1", "vgg-bn-lr0.1", "vgg-l1-lr0.1", "vgg-l2-lr0.1", "vgg-linf-lr0.1"]
@@ -344,17 +361,7 @@ CLAIMS: list[Claim] = [
         "The noise makes the activation moments far less stable than in the standard network",
         "noisy BN moments jump by up to ~1 between steps, BN ~0, standard ~0.1 (Fig. 8)",
         NOISY,
-        lambda scale: (
-            "largest |change of the mean| between probed steps, layers #2, #9, #13: "
-            + ", ".join(
-                f"{label} {moment_changes(name, scale)['abs_change_mean'].max():.2g}"
-                for label, name in (
-                    ("noisy BN", "vgg-noisybn-lr0.1"),
-                    ("BN", "vgg-bn-lr0.1"),
-                    ("standard", "vgg-std-lr0.1"),
-                )
-            )
-        ),
+        _moment_changes_text,
     ),
     Claim(
         "The same noise without BatchNorm prevents training",
@@ -390,7 +397,7 @@ CLAIMS: list[Claim] = [
         "BN ~1e4-1e5 (Figs. 4a, 10a)",
         LANDSCAPE,
         lambda scale: (
-            "median width of the loss band over training: VGG lr 0.1 "
+            "width of the loss band, median (largest) over training: VGG lr 0.1 "
             + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "loss band width")
             + "; DLN lr 1e-6 "
             + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "loss band width")
@@ -401,7 +408,7 @@ CLAIMS: list[Claim] = [
         "VGG: standard spikes to ~250, BN <~30-50; DLN: up to ~1e16 vs ~1e4-1e6 (Figs. 4b, 10b)",
         LANDSCAPE,
         lambda scale: (
-            "median over training of the largest gradient change: VGG "
+            "largest gradient change over the step sizes, median (largest) over training: VGG "
             + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "gradient change")
             + "; DLN "
             + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "gradient change")
@@ -414,13 +421,8 @@ CLAIMS: list[Claim] = [
         lambda scale: (
             "effective beta, median (largest) over training: VGG "
             + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "beta median")
-            + " ("
-            + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "beta max")
-            + "); DLN "
+            + "; DLN "
             + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "beta median")
-            + " ("
-            + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "beta max")
-            + ")"
         ),
     ),
     Claim(
@@ -440,7 +442,7 @@ CLAIMS: list[Claim] = [
         "stated without a figure (Section 3.2)",
         LANDSCAPE,
         lambda scale: (
-            "median width of the loss band along a random direction of the gradient's length: VGG "
+            "width of the loss band along a random direction of the gradient's length, median (largest): VGG "
             + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "loss band width", "random")
             + "; DLN "
             + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "loss band width", "random")
@@ -468,8 +470,10 @@ CLAIMS: list[Claim] = [
         "l_p activations non-Gaussian, with larger distributional shift than standard (Fig. 6)",
         LP,
         lambda scale: (
-            "layer #11, median |mu_T - mu_0| over units: "
-            + ", ".join(f"{n.split('-')[1]} {drift(n, scale)['mean']:.3g}" for n in LP_VGG)
+            "layer #11, median over units of |mu_T - mu_0| and |var_T - var_0|: "
+            + ", ".join(
+                f"{n.split('-')[1]} {drift(n, scale)['mean']:.2g} and {drift(n, scale)['var']:.2g}" for n in LP_VGG
+            )
         ),
     ),
     Claim(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bnlib.config import NoiseParams
 from bnlib.experiments import EXPERIMENTS, experiment
-from bnlib.hooks import Probe
+from bnlib.hooks import Probe, probe_key
 from bnlib.probes.schedule import make_probe
 from bnlib.records import Record, load_or_run
 
@@ -51,8 +51,13 @@ def probes_for(name: str, scale: str, seed: int = 0) -> list[Probe]:
 
 
 def get(name: str, scale: str, seed: int = 0) -> Record:
-    """The book's run of a named experiment, trained if missing, with its probes."""
-    return load_or_run(experiment(name, scale, seed=seed), probes_for(name, scale, seed), label=name)
+    """The book's run of a named experiment, trained if missing, with its probes. Only the plan's
+    probes are kept in the returned record (a stored record may also hold outputs of other probes,
+    e.g. at other strides), so a probe kind names one output: `record.probe_table("ics", ...)`."""
+    probes = probes_for(name, scale, seed)
+    record = load_or_run(experiment(name, scale, seed=seed), probes, label=name)
+    record.probes = {key: record.probes[key] for key in map(probe_key, probes)}
+    return record
 
 
 def scaled_noise(k: float) -> NoiseParams:
@@ -69,22 +74,20 @@ def short_steps(scale: str) -> int:
 
 
 def noisy_run(noise: NoiseParams, scale: str, norm: str = "noisy_batch") -> Record:
-    """A short VGG run at lr 0.1 with the given noise constants (the noisy-BN chapter's widget).
-    norm "noise" puts the same noise on the standard network."""
+    """A VGG run at lr 0.1 with the given noise constants, `short_steps` long (the noisy-BN
+    chapter's widget); norm "noise" puts the same noise on the standard network. Where the book
+    already has the run (the paper's noise, or none: noisy BN with zero noise is BN bit for bit),
+    that full run serves: its first `short_steps` steps are the short run, since nothing before a
+    step depends on how long the run will be."""
+    book = {
+        ("noisy_batch", NoiseParams()): "vgg-noisybn-lr0.1",
+        ("noisy_batch", scaled_noise(0)): "vgg-bn-lr0.1",
+        ("noise", NoiseParams()): "vgg-stdnoise-lr0.1",
+    }
+    if (norm, noise) in book:
+        return get(book[(norm, noise)], scale)
     config = experiment("vgg-noisybn-lr0.1", scale, norm=norm, noise=noise, steps=short_steps(scale), test_every=0)
     return load_or_run(config, label=norm)
 
 
 NOISE_GRID = (0.0, 1.0, 2.0, 4.0)  # multiples of the paper's noise precomputed for the static page
-
-
-def noise_grid_run(k: float, scale: str) -> Record:
-    """The noisy-BN widget's run with the paper's noise times k. For k = 0 (plain BN: noisy BN
-    with zero noise is BN bit for bit) and k = 1 (the paper's noise) it is the chapter's full run,
-    whose first `short_steps` steps are the short run (nothing before a step depends on the
-    run's length); other k train a short run."""
-    if k == 0:
-        return get("vgg-bn-lr0.1", scale)
-    if k == 1:
-        return get("vgg-noisybn-lr0.1", scale)
-    return noisy_run(scaled_noise(k), scale)

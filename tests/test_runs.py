@@ -3,7 +3,7 @@ grid reuses the book's runs where it can."""
 
 import pytest
 
-from bnlib import runs
+from bnlib import load_or_run, runs
 from bnlib.config import NoiseParams
 from bnlib.hooks import probe_key
 from bnlib.probes.schedule import make_probe
@@ -32,8 +32,10 @@ def test_scaled_noise():
 
 def test_a_short_run_is_the_start_of_the_long_one(cifar_tar):
     # the widget's grid shows the first steps of the book's runs for k = 0 and 1
-    full = runs.noise_grid_run(1, "smoke")
-    short = runs.noisy_run(runs.scaled_noise(1), "smoke")
+    full = runs.noisy_run(runs.scaled_noise(1), "smoke")
+    assert full.label == "vgg-noisybn-lr0.1" and runs.noisy_run(runs.scaled_noise(0), "smoke").label == "vgg-bn-lr0.1"
+    config = full.config.replace(steps=runs.short_steps("smoke"), test_every=0)
+    short = load_or_run(config)
     n = runs.short_steps("smoke")
     assert short.config.steps == n
     assert (short.metrics["train_loss"] == full.metrics["train_loss"][:n]).all()
