@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -47,9 +46,6 @@ def setup() -> None:
     from bnlib import __version__, plotting
 
     plotting.style()
-    # torch.func's first use triggers torch's own deprecation notice about torch.jit.script; it is
-    # about torch's internals, not the chapter, so keep it off the pages
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     device = pick_device()
     print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}, scale {default_scale()}")
     if "google.colab" in sys.modules and device.type == "cpu":

@@ -111,10 +111,19 @@ def test_the_repository_address_is_defined_once():
     assert set(holders) - generated == {"bnlib/project.py"}
 
 
+@pytest.fixture(scope="module")
+def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Fake data and one run cache shared by the chapters and the smoke book, as in a real build:
+    the chapters share run records, so each run trains once for the whole module."""
+    data = write_image_tar(tmp_path_factory.mktemp("data") / "cifar.tar.gz", fake_cifar())
+    return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(tmp_path_factory.mktemp("cache")), "BNLIB_SCALE": "smoke"}
+
+
 @pytest.mark.parametrize("notebook", [*CHAPTERS, ROOT / "book" / "results.ipynb"], ids=lambda p: p.stem)
-def test_notebook_runs_at_smoke_scale(notebook, cifar_tar, monkeypatch):
+def test_notebook_runs_at_smoke_scale(notebook, book_env, monkeypatch):
     # A hang detector, not a speed test (timings go in benchmarks and notes): a stuck cell fails.
-    monkeypatch.setenv("BNLIB_SCALE", "smoke")
+    for name, value in book_env.items():
+        monkeypatch.setenv(name, value)
     book.run_notebook(nbformat.read(notebook, as_version=4), notebook.parent, timeout=600)
 
 
@@ -122,12 +131,12 @@ def test_notebook_runs_at_smoke_scale(notebook, cifar_tar, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def smoke_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the smoke-scale book once (fake data, an empty cache) and return its html folder."""
-    data = write_image_tar(tmp_path_factory.mktemp("data") / "cifar.tar.gz", fake_cifar())
+def smoke_site(book_env: dict[str, str]) -> Path:
+    """Build the smoke-scale book once (fake data, the module's run cache, an empty execution
+    cache) and return its html folder."""
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("BNLIB_CACHE", str(tmp_path_factory.mktemp("cache")))
-        env.setenv("BNLIB_DATA", str(data))
+        env.setenv("BNLIB_CACHE", book_env["BNLIB_CACHE"])
+        env.setenv("BNLIB_DATA", book_env["BNLIB_DATA"])
         shutil.rmtree(ROOT / "book" / "_build" / "smoke", ignore_errors=True)
         index = book.build("smoke", rebuild_all=True)
     assert index.parent == ROOT / "book" / "_build" / "smoke" / "_build" / "html"  # never the published build

@@ -13,6 +13,7 @@ eps / sigma^2.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -73,8 +74,12 @@ def theorem_4_2(
     z = bn(y).detach()
     g = torch.func.grad(downstream)(z)
     v = torch.func.grad(lambda t: downstream(bn(t)))(y)
-    lhs = torch.dot(v, torch.func.jvp(torch.func.grad(lambda t: downstream(bn(t))), (y,), (v,))[1])
-    v_h_v = torch.dot(v, torch.func.jvp(torch.func.grad(downstream), (z,), (v,))[1])
+    with warnings.catch_warnings():
+        # forward-mode AD's first use loads torch's jvp decompositions, which warn that
+        # torch.jit.script (used inside torch) is deprecated: torch's business, not ours
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        lhs = torch.dot(v, torch.func.jvp(torch.func.grad(lambda t: downstream(bn(t))), (y,), (v,))[1])
+        v_h_v = torch.dot(v, torch.func.jvp(torch.func.grad(downstream), (z,), (v,))[1])
     y_hat, sigma = normalized(y[:, None], eps)
     g_dot_y_hat = torch.dot(g, y_hat[:, 0])
     rhs = gamma**2 / sigma[0] ** 2 * v_h_v - gamma / (m * sigma[0] ** 2) * g_dot_y_hat * v.square().sum()
