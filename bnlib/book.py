@@ -137,7 +137,11 @@ def run_notebook(nb, cwd: Path, timeout: int) -> float:
     """
     from nbclient import NotebookClient
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    # record_timing=False: timing metadata on the cells would change the notebook's hash in the
+    # execution cache, and Jupyter Book would then execute every chapter a second time
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
+    )
     started = time.perf_counter()
     with client.setup_kernel():
         for channel in (client.kc.shell_channel, client.kc.iopub_channel):

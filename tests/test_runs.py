@@ -16,7 +16,7 @@ def test_the_plan_gives_seed_zero_its_probes_and_other_seeds_none():
     assert runs.probes_for("vgg-stdnoise-lr0.1", "cpu") == []
     assert {p.every for p in runs.probes_for("dln-bn-lr1e-6", "paper")} == {100, 50, 10, 1000}
     assert {p.every for p in runs.probes_for("dln-bn-lr1e-6", "cpu")} == {50, 500}  # 2,500 steps: ~50 points
-    assert {p.every for p in runs.probes_for("vgg-bn-lr0.1", "cpu")} == {20, 200}
+    assert {p.every for p in runs.probes_for("vgg-bn-lr0.1", "cpu")} == {20, 250}
 
 
 def test_unknown_probe_kind_names_the_choices():

@@ -8,7 +8,7 @@ about 150 points over 15,000 steps (Figs. 3 and 8, by eye). Our strides:
 | activations (Figs. 1c, 2, 6, 8, 9) | 100 | 20 | 3 |
 | ICS, Definition 2.1 (Fig. 3) | 50 | 20 | 3 |
 | landscape along the gradient / a random direction (Figs. 4, 10-13) | 10 | 20 | 3 |
-| top Hessian eigenvalue | 1,000 | 200 | 6 |
+| top Hessian eigenvalue | 1,000 | 250 | 6 |
 | BN scale gamma^2 / sigma^2 (Section 4) | 100 | 20 | 3 |
 
 At the cpu scale the DLN trains 2,500 steps, 2.5 times VGG's 1,000, so its strides are 2.5 times
@@ -32,7 +32,7 @@ from bnlib.probes.theory import BNScaleProbe
 
 PROBE_EVERY: dict[str, dict[str, int]] = {
     "paper": {"activations": 100, "ics": 50, "landscape": 10, "hessian": 1000},
-    "cpu": {"activations": 20, "ics": 20, "landscape": 20, "hessian": 200},
+    "cpu": {"activations": 20, "ics": 20, "landscape": 20, "hessian": 250},
     "smoke": {"activations": 3, "ics": 3, "landscape": 3, "hessian": 6},
 }
 
