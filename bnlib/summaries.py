@@ -153,7 +153,7 @@ def landscape_table(names: list[str], scale: str, direction: str = "gradient") -
 
 def hessian_table(names: list[str], scale: str) -> pd.DataFrame:
     """The Hessian's top eigenvalue at the probed checkpoints, beside 2 / lr and the effective beta
-    measured at the same step."""
+    measured at the same step (or the nearest step the landscape probe ran at)."""
     rows = []
     for name in names:
         record = runs.get(name, scale)
@@ -165,7 +165,7 @@ def hessian_table(names: list[str], scale: str) -> pd.DataFrame:
                     "experiment": name,
                     "step": int(step),
                     "top Hessian eigenvalue": f"{value:.4g}",
-                    "effective beta": f"{beta.get(step, float('nan')):.4g}",
+                    "effective beta": f"{beta.iloc[abs(beta.index - step).argmin()]:.4g}",
                     "2 / lr": f"{2 / record.config.lr:.4g}",
                     "eigenvalue / (2/lr)": f"{value * record.config.lr / 2:.2f}",
                 }
