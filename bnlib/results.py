@@ -78,13 +78,19 @@ def _landscape(name: str, scale: str, key: str, direction: str = "gradient") -> 
     return f"{landscape_numbers(name, scale, direction)[key]:.3g}"
 
 
-def _pair(std: str, bn: str, scale: str, key: str, direction: str = "gradient") -> str:
-    """'standard m (M), BN m (M)': the median of `key` over training and, in brackets, the largest."""
+def _pair(scale: str, key: str, direction: str = "gradient", labels: tuple[str, str] = ("VGG", "DLN")) -> str:
+    """'VGG standard m (M), BN m (M); DLN ...': the median of a landscape number over training and,
+    in brackets, the largest, for the standard and BN networks (VGG at lr 0.1, the DLN at 1e-6)."""
     largest = {"loss band width": "loss band max", "gradient change": "gradient change max", "beta median": "beta max"}
-    return ", ".join(
-        f"{label} {_landscape(name, scale, key, direction)} ({_landscape(name, scale, largest[key], direction)})"
-        for label, name in (("standard", std), ("BN", bn))
-    )
+    parts = []
+    pairs = (("vgg-std-lr0.1", "vgg-bn-lr0.1"), ("dln-std-lr1e-6", "dln-bn-lr1e-6"))
+    for model, (std, bn) in zip(labels, pairs, strict=True):
+        pair = ", ".join(
+            f"{label} {_landscape(name, scale, key, direction)} ({_landscape(name, scale, largest[key], direction)})"
+            for label, name in (("standard", std), ("BN", bn))
+        )
+        parts.append(f"{model} {pair}")
+    return "; ".join(parts)
 
 
 def _final_bn_scale(scale: str) -> pd.DataFrame:
@@ -218,10 +224,8 @@ CLAIMS: list[Claim] = [
         "BN ~1e4-1e5 (Figs. 4a, 10a)",
         LANDSCAPE,
         lambda scale: (
-            "width of the loss band, median (largest) over training: VGG lr 0.1 "
-            + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "loss band width")
-            + "; DLN lr 1e-6 "
-            + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "loss band width")
+            "width of the loss band, median (largest) over training: "
+            + _pair(scale, "loss band width", labels=("VGG lr 0.1", "DLN lr 1e-6"))
         ),
     ),
     Claim(
@@ -229,22 +233,15 @@ CLAIMS: list[Claim] = [
         "VGG: standard spikes to ~250, BN <~30-50; DLN: up to ~1e16 vs ~1e4-1e6 (Figs. 4b, 10b)",
         LANDSCAPE,
         lambda scale: (
-            "largest gradient change over the step sizes, median (largest) over training: VGG "
-            + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "gradient change")
-            + "; DLN "
-            + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "gradient change")
+            "largest gradient change over the step sizes, median (largest) over training: "
+            + _pair(scale, "gradient change")
         ),
     ),
     Claim(
         "BatchNorm lowers the effective beta-smoothness",
         "VGG: standard spikes 5-45, BN ~20 flat; DLN: up to 1e15 vs ~2e6 flat (Figs. 4c, 10c)",
         LANDSCAPE,
-        lambda scale: (
-            "effective beta, median (largest) over training: VGG "
-            + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "beta median")
-            + "; DLN "
-            + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "beta median")
-        ),
+        lambda scale: "effective beta, median (largest) over training: " + _pair(scale, "beta median"),
     ),
     Claim(
         "(Our test) The effective beta sits at 2 / lr, the edge-of-stability level",
@@ -263,10 +260,8 @@ CLAIMS: list[Claim] = [
         "stated without a figure (Section 3.2)",
         LANDSCAPE,
         lambda scale: (
-            "width of the loss band along a random direction of the gradient's length, median (largest): VGG "
-            + _pair("vgg-std-lr0.1", "vgg-bn-lr0.1", scale, "loss band width", "random")
-            + "; DLN "
-            + _pair("dln-std-lr1e-6", "dln-bn-lr1e-6", scale, "loss band width", "random")
+            "width of the loss band along a random direction of the gradient's length, median (largest): "
+            + _pair(scale, "loss band width", "random")
         ),
     ),
     Claim(
@@ -293,7 +288,7 @@ CLAIMS: list[Claim] = [
         lambda scale: (
             "layer #11, median over units of |mu_T - mu_0| and |var_T - var_0|: "
             + ", ".join(
-                f"{n.split('-')[1]} {drift(n, scale)['mean']:.2g} and {drift(n, scale)['var']:.2g}" for n in LP_VGG
+                f"{n.split('-')[1]} {d['mean']:.2g} and {d['var']:.2g}" for n in LP_VGG for d in [drift(n, scale)]
             )
         ),
     ),

@@ -192,13 +192,13 @@ def lp_table(scale: str) -> pd.DataFrame:
     activations (VGG) and the landscape medians, per normalization."""
     rows = []
     for vgg, dln in zip(LP_VGG, LP_DLN, strict=True):
-        numbers = landscape_numbers(vgg, scale)
+        numbers, moved = landscape_numbers(vgg, scale), drift(vgg, scale)
         rows.append(
             {
                 "normalization": vgg.split("-")[1],
                 "VGG training accuracy": percent(vgg, scale, "train_acc"),
-                "VGG #11 |drift of mean|": f"{drift(vgg, scale)['mean']:.3g}",
-                "VGG #11 |drift of variance|": f"{drift(vgg, scale)['var']:.3g}",
+                "VGG #11 |drift of mean|": f"{moved['mean']:.3g}",
+                "VGG #11 |drift of variance|": f"{moved['var']:.3g}",
                 "VGG median gradient change": f"{numbers['gradient change']:.3g}",
                 "VGG median effective beta": f"{numbers['beta median']:.3g}",
                 "DLN final loss": f"{runs.get(dln, scale).final['train_loss']:.3g}",
