@@ -2,7 +2,7 @@
 
     python benchmarks/book_runs.py [--scale cpu] [--optional]
 
-Runs go through the run records (bnlib.runs, the book's probe plan), so a second call only loads
+Runs go through the run records (bnlib.book.plan, the book's run plan), so a second call only loads
 them and prints the recorded times, which include the probes. This is the measurement behind the
 cpu scale's choice (book/scales.md).
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from bnlib import runs
-from bnlib.experiments import book_runs
+from bnlib.book import plan
+from bnlib.book.plan import book_runs
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     total = 0.0
     print(f"{'experiment':22s} seed  status    steps  train time   train acc  test acc  train loss")
     for name, seed in book_runs(args.optional):
-        record = runs.get(name, args.scale, seed)
+        record = plan.get(name, args.scale, seed)
         f = record.final
         total += record.wall_time_s
         accs = f"{f['train_acc']:9.3f} {f['test_acc']:9.3f}" if "test_acc" in f else f"{'':9s} {'':9s}"
@@ -35,8 +35,8 @@ def main() -> None:
             f"{accs}  {f['train_loss']:.4g}",
             flush=True,
         )
-    for k in runs.NOISE_GRID:  # the noisy-BN widget's grid (0 and 1 are book runs, loaded again)
-        record = runs.noisy_run(runs.scaled_noise(k), args.scale)
+    for k in plan.NOISE_GRID:  # the noisy-BN widget's grid (0 and 1 are book runs, loaded again)
+        record = plan.noisy_run(plan.scaled_noise(k), args.scale)
         total += record.wall_time_s
         print(f"noisy BN, noise x{k:g}, {record.final['steps']:.0f} steps: {record.wall_time_s:.1f} s", flush=True)
     print(f"sum of recorded training times: {total:.0f} s; this call took {time.perf_counter() - started:.0f} s")

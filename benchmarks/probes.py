@@ -17,9 +17,9 @@ from collections.abc import Callable
 import torch
 
 from bnlib.experiments import experiment
-from bnlib.hooks import ProbeContext
 from bnlib.models import build_model
 from bnlib.probes import BatchLoss, ics, landscape
+from bnlib.probes.hook import ProbeContext
 from bnlib.train import cross_entropy
 
 

@@ -1,4 +1,7 @@
-"""Command line: `python -m bnlib run EXPERIMENT`, `list`, `show EXPERIMENT`, `book`.
+"""Command line: `python -m bnlib run EXPERIMENT`, `list`, `show EXPERIMENT`.
+
+The book has its own entry point, `python -m bnlib.book` (the book layer, which the library never
+imports).
 
 Bad input ends with one line on stderr and a non-zero exit status, before anything is written.
 """
@@ -52,12 +55,6 @@ def _parser() -> argparse.ArgumentParser:
     experiment_args(show)
     listing = sub.add_parser("list", help="list the named experiments")
     listing.add_argument("--scale", choices=SCALES)
-    book = sub.add_parser("book", help="build the book's HTML at a scale (executing the chapters)")
-    book.add_argument("--scale", choices=SCALES, help="default: $BNLIB_SCALE, else by device")
-    book.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")
-    book.add_argument(
-        "--apply-template", action="store_true", help="only rewrite each chapter's first cells and strip outputs"
-    )
     return parser
 
 
@@ -81,15 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             scale = args.scale or default_scale()
             for name in experiment_names():
                 print(f"{name:24s} {_summary(experiment(name, scale), scale)}")
-            return 0
-        if args.command == "book":
-            from bnlib import book
-
-            if args.apply_template:
-                for notebook in sorted(book.NOTEBOOKS.glob("*.ipynb")):
-                    book.apply_template(notebook)
-                return 0
-            book.build(args.scale, rebuild_all=args.all)
             return 0
         scale = args.scale or default_scale()
         config = _config(args)

@@ -5,7 +5,7 @@ Scales trade size for time and keep the paper's depth and layer numbering throug
          CIFAR-10, batch 128, 15,000 steps; the DLN with 25 layers of 10 x 10, 1,000 samples, full
          batch, 10,000 steps. For a GPU.
   cpu    the default without a GPU and what the published book shows: narrower VGG, a balanced
-         subset of CIFAR-10 and fewer steps, chosen by measurement (docs/scales.md) so the whole
+         subset of CIFAR-10 and fewer steps, chosen by measurement (book/scales.md) so the whole
          book runs in under 30 minutes on 2 CPU cores.
   smoke  seconds per run, for tests; its numbers mean nothing.
 """
@@ -50,7 +50,8 @@ NORM_SHORT = {
     "linf": "linf",
 }
 
-# The experiments the book runs: (model, short norm, learning rate, augmentation).
+# The named experiments: (model, short norm, learning rate, augmentation). The book's run plan
+# (bnlib.book.plan) says which of them it runs with which seeds and probes.
 _BOOK = [
     *[("vgg", n, lr, False) for n in ("std", "bn") for lr in (0.1, 0.5, 0.01)],
     *[("vgg", n, 0.1, False) for n in ("noisybn", "stdnoise", "l1", "l2", "linf")],
@@ -68,22 +69,8 @@ def _name(model: str, norm: str, lr: float, augment: bool) -> str:
 EXPERIMENTS: dict[str, tuple[str, str, float, bool]] = {_name(*e): e for e in _BOOK}
 
 
-# Fig. 1 compares these with 3 seeds (mean and spread); every other experiment runs seed 0.
-MULTI_SEED = ("vgg-std-lr0.1", "vgg-bn-lr0.1", "vgg-std-lr0.5", "vgg-bn-lr0.5")
-
-
 def experiment_names() -> list[str]:
     return list(EXPERIMENTS)
-
-
-def book_runs(include_optional: bool = False) -> list[tuple[str, int]]:
-    """(experiment, seed) of every training run the book makes. Augmented runs are optional."""
-    return [
-        (name, seed)
-        for name in EXPERIMENTS
-        if include_optional or not EXPERIMENTS[name][3]
-        for seed in ((0, 1, 2) if name in MULTI_SEED else (0,))
-    ]
 
 
 def default_scale() -> str:

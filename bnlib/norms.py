@@ -59,6 +59,8 @@ class NoiseInjection(nn.Module):
         self.noise = noise
 
     def forward(self, a: Tensor) -> Tensor:
+        """Algorithm 1 on normalized activations of shape (N, C) or (N, C, H, W). Shown and explained
+        in chapter 02 (notebooks/02_noisy_batchnorm.ipynb)."""
         if not self.training:
             return a
         p = self.noise
@@ -81,7 +83,8 @@ class LpNorm(nn.Module):
 
     Per unit over the N batch elements (batch x H x W for conv):
     s_1 = mean|x| + eps,  s_2 = sqrt(mean x^2 + eps),  s_inf = max|x| + eps.
-    Like BatchNorm it keeps running averages of the mean and of s_p for evaluation mode.
+    Like BatchNorm it keeps running averages of the mean and of s_p for evaluation mode. Shown and
+    explained in chapter 05 (notebooks/05_other_normalizations.ipynb).
     """
 
     def __init__(self, num_features: int, p: float, eps: float = 1e-5, momentum: float = 0.1):
@@ -136,7 +139,7 @@ def _batch(num_features: int, dims: int, config: RunConfig) -> nn.Module:
 
 @register_norm("noisy_batch")
 def _noisy_batch(num_features: int, dims: int, config: RunConfig) -> nn.Module:
-    # Noise after BN's affine and before the non-linearity (protocol 3: "batch-normalized activation").
+    # Noise after BN's affine and before the non-linearity (book/protocol.md, "Noisy BatchNorm").
     return nn.Sequential(_batch_norm(num_features, dims, config), NoiseInjection(config.noise))
 
 

@@ -25,8 +25,8 @@ import torch
 
 from bnlib.config import RunConfig
 from bnlib.data import load_cifar10
-from bnlib.hooks import Probe, probe_key
 from bnlib.models import NumberedNet
+from bnlib.probes.hook import Probe, probe_key
 from bnlib.storage import atomic_write, cache_dir, file_sha256, load_npz, read_json, save_npz, write_json
 from bnlib.train import RunOptions, TrainResult, initial_model, train
 

@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 from bnlib import device as devices
 from bnlib.config import RunConfig
 from bnlib.data import BatchSampler, ImageSplit, balanced_subset, dln_data, load_cifar10
-from bnlib.hooks import Probe, ProbeContext, RandomState, preserved_state, probe_key, to_numpy
 from bnlib.models import NumberedNet, build_model
+from bnlib.probes.hook import Probe, ProbeContext, RandomState, preserved_state, probe_key, to_numpy
 from bnlib.storage import atomic_write
 
 ENV_PROGRESS = "BNLIB_PROGRESS"
@@ -68,7 +68,8 @@ def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 
 def summed_squared_error(pred: Tensor, y: Tensor) -> Tensor:
     """The DLN's loss, sum_i ||W x_i - A x_i||^2 over all samples: the sum (not the mean) is what
-    makes the paper's plotted losses (1e3..1e5) and its learning rate 1e-6 fit (protocol 2.2)."""
+    makes the paper's plotted losses (1e3..1e5) and its learning rate 1e-6 fit (book/protocol.md,
+    "The deep linear network")."""
     return (devices.full_precision(pred) - y).square().sum()
 
 
@@ -270,7 +271,8 @@ class Run:
                 record.setdefault(name, []).append(to_numpy(value))
 
     def train_step(self, x: Tensor, y: Tensor, probes: Sequence[Probe] = ()) -> None:
-        """One SGD step; `probes` measure between the backward pass and the update."""
+        """One SGD step; `probes` measure between the backward pass and the update. Shown and explained
+        in chapter 01 (notebooks/01_does_batchnorm_help.ipynb)."""
         rng = RandomState.capture() if probes else None
         with devices.autocast(self.device, self.amp):
             out = self.model(x)

@@ -4,7 +4,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from bnlib.plotting import density_from_quantiles
+from bnlib.book.plotting import density_from_quantiles
 from bnlib.probes.activations import QUANTILE_LEVELS
 
 LEVELS = np.asarray(QUANTILE_LEVELS)

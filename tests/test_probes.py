@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from bnlib import RunConfig
-from bnlib.hooks import FunctionProbe, ProbeContext, probe_key
 from bnlib.models import build_model
 from bnlib.probes import (
     ActivationProbe,
@@ -22,6 +21,7 @@ from bnlib.probes import (
     random_direction,
     top_eigenvalues,
 )
+from bnlib.probes.hook import FunctionProbe, ProbeContext, probe_key
 from bnlib.records import load_or_run
 from bnlib.train import RunOptions, summed_squared_error, train
 
@@ -211,17 +211,3 @@ def test_probe_records_load_as_tidy_frames():
     shifts = moment_shifts(record.probe_frame(probes[0]), layer=11)
     assert set(shifts.columns) == {"step", "unit", "abs_change_mean", "drift_mean", "abs_change_var", "drift_var"}
     assert (shifts[shifts["step"] == 0]["drift_mean"] == 0).all()
-
-
-@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
-def test_standard_probes_follow_the_scale_schedule(scale):
-    from bnlib.probes import probe_every, standard_probes
-
-    for model, ics_layers in (("vgg", (5, 10)), ("dln", (9, 17))):
-        probes = standard_probes(model, scale)
-        by_kind = {type(p).__name__: p for p in probes}
-        assert (
-            by_kind["ICSProbe"].layers == ics_layers and by_kind["ICSProbe"].every == probe_every(scale, model)["ics"]
-        )
-        assert {p.direction for p in probes if isinstance(p, LandscapeProbe)} == {"gradient", "random"}
-        assert len({probe_key(p) for p in probes}) == len(probes)

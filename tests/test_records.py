@@ -10,7 +10,7 @@ import torch
 
 import bnlib.records as records
 from bnlib import RunConfig, load_or_run
-from bnlib.hooks import FunctionProbe
+from bnlib.probes.hook import FunctionProbe
 from bnlib.records import frame, record_key, runs_dir
 
 DLN = RunConfig(model="dln", dln_depth=5, dln_dim=4, dln_samples=40, lr=3e-4, steps=15, log_every=5, norm="batch")

@@ -1,12 +1,13 @@
 """Section 4 of the paper, checked: the identities hold to rounding where the protocol says they
-must, and the printed Theorem 4.1 fails (protocol 6)."""
+must, and the printed Theorem 4.1 fails (book/protocol.md, "Section 4")."""
 
 import math
 
 import pytest
 import torch
 
-from bnlib import RunConfig, theory_checks
+from bnlib import RunConfig
+from bnlib.book import section4
 from bnlib.models import build_model
 from bnlib.probes import theory
 from bnlib.train import cross_entropy, summed_squared_error
@@ -20,7 +21,7 @@ def float64():
 
 
 def random_bn_layer(m: int, units: int, seed: int):
-    return theory_checks.random_instances(m, units, seed)
+    return section4.random_instances(m, units, seed)
 
 
 @pytest.mark.parametrize("m", [2, 16, 128])
@@ -45,7 +46,7 @@ def test_theorem_4_2_identity(seed):
     g = torch.Generator().manual_seed(seed)
     y = torch.randn(16, generator=g) * 2 + 1
     gamma, beta = torch.tensor(1.7), torch.tensor(0.3)
-    out = theory.theorem_4_2(y, gamma, beta, theory_checks.smooth_downstream)
+    out = theory.theorem_4_2(y, gamma, beta, section4.smooth_downstream)
     torch.testing.assert_close(out["lhs"], out["rhs"], rtol=1e-9, atol=1e-12)
 
 
@@ -99,19 +100,19 @@ def test_theorem_4_1_on_a_trained_style_vgg_layer():
 
 
 def test_the_sweeps_confirm_the_corrected_statements_and_refute_the_printed_one():
-    t41 = theory_checks.theorem_4_1_sweep([2, 16, 128], n=50)
+    t41 = section4.theorem_4_1_sweep([2, 16, 128], n=50)
     assert t41["relative_error_1_over_m"].max() < 1e-9
     assert t41["printed_violated"].mean() > 0.95
-    assert theory_checks.theorem_4_2_sweep([8], n=5)["relative_error"].max() < 1e-9
-    assert theory_checks.theorem_4_4_sweep([2, 32], n=50)["relative_error"].max() < 1e-9
-    assert theory_checks.observation_4_3_sweep([2, 64])["max_abs_difference"].max() < 1e-12
-    lemma = theory_checks.lemma_4_5_sweep([3, 10], n=10)
+    assert section4.theorem_4_2_sweep([8], n=5)["relative_error"].max() < 1e-9
+    assert section4.theorem_4_4_sweep([2, 32], n=50)["relative_error"].max() < 1e-9
+    assert section4.observation_4_3_sweep([2, 64])["max_abs_difference"].max() < 1e-12
+    lemma = section4.lemma_4_5_sweep([3, 10], n=10)
     assert lemma["relative_error"].max() < 1e-9 and (lemma["lhs"] <= lemma["plain_distance"] + 1e-12).all()
-    assert (theory_checks.scale_invariance([0.01, 7.0])["loss ratio"] - 1).abs().max() < 1e-9
+    assert (section4.scale_invariance([0.01, 7.0])["loss ratio"] - 1).abs().max() < 1e-9
 
 
 def test_the_smallest_counterexample_by_hand():
-    out = theory_checks.theorem_4_1_counterexample()
+    out = section4.theorem_4_1_counterexample()
     # y = (0, 1): sigma = 1/2, y_hat = (-1, 1); g = (0, 1): ||g||^2 = 1, <1, g>^2 / 2 = 1/2, <g, y_hat>^2 = 1
     assert out["gamma_sq_over_sigma_sq"] == pytest.approx(4.0)
     assert out["lhs"] == pytest.approx(0.0, abs=1e-20)
@@ -120,7 +121,7 @@ def test_the_smallest_counterexample_by_hand():
 
 
 def test_random_instances_have_the_asked_gamma_and_sigma():
-    y, gamma, g = theory_checks.random_instances(16, 5, seed=0, gamma=0.7, sigma=2.5)
+    y, gamma, g = section4.random_instances(16, 5, seed=0, gamma=0.7, sigma=2.5)
     torch.testing.assert_close(y.std(0, unbiased=False), torch.full((5,), 2.5))
     assert (gamma == 0.7).all() and g.shape == (16, 5)
 
@@ -151,7 +152,7 @@ def test_downstream_curvature_matches_the_hessian():
 
 
 def test_bn_scale_probe_by_hand():
-    from bnlib.hooks import ProbeContext
+    from bnlib.probes.hook import ProbeContext
 
     torch.set_default_dtype(torch.float32)
     config = RunConfig(width=0.0625, norm="batch")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bnlib import RunConfig
-from bnlib.hooks import FunctionProbe
+from bnlib.probes.hook import FunctionProbe
 from bnlib.train import RunOptions, train
 
 TINY_VGG = RunConfig(
@@ -90,7 +90,7 @@ _CHILD = """
 import json, sys, time
 from pathlib import Path
 from bnlib import RunConfig
-from bnlib.hooks import FunctionProbe
+from bnlib.probes.hook import FunctionProbe
 from bnlib.train import RunOptions, train
 config = RunConfig.from_dict(json.loads(sys.argv[1]))
 slow = FunctionProbe("slow", 1, lambda ctx: (time.sleep(0.03), {})[1])

@@ -9,35 +9,36 @@ __call__(ctx)) for `bnlib.load_or_run(config, probes=[...])`:
 | internal covariate shift, Definition 2.1 | `ics` | `ICSProbe` | Fig. 3 |
 | loss landscape along the gradient | `landscape` | `LandscapeProbe` | Figs. 4, 10-13 |
 | top Hessian eigenvalues | `top_eigenvalues` | `HessianProbe` | (2 / lr test) |
-| Section 4's statements, both sides | `theory.*` | | Thms 4.1, 4.2, 4.4, Obs. 4.3, Lemma 4.5 |
+| Section 4's statements, both sides | `theory.*` | `theory.BNScaleProbe` | Thms 4.1, 4.2, 4.4, Obs. 4.3, Lemma 4.5 |
 
-`standard_probes(model, scale)` gives all of them on the paper's layers at the scale's strides
-(`PROBE_EVERY`, explained in `bnlib.probes.schedule`).
+How a probe plugs into the training loop, and what it must not change: `bnlib.probes.hook`. The
+probes know nothing of scales or of which layers the paper shows: the book's run plan
+(`bnlib.book.plan`) chooses both.
 """
 
 from bnlib.probes import theory
 from bnlib.probes.activations import ActivationProbe, activation_stats, moment_shifts
 from bnlib.probes.functional import BatchLoss
 from bnlib.probes.hessian import HessianProbe, freeze_batch_statistics, top_eigenvalues
+from bnlib.probes.hook import FunctionProbe, Probe, ProbeContext
 from bnlib.probes.ics import ICSProbe, ics
 from bnlib.probes.landscape import LandscapeProbe, landscape, random_direction
-from bnlib.probes.schedule import PROBE_EVERY, probe_every, standard_probes
 
 __all__ = [
-    "PROBE_EVERY",
     "ActivationProbe",
     "BatchLoss",
+    "FunctionProbe",
     "HessianProbe",
     "ICSProbe",
     "LandscapeProbe",
+    "Probe",
+    "ProbeContext",
     "activation_stats",
     "freeze_batch_statistics",
     "ics",
     "landscape",
     "moment_shifts",
-    "probe_every",
     "random_direction",
-    "standard_probes",
     "theory",
     "top_eigenvalues",
 ]

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from bnlib.device import full_precision
-from bnlib.hooks import ProbeContext, RandomState
 from bnlib.models import NumberedNet
+from bnlib.probes.hook import ProbeContext, RandomState
 
 QUANTILE_LEVELS = tuple(float(q) for q in np.linspace(0, 1, 41))
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from bnlib.device import autocast
-from bnlib.hooks import ProbeContext, RandomState
+from bnlib.probes.hook import ProbeContext, RandomState
 
 Params = dict[str, Tensor]
 

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from bnlib.device import full_precision
-from bnlib.hooks import ProbeContext
 from bnlib.norms import LpNorm
 from bnlib.probes.functional import BatchLoss
+from bnlib.probes.hook import ProbeContext
 
 
 def freeze_batch_statistics(loss: BatchLoss) -> BatchLoss:

@@ -6,7 +6,8 @@ For layer i at step t, on the step's batch:
     G' = grad_{W_i} L(W_1^{t+1}, ..., W_{i-1}^{t+1}, W_i^t, ..., W_k^t)
 
 where W^{t+1} is what the optimizer is about to apply. ICS is ||G - G'||_2; the paper also shows
-cos(G, G'). The choices the paper leaves open (protocol 1.2), and ours:
+cos(G, G'). The choices the paper leaves open, and ours (book/protocol.md, "Internal covariate
+shift"):
 
 * "layers 1..i-1" move whole: every parameter of those blocks (weights, biases, BN's gamma and
   beta), as the update would move them;
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bnlib.hooks import ProbeContext
 from bnlib.models import NumberedNet
 from bnlib.probes.functional import BatchLoss, Params
+from bnlib.probes.hook import ProbeContext
 
 
 def ics(
@@ -34,7 +35,8 @@ def ics(
     """||G - G'||, cos(G, G'), ||G|| and ||G'|| for each layer in `layers`.
 
     `grad` is the full gradient at the current weights and `next_params` the weights after the
-    update. Each layer costs one forward pass and a backward pass down to that layer only.
+    update. Each layer costs one forward pass and a backward pass down to that layer only. Shown and
+    explained in chapter 03 (notebooks/03_internal_covariate_shift.ipynb).
     """
     layer_of = model.layer_of_parameter()
     rows = []

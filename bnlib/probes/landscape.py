@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bnlib.hooks import ProbeContext
 from bnlib.probes.functional import BatchLoss, Params, add, norm
+from bnlib.probes.hook import ProbeContext
 
 VGG_ETAS = (0.5, 1.0, 2.0, 4.0)  # x lr: the paper's [1/2, 4] x lr, the 4 points its Fig. 11a shows
 DLN_ETAS = tuple(float(e) for e in np.geomspace(0.01, 30, 8))  # x lr: log-spaced over [1/100, 30]
@@ -42,7 +42,8 @@ def landscape(
     """Loss, gradient change and their ratio at w - eta d for each absolute step size eta.
 
     `grad` is g at the current weights (computed if not given: one more pass); `direction` is d
-    (default g). Costs one forward and backward pass per step size.
+    (default g). Costs one forward and backward pass per step size. Shown and explained in chapter 04
+    (notebooks/04_landscape.ipynb).
     """
     w = loss.params
     if grad is None:

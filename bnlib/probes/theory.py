@@ -1,6 +1,6 @@
 """The quantities of the paper's Section 4, for one BatchNorm layer, computed both ways.
 
-Notation (protocol 6): a batch of m outputs y_j of unit j enters BN; y_hat = (y - mu) / sigma with
+Notation (book/protocol.md, "Section 4"): a batch of m outputs y_j of unit j enters BN; y_hat = (y - mu) / sigma with
 the biased batch variance; z = gamma y_hat + beta; g = dL/dz_j is the gradient the layers above
 send back; grad_y = dL_hat/dy_j is what reaches y through BN. For a conv layer a unit is a channel
 and m = batch x H x W. Each function returns the two sides of a statement, computed independently:
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnlib.device import full_precision
-from bnlib.hooks import ProbeContext, preserved_state
 from bnlib.models import NumberedNet
+from bnlib.probes.hook import ProbeContext, preserved_state
 
 EXACT_EPS = 1e-30
 
@@ -44,7 +44,8 @@ def grad_through_bn(y: Tensor, gamma: Tensor, g: Tensor, eps: float = EXACT_EPS)
 
 def theorem_4_1(y: Tensor, gamma: Tensor, g: Tensor, eps: float = EXACT_EPS) -> dict[str, Tensor]:
     """Theorem 4.1 per unit: lhs = ||grad_y||^2 against the right side with the 1/m coefficient its
-    proof gives (an equality) and with the printed 1/sqrt(m) (protocol 6.3: false in general)."""
+    proof gives (an equality) and with the printed 1/sqrt(m) (false in general). Shown and explained
+    in chapter 06 (notebooks/06_theory.ipynb)."""
     m = y.shape[0]
     y_hat, sigma = normalized(y, eps)
     lhs = grad_through_bn(y, gamma, g, eps).square().sum(0)
@@ -95,7 +96,7 @@ def observation_4_3(y: Tensor) -> Tensor:
 
 
 def theorem_4_4(y: Tensor, gamma: Tensor, g: Tensor, lam: float, eps: float = EXACT_EPS) -> dict[str, Tensor]:
-    """Theorem 4.4 in a dimensionally consistent form (protocol 6.6), per unit. With X the layer's
+    """Theorem 4.4 in a dimensionally consistent form (chapter 06), per unit. With X the layer's
     input (m x d) and ||X|| <= lam (spectral norm), grad_W = X^T grad_y, so the worst case over X
     of ||grad_W||^2 is lam^2 ||grad_y||^2. Then
     g_hat = lam^2 ||grad_y L_hat||^2  <=  gamma^2/sigma^2 (g - lam^2 m mu_g^2 - lam^2/m <g, y_hat>^2),

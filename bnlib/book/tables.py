@@ -1,7 +1,7 @@
-"""The numbers behind the chapters' tables, measured from the book's runs (`bnlib.runs`): final
-accuracies over seeds, activation-moment changes (Fig. 8), ICS medians (Fig. 3), landscape
+"""The numbers behind the chapters' tables, measured from the book's runs (`bnlib.book.plan`):
+final accuracies over seeds, activation-moment changes (Fig. 8), ICS medians (Fig. 3), landscape
 summaries and the Hessian beside 2 / lr (Figs. 4, 10), l_p drift (Fig. 6), and Section 4's
-hypotheses on a trained network. The claims of `bnlib.results` quote them.
+hypotheses on a trained network. The claims (`bnlib.book.claims`) quote them.
 """
 
 from __future__ import annotations
@@ -11,20 +11,16 @@ import functools
 import numpy as np
 import pandas as pd
 
-from bnlib import runs, theory_checks
-from bnlib.experiments import MULTI_SEED, experiment
+from bnlib.book import plan, section4
+from bnlib.book.plan import seeds
+from bnlib.experiments import experiment
 from bnlib.probes.activations import moment_shifts
 from bnlib.records import Record
 
 
-def seeds(name: str) -> tuple[int, ...]:
-    """The seeds the book runs an experiment with (three for Fig. 1's comparisons)."""
-    return (0, 1, 2) if name in MULTI_SEED else (0,)
-
-
 def final(name: str, scale: str, key: str) -> tuple[float, float]:
     """Mean and standard deviation over the book's seeds of a run's final number (e.g. test_acc)."""
-    values = [runs.get(name, scale, seed).final[key] for seed in seeds(name)]
+    values = [plan.get(name, scale, seed).final[key] for seed in seeds(name)]
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -43,8 +39,13 @@ def steps_to(record: Record, accuracy: float, window: int = 25) -> int | None:
 
 def steps_text(name: str, scale: str, accuracy: float) -> str:
     """Steps to an accuracy for each of the book's seeds of an experiment, as text."""
-    hits = [steps_to(runs.get(name, scale, seed), accuracy) for seed in seeds(name)]
+    hits = [steps_to(plan.get(name, scale, seed), accuracy) for seed in seeds(name)]
     return ", ".join("never" if h is None else f"{h:,}" for h in hits)
+
+
+def final_loss_text(name: str, scale: str) -> str:
+    """The final training loss of the seed-0 run, as text."""
+    return f"{plan.get(name, scale).final['train_loss']:.3g}"
 
 
 def accuracy_table(names: list[str], scale: str) -> pd.DataFrame:
@@ -66,7 +67,7 @@ def accuracy_table(names: list[str], scale: str) -> pd.DataFrame:
 def moment_changes(name: str, scale: str, layers: tuple[int, ...] = (2, 9, 13)) -> pd.DataFrame:
     """|mu_{t+1} - mu_t| and |var_{t+1} - var_t| of every tracked unit of `layers` (at the
     normalization's output) between consecutive probed steps of the seed-0 run (Fig. 8a)."""
-    frame = runs.get(name, scale).probe_frame("activations")
+    frame = plan.get(name, scale).probe_frame("activations")
     shifts = pd.concat([moment_shifts(frame, layer) for layer in layers])
     return shifts.dropna(subset=["abs_change_mean"])[["abs_change_mean", "abs_change_var"]]
 
@@ -90,7 +91,7 @@ def moment_change_table(scale: str) -> pd.DataFrame:
 
 def ics_medians(name: str, scale: str) -> pd.DataFrame:
     """Median over probed steps of Definition 2.1's l2 difference and cosine, per probed layer."""
-    record = runs.get(name, scale)
+    record = plan.get(name, scale)
     layers = record.probe_table("ics", "layer").iloc[0].astype(int).tolist()
     medians = {q: record.probe_table("ics", q).median() for q in ("l2_diff", "cosine")}
     return pd.DataFrame(
@@ -102,7 +103,7 @@ def ics_table(names: list[str], scale: str) -> pd.DataFrame:
     """Fig. 3 summarised: per run and layer, the median ICS over training, and the final loss."""
     parts = []
     for name in names:
-        record = runs.get(name, scale)
+        record = plan.get(name, scale)
         medians = ics_medians(name, scale)
         parts.append(medians.assign(experiment=name, **{"final training loss": f"{record.final['train_loss']:.4g}"}))
     table = pd.concat(parts, ignore_index=True)
@@ -115,7 +116,7 @@ def landscape_numbers(name: str, scale: str, direction: str = "gradient") -> dic
     """Figs. 4 and 10 summarised over training, for the seed-0 run: medians of the loss band's
     width and of the largest gradient change, and the median and largest effective beta, also
     as a multiple of 2 / lr (the edge-of-stability level)."""
-    record = runs.get(name, scale)
+    record = plan.get(name, scale)
     probe = f"landscape-{direction}"
 
     def series(quantity: str) -> pd.Series:
@@ -132,6 +133,11 @@ def landscape_numbers(name: str, scale: str, direction: str = "gradient") -> dic
         "beta max": float(beta.max()),
         "beta median x lr/2": float(beta.median() / two_over_lr),
     }
+
+
+def landscape_text(name: str, scale: str, key: str, direction: str = "gradient") -> str:
+    """One of `landscape_numbers`, as text."""
+    return f"{landscape_numbers(name, scale, direction)[key]:.3g}"
 
 
 def landscape_table(names: list[str], scale: str, direction: str = "gradient") -> pd.DataFrame:
@@ -156,7 +162,7 @@ def hessian_table(names: list[str], scale: str) -> pd.DataFrame:
     measured at the same step (or the nearest step the landscape probe ran at)."""
     rows = []
     for name in names:
-        record = runs.get(name, scale)
+        record = plan.get(name, scale)
         top = record.probe_table("hessian", "eigenvalues")[0]
         beta = record.probe_table("landscape-gradient", "beta_max")[0]
         for step, value in top.items():
@@ -182,7 +188,7 @@ LP_DLN = ["dln-std-lr1e-6", "dln-bn-lr1e-6", "dln-l1-lr1e-6", "dln-l2-lr1e-6", "
 def drift(name: str, scale: str, layer: int = 11) -> dict[str, float]:
     """How far the tracked units of a layer (at the normalization's output) moved from their first
     probed moments by the end: medians over units of |mu_T - mu_0| and |var_T - var_0| (Fig. 6)."""
-    shifts = moment_shifts(runs.get(name, scale).probe_frame("activations"), layer)
+    shifts = moment_shifts(plan.get(name, scale).probe_frame("activations"), layer)
     last = shifts[shifts["step"] == shifts["step"].max()]
     return {"mean": float(last["drift_mean"].abs().median()), "var": float(last["drift_var"].abs().median())}
 
@@ -201,7 +207,7 @@ def lp_table(scale: str) -> pd.DataFrame:
                 "VGG #11 |drift of variance|": f"{moved['var']:.3g}",
                 "VGG median gradient change": f"{numbers['gradient change']:.3g}",
                 "VGG median effective beta": f"{numbers['beta median']:.3g}",
-                "DLN final loss": f"{runs.get(dln, scale).final['train_loss']:.3g}",
+                "DLN final loss": f"{plan.get(dln, scale).final['train_loss']:.3g}",
                 "DLN median effective beta": f"{landscape_numbers(dln, scale)['beta median']:.3g}",
             }
         )
@@ -215,4 +221,4 @@ THEORY_MS = (2, 4, 16, 64, 256)  # batch sizes of the theory chapter's random in
 def hypotheses(scale: str) -> pd.DataFrame:
     """Theorem 4.2's hypotheses on the initial and trained VGG with BN at lr 0.1 (computed once per
     process: about half a minute at the cpu scale)."""
-    return theory_checks.hypotheses_start_and_end(runs.get("vgg-bn-lr0.1", scale))
+    return section4.hypotheses_start_and_end(plan.get("vgg-bn-lr0.1", scale))

@@ -1,6 +1,6 @@
-"""The book around the chapters: each chapter's set-up cell, the chapter template, and the build.
+"""The book build: execute the chapters at a scale, then render the HTML with Jupyter Book 1.
 
-    python -m bnlib book [--scale cpu]      # build the HTML; prints where it is
+    python -m bnlib.book [--scale cpu]      # build the HTML; prints where it is
 
 The build executes the notebooks in notebooks/ (committed without outputs) at the chosen scale,
 with a per-scale execution cache so an unchanged chapter is not run again, a per-cell timeout, and
@@ -11,7 +11,6 @@ outputs never mix with the published cpu build.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,91 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from bnlib.device import describe, pick_device
+from bnlib.book.project import REPO_TAG, REPO_URL
+from bnlib.book.template import NOTEBOOKS, ROOT, template_problems
 from bnlib.errors import BnlibError
 from bnlib.experiments import check_scale, default_scale
-from bnlib.project import REPO_TAG, REPO_URL, colab_url, install_line
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
 CELL_TIMEOUT_S = {"smoke": 300, "cpu": 1800, "paper": 6 * 3600}
-
-SETUP_CELL = f"""# Set-up. On Colab this installs bnlib (your runtime's own torch and ipywidgets are kept).
-import sys
-
-if "google.colab" in sys.modules:
-    {install_line()}
-import bnlib.book
-
-bnlib.book.setup()"""
-PARAMETERS_CELL = """scale = bnlib.book.default_scale()  # $BNLIB_SCALE, else "paper" on a GPU and "cpu" without"""
-
-
-def setup() -> None:
-    """A chapter's first call: figure style, and what this session will run on."""
-    from bnlib import __version__, plotting
-
-    plotting.style()
-    device = pick_device()
-    print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}, scale {default_scale()}")
-    if "google.colab" in sys.modules and device.type == "cpu":
-        print(
-            "This Colab runtime has no GPU, so the chapter runs at the cpu scale. For the paper's "
-            "full scale: Runtime > Change runtime type > a GPU, then Runtime > Run all."
-        )
-
-
-def badge(notebook: Path) -> str:
-    url = colab_url(notebook.resolve().relative_to(ROOT).as_posix())
-    return f"[Open this chapter in Colab]({url}) to run it on a GPU."
-
-
-def template_problems(notebook: Path) -> list[str]:
-    """How a chapter departs from the template (empty if it follows it)."""
-    cells = json.loads(notebook.read_text())["cells"]
-    problems = []
-    if len(cells) < 3:
-        return [f"{notebook.name}: needs a title cell, the set-up cell and the parameters cell"]
-    title, setup_cell, parameters = cells[:3]
-    source = "".join(title["source"])
-    if title["cell_type"] != "markdown" or not source.startswith("# ") or badge(notebook) not in source:
-        problems.append(f"{notebook.name}: the first cell must be '# Title' and the Colab link")
-    if "".join(setup_cell["source"]) != SETUP_CELL:
-        problems.append(f"{notebook.name}: the second cell must be the set-up cell")
-    if "".join(parameters["source"]) != PARAMETERS_CELL or "parameters" not in parameters["metadata"].get("tags", []):
-        problems.append(f"{notebook.name}: the third cell must be the parameters cell, tagged 'parameters'")
-    for cell in cells:
-        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
-            problems.append(f"{notebook.name}: committed with outputs; strip them")
-            break
-    return problems
-
-
-def apply_template(notebook: Path) -> None:
-    """Rewrite a chapter's first three cells from the template and strip every output."""
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    cells = nb.cells
-    title = cells[0].source.split("\n", 1)[0] if cells and cells[0].cell_type == "markdown" else ""
-    if not title.startswith("# "):
-        raise BnlibError(f"{notebook}: the first cell must start with a '# Title' line")
-    rest = cells[1:]
-    while rest and rest[0].source in (SETUP_CELL, PARAMETERS_CELL):
-        rest = rest[1:]
-    head = [
-        nbformat.v4.new_markdown_cell(f"{title}\n\n{badge(notebook)}", id="title"),
-        nbformat.v4.new_code_cell(SETUP_CELL, id="setup"),
-        nbformat.v4.new_code_cell(PARAMETERS_CELL, id="parameters", metadata={"tags": ["parameters"]}),
-    ]
-    for cell in rest:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nb.cells = head + rest
-    nbformat.validator.normalize(nb)  # gives any cell without an id one
-    nbformat.write(nb, notebook)
 
 
 def toc_notebooks() -> list[Path]:
@@ -121,7 +41,7 @@ def execute_into_cache(notebook: Path, cache_path: Path, timeout: int, env: dict
     inside Sphinx lets us choose nbclient's options (see `_execute_here`), and a crash in one
     notebook cannot take the build process down."""
     call = f"_execute_here({str(notebook)!r}, {str(cache_path)!r}, {timeout})"
-    done = subprocess.run([sys.executable, "-c", f"from bnlib.book import _execute_here; {call}"], env=env)
+    done = subprocess.run([sys.executable, "-c", f"from bnlib.book.build import _execute_here; {call}"], env=env)
     if done.returncode != 0:
         raise BnlibError(
             f"executing {notebook.relative_to(ROOT)} failed (exit {done.returncode}); its traceback is above"
@@ -211,7 +131,7 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
         raise BnlibError(f"no book/_config.yml under {ROOT}; build the book from a checkout of {REPO_URL}")
     problems = [p for nb in sorted(NOTEBOOKS.glob("*.ipynb")) for p in template_problems(nb)]
     if problems:
-        raise BnlibError(f"{problems[0]} (python -m bnlib book --apply-template fixes the template)")
+        raise BnlibError(f"{problems[0]} (python -m bnlib.book --apply-template fixes the template)")
     out = ROOT / "book" / "_build" / scale
     out.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())

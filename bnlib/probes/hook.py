@@ -1,7 +1,7 @@
 """The probe hook: measurements taken during training that must not change the training.
 
-A probe is any callable `probe(ctx) -> {name: array}` with a stable `name` (part of the run
-record's key: it must say what is measured and how) and an `every` (run at steps 0, every, 2 every,
+A probe is any callable `probe(ctx) -> {name: array}` with a stable `name` (the key of its outputs
+in the run record: it must say what is measured and how) and an `every` (run at steps 0, every, 2 every,
 ...). The training loop calls it after computing the step's gradient and before the optimizer
 applies it, inside `preserved_state`, so a probe may move the weights, run forward passes in
 training mode (updating BN's running statistics), overwrite gradients and draw random numbers

@@ -1,0 +1,37 @@
+"""The networks, their layers numbered as in the paper's figures (`bnlib.models.numbered`).
+
+`build_model(config)` gives the network a `RunConfig` describes, Glorot-initialised:
+VGG for CIFAR-10 (`bnlib.models.vgg`) or the deep linear network (`bnlib.models.dln`).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from bnlib.config import RunConfig
+from bnlib.models.dln import DeepLinearNet
+from bnlib.models.numbered import Block, NumberedNet
+from bnlib.models.vgg import VGG, VGG_CONFIGS
+
+
+def init_glorot(model: nn.Module) -> None:
+    """The paper's "standard Glorot initialization": Glorot-uniform weights (TensorFlow's default,
+    which the paper's figures suggest it used), zero biases, and gamma = 1, beta = 0 in norms."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_model(config: RunConfig) -> NumberedNet:
+    """The network a config describes, Glorot-initialised from torch's current random state."""
+    if config.model == "vgg":
+        model: NumberedNet = VGG(config.vgg_depth, config.width, config)
+    else:
+        model = DeepLinearNet(config.dln_depth, config.dln_dim, config)
+    init_glorot(model)
+    return model
+
+
+__all__ = ["VGG", "VGG_CONFIGS", "Block", "DeepLinearNet", "NumberedNet", "build_model", "init_glorot"]
