@@ -18,20 +18,13 @@ from bnlib.data import resolve_location
 from bnlib.errors import BnlibError
 from bnlib.experiments import SCALES, default_scale, experiment, experiment_names
 from bnlib.norms import NORMS
-from bnlib.records import load_or_run, load_record, record_key, runs_dir
+from bnlib.records import load_or_run, stored_record
 from bnlib.train import RunOptions
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of argparse's usage block
         self.exit(2, f"bnlib: error: {message} (see python -m bnlib --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = RunOptions(data=args.data)
         if args.command == "show":
             print(json.dumps(config.to_dict(), indent=1))
-            record = load_record(runs_dir() / record_key(config, options))
+            record = stored_record(config, options)  # reads only: nothing is decoded or trained
             if record is None:
                 print("not run yet")
             else:
@@ -94,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.experiment}: {_summary(config, scale)}", flush=True)
         record = load_or_run(config, options=options)
         final = ", ".join(f"{k}={v:.4g}" for k, v in record.final.items())
-        print(f"{record.status} in {record.wall_time_s:.1f} s: {final}")
+        how = "trained" if record.trained else "loaded from the cache (trained earlier)"
+        print(f"{how}: {record.status} in {record.wall_time_s:.1f} s of training: {final}")
         print(f"record: {record.path}")
         return 0
     except BnlibError as e:

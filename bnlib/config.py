@@ -2,8 +2,10 @@
 
 A `RunConfig` is frozen and hashable; its JSON form (plus the record schema version and the data
 copy) is the key of the run record, so two chapters asking for the same config share one run.
-Settings that cannot change the result (device, progress bar, checkpoint interval) live in
-`bnlib.train.RunOptions` instead.
+Every field is checked when a config is made: its type (a number is a real number, a count an
+integer), finiteness and range, with a one-line `ConfigError` naming the fix; numbers are stored in
+their field's type, so equal configs (lr=1 and lr=1.0) have equal keys. Settings that cannot
+change the result (device, progress bar, checkpoint interval) live in `bnlib.train.RunOptions`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +22,47 @@ from bnlib.errors import ConfigError
 
 MODELS = ("vgg", "dln")
 VGG_DEPTHS = (11, 13, 16, 19)
+MAX_SEED = 2**32 - 1
+MAX_LR = 1e6  # beyond this, float32 arithmetic in the update overflows
+
+
+def _unknown(cls: type, names: set[str]) -> None:
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known fields: {', '.join(known)}")
+
+
+def _real(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
+    """`value` as a float, if it is a finite real number in [low, high] (or (low, high])."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, not {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number (got {value})")
+    if value < low or (low_open and value == low) or value > high:
+        if low == 0 and low_open:
+            raise ConfigError(f"{name} must be positive and at most {high:g} (got {value:g})")
+        raise ConfigError(f"{name} must lie in [{low:g}, {high:g}] (got {value:g})")
+    return value
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    """`value` as an int, if it is an integer (not a bool, not 1.5) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer, not {value!r} ({type(value).__name__})")
+    value = int(value)
+    if not low <= value <= high:
+        if low == 1:
+            raise ConfigError(f"{name} must be a positive integer, at most {high:,} (got {value:,})")
+        raise ConfigError(f"{name} must be an integer from {low:,} to {high:,} (got {value:,})")
+    return value
+
+
+def _choice(name: str, value: Any, choices: tuple) -> Any:
+    if isinstance(value, bool) or value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -33,14 +78,19 @@ class NoiseParams:
     r_mu: float = 0.1
     r_sigma: float = 0.1
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> NoiseParams:
+        _unknown(cls, set(kwargs))
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
-        if self.n_mu < 0 or self.r_mu < 0 or self.r_sigma < 0:
-            raise ConfigError(
-                f"noise constants n_mu, r_mu, r_sigma must be >= 0 (got {self.n_mu}, "
-                f"{self.r_mu}, {self.r_sigma}); use 0 to switch a part of the noise off"
-            )
-        if self.n_sigma < 1:
-            raise ConfigError(f"noise constant n_sigma must be >= 1 since sigma ~ U(1, n_sigma) (got {self.n_sigma})")
+        hint = " (use 0 to switch a part of the noise off)"
+        for name in ("n_mu", "r_mu", "r_sigma"):
+            try:
+                object.__setattr__(self, name, _real(f"noise constant {name}", getattr(self, name), 0, 1e3))
+            except ConfigError as e:
+                raise ConfigError(f"{e}{hint}") from None
+        n_sigma = _real("noise constant n_sigma (sigma ~ U(1, n_sigma))", self.n_sigma, 1, 1e3)
+        object.__setattr__(self, "n_sigma", n_sigma)
 
 
 @dataclass(frozen=True)
@@ -81,42 +131,46 @@ class RunConfig:
     # (chance is 2.3), 1e12 for the DLN's summed squared error (about 1e5 at initialisation).
     divergence_bound: float | None = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> RunConfig:
+        _unknown(cls, set(kwargs))  # before dataclass's __init__ raises a bare TypeError
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         from bnlib.norms import NORMS  # late import: norms depends on torch, config should not
 
-        def bad(message: str) -> None:
-            raise ConfigError(message)
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
 
-        if self.model not in MODELS:
-            bad(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        if self.norm not in NORMS:
-            bad(f"unknown normalization {self.norm!r}; choose one of {', '.join(NORMS)}")
-        if not self.lr > 0:
-            bad(f"learning rate must be positive (got {self.lr}); pass e.g. --lr 0.1")
-        if self.steps <= 0:
-            bad(f"steps must be a positive integer (got {self.steps}); pass e.g. --steps 100")
-        if self.batch_size <= 1:
-            bad(f"batch_size must be at least 2 for batch statistics (got {self.batch_size})")
-        if self.momentum < 0 or self.weight_decay < 0:
-            bad("momentum and weight_decay must be >= 0")
-        if self.vgg_depth not in VGG_DEPTHS:
-            bad(f"vgg_depth must be one of {VGG_DEPTHS} (got {self.vgg_depth})")
-        if not self.width > 0:
-            bad(f"width multiplier must be positive (got {self.width})")
+        put("model", _choice("model", self.model, MODELS))
+        put("norm", _choice("normalization", self.norm, tuple(NORMS)))
+        put("lr", _real("learning rate", self.lr, 0, MAX_LR, low_open=True))
+        put("steps", _integer("steps", self.steps, 1, 10**9))
+        put("batch_size", _integer("batch_size (at least 2 for batch statistics)", self.batch_size, 2, 10**6))
+        for name in ("seed", "data_seed"):
+            put(name, _integer(name, getattr(self, name), 0, MAX_SEED))
+        put("momentum", _real("momentum", self.momentum, 0, 1 - 1e-12))
+        put("weight_decay", _real("weight_decay", self.weight_decay, 0, 1e3))
+        put("vgg_depth", _choice("vgg_depth", self.vgg_depth, VGG_DEPTHS))
+        put("width", _real("width multiplier", self.width, 0, 64, low_open=True))
         for name in ("train_per_class", "test_per_class"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                bad(f"{name} must be positive or None for the whole set (got {value})")
-        if self.dln_depth < 2 or self.dln_dim < 1 or self.dln_samples < 2:
-            bad("the DLN needs dln_depth >= 2, dln_dim >= 1 and dln_samples >= 2")
-        if self.log_every <= 0 or self.test_every < 0:
-            bad("log_every must be positive and test_every >= 0")
+            put(name, None if value is None else _integer(f"{name} (None for the whole set)", value, 1, 10**6))
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"augment must be True or False, not {self.augment!r}")
+        put("dln_depth", _integer("dln_depth", self.dln_depth, 2, 10**4))
+        put("dln_dim", _integer("dln_dim", self.dln_dim, 1, 10**5))
+        put("dln_samples", _integer("dln_samples", self.dln_samples, 2, 10**8))
+        put("bn_eps", _real("bn_eps", self.bn_eps, 0, 1, low_open=True))
+        put("bn_momentum", _real("bn_momentum", self.bn_momentum, 0, 1))
+        if isinstance(self.noise, dict):
+            put("noise", NoiseParams(**self.noise))
+        elif not isinstance(self.noise, NoiseParams):
+            raise ConfigError(f"noise must be a NoiseParams, not {type(self.noise).__name__}")
+        put("log_every", _integer("log_every", self.log_every, 1, 10**9))
+        put("test_every", _integer("test_every (0: only at the end)", self.test_every, 0, 10**9))
         if self.divergence_bound is None:
-            object.__setattr__(self, "divergence_bound", 1e3 if self.model == "vgg" else 1e12)
-        if not self.divergence_bound > 0:
-            bad(f"divergence_bound must be positive (got {self.divergence_bound})")
-        if not isinstance(self.noise, NoiseParams):
-            object.__setattr__(self, "noise", NoiseParams(**dict(self.noise)))
+            put("divergence_bound", 1e3 if self.model == "vgg" else 1e12)
+        put("divergence_bound", _real("divergence_bound", self.divergence_bound, 0, 1e300, low_open=True))
 
     @property
     def effective_batch_size(self) -> int:
@@ -131,13 +185,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown config fields {sorted(unknown)}; known: {sorted(known)}")
-        data = dict(data)
-        if "noise" in data:
-            data["noise"] = NoiseParams(**data["noise"])
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, not {type(data).__name__}")
         return cls(**data)
 
     def digest(self, *extra: Any) -> str:

@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import tarfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from bnlib.errors import DataError
-from bnlib.storage import cache_dir, load_npz, save_npz
+from bnlib.storage import cache_dir, load_npz, read_json, save_npz, write_json
 
 ENV_DATA = "BNLIB_DATA"
 CIFAR_CLASSES = (
@@ -91,13 +92,26 @@ def resolve_location(location: str | os.PathLike | None) -> tuple[str, Path]:
         if path.name.endswith(_TAR_SUFFIXES):
             return "image-tar", path
         raise DataError(f"data path {path} is a file but not a .tar.gz of an image folder; {HOW_TO_PROVIDE}")
+    if not path.is_dir():
+        raise DataError(f"data path {path} is neither a file nor a folder; {HOW_TO_PROVIDE}")
     for candidate in (path, path / "cifar-10-batches-py"):
         if (candidate / "data_batch_1").is_file():
             return "cifar-python", candidate
     for candidate in (path, *sorted(p for p in path.iterdir() if p.is_dir())):
         if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+            _check_readable(_image_files(candidate))
             return "image-folder", candidate
     raise DataError(f"data path {path} holds no CIFAR-10 in a known layout; {HOW_TO_PROVIDE}")
+
+
+def _image_files(root: Path) -> list[Path]:
+    return [p for split in ("train", "test") for p in sorted((root / split).glob("*/*")) if p.is_file()]
+
+
+def _check_readable(files: list[Path]) -> None:
+    for path in files:
+        if not os.access(path, os.R_OK):
+            raise DataError(f"cannot read {path} (permissions); make it readable or remove it from the image folder")
 
 
 def _source_key(kind: str, path: Path) -> str:
@@ -118,25 +132,48 @@ def _source_key(kind: str, path: Path) -> str:
 def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
     """CIFAR-10, decoded once per copy and then read from the cache ($BNLIB_CACHE/data)."""
     kind, path = resolve_location(location)
+    kind_for_record = kind
     if kind == "torchvision":
-        path = _download(path)
-        kind_for_record = "torchvision"
-        kind = "cifar-python"
-    else:
-        kind_for_record = kind
-    cache_file = cache_dir() / "data" / f"cifar10-{_source_key(kind, path)}.npz"
+        path, kind = _download(path), "cifar-python"
+    cache_file = _cache_file(kind, path)
     if cache_file.exists():
         try:
-            arrays = load_npz(cache_file)
-            return _from_arrays(arrays)
-        except Exception:  # a damaged cache (truncated zip, missing key) is rebuilt below
-            pass
+            cifar = _from_arrays(load_npz(cache_file))
+            if not cache_file.with_suffix(".json").exists():
+                write_json(cache_file.with_suffix(".json"), cifar.source)
+            return cifar
+        except Exception as e:
+            warnings.warn(f"decoded copy {cache_file} is damaged ({_one_line(e)}); decoding again", stacklevel=2)
+    # Nothing is written before the copy decodes whole; two processes decoding at once only lose time
     decoded = {"cifar-python": _read_cifar_python, "image-folder": _read_image_folder}.get(kind, _read_image_tar)
     train_x, train_y, test_x, test_y = decoded(path)
     source = _describe(kind_for_record, path, train_x, train_y, test_x, test_y)
     arrays = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
-    save_npz(cache_file, {**arrays, "source": np.array(json.dumps(source, sort_keys=True))})
+    try:
+        save_npz(cache_file, {**arrays, "source": np.array(json.dumps(source, sort_keys=True))})
+        write_json(cache_file.with_suffix(".json"), source)
+    except OSError as e:  # the arrays are in memory: a full disk costs the next run a decode, not this one
+        warnings.warn(f"could not keep the decoded copy in {cache_file.parent} ({e.strerror})", stacklevel=2)
     return Cifar10(**arrays, source=source)
+
+
+def known_source(location: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """What a run would record about this copy of CIFAR-10 (its fingerprint included), if the copy
+    was decoded before; None otherwise. Never decodes or downloads anything."""
+    kind, path = resolve_location(location)
+    if kind == "torchvision":
+        path, kind = path / "cifar-10-batches-py", "cifar-python"
+        if not path.is_dir():
+            return None
+    sidecar = _cache_file(kind, path).with_suffix(".json")
+    try:
+        return read_json(sidecar)
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_file(kind: str, path: Path) -> Path:
+    return cache_dir() / "data" / f"cifar10-{_source_key(kind, path)}.npz"
 
 
 def _from_arrays(arrays: dict[str, np.ndarray]) -> Cifar10:
@@ -224,12 +261,12 @@ def _read_cifar_python(folder: Path) -> tuple[np.ndarray, ...]:
 
 
 def _read_image_folder(root: Path) -> tuple[np.ndarray, ...]:
-    entries = [
-        (split, p.parent.name, p.name, p.read_bytes())
-        for split in ("train", "test")
-        for p in sorted((root / split).glob("*/*"))
-        if p.is_file()
-    ]
+    entries = []
+    for p in _image_files(root):
+        try:
+            entries.append((p.parent.parent.name, p.parent.name, p.name, p.read_bytes()))
+        except OSError as e:
+            raise DataError(f"cannot read {p} ({e.strerror}); make it readable or remove it from the folder") from e
     return _assemble(entries, str(root))
 
 
@@ -259,12 +296,13 @@ def _assemble(entries: list[tuple[str, str, str, bytes]], where: str) -> tuple[n
         rank = {c: i for i, c in enumerate(classes[split])}
         items = sorted((rank[c], name, blob) for s, c, name, blob in entries if s == split)
         images = np.empty((len(items), 32, 32, 3), dtype=np.uint8)
-        for i, (_, name, blob) in enumerate(items):
+        for i, (label, name, blob) in enumerate(items):
             try:
                 with Image.open(io.BytesIO(blob)) as img:
                     images[i] = np.asarray(img.convert("RGB"))
             except Exception as e:
-                raise DataError(f"{where}: cannot decode {split}/{name} as a 32x32 image ({_one_line(e)})") from e
+                where_exactly = f"{split}/{classes[split][label]}/{name}"
+                raise DataError(f"{where}: cannot decode {where_exactly} as a 32x32 image ({_one_line(e)})") from e
         out += [images, np.array([r for r, _, _ in items], dtype=np.int64)]
     return tuple(out)
 

@@ -11,3 +11,7 @@ class ConfigError(BnlibError, ValueError):
 
 class DataError(BnlibError):
     """The data set cannot be found, read or decoded."""
+
+
+class CacheError(BnlibError):
+    """The cache folder (BNLIB_CACHE) is not a writable folder with enough free space."""

@@ -3,15 +3,27 @@
 A record lives in $BNLIB_CACHE/runs/<key>/ where key hashes the record schema version, the full
 RunConfig and the data copy's fingerprint. Inside: record.json (config, status, final numbers,
 wall time, environment, and a checksum of every other file), metrics.npz, one probe-<name>.npz per
-probe, and model.pt (the final weights; load with torch.load(..., weights_only=True)). JSON and
-.npz only, never pickle; every file is written atomically and record.json last, so a record either
-exists whole or is recomputed. `load_or_run` computes only what is missing: a new run, or probes a
-finished run lacks (measuring never changes the training, so the rerun retraces the same path).
+probe, and model.pt (the final weights; load with torch.load(..., weights_only=True)).
+
+What `load_or_run` guarantees:
+
+* **Only what is missing is computed**: a new run, or the probes a finished run lacks (measuring
+  never changes the training, so the rerun retraces the same path).
+* **Resume**: while training, the run's whole state is checkpointed now and then into
+  checkpoint.pt in the record's folder; a run killed at any moment resumes from there on the next
+  request (bit-identical to an uninterrupted run on the CPU).
+* **One writer per run**: a lock on the record's key; a second process asking for the same run
+  waits for the first one's record instead of training it again.
+* **Atomic records**: every file is written atomically and record.json last, and record.json is
+  validated when read (schema, status, the files it names and their checksums), so a record exists
+  whole or is recomputed. Strict JSON and .npz only, never pickle.
+* **Problems first**: the cache is checked (a writable folder with room for the run) before any
+  data is decoded or any step trained.
 """
 
 from __future__ import annotations
 
-import shutil
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -24,13 +36,27 @@ import pandas as pd
 import torch
 
 from bnlib.config import RunConfig
-from bnlib.data import load_cifar10
-from bnlib.models import NumberedNet
+from bnlib.data import known_source, load_cifar10
+from bnlib.errors import CacheError, ConfigError
+from bnlib.models import NumberedNet, build_model
 from bnlib.probes.hook import Probe, probe_key
-from bnlib.storage import atomic_write, cache_dir, file_sha256, load_npz, read_json, save_npz, write_json
+from bnlib.storage import (
+    atomic_write,
+    cache_dir,
+    check_cache,
+    exclusive,
+    file_sha256,
+    load_npz,
+    read_json,
+    remove_stale_temporaries,
+    save_npz,
+    write_json,
+)
 from bnlib.train import RunOptions, TrainResult, initial_model, train
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: strict JSON (non-finite numbers encoded explicitly), validated on load
+STATUSES = ("finished", "diverged")
+_MB = 1 << 20
 
 
 @dataclass
@@ -46,6 +72,7 @@ class Record:
     environment: dict[str, Any]
     path: Path | None = None
     label: str = field(default="")
+    trained: bool = False  # True when the call that returned it trained (or resumed) the run
 
     @property
     def diverged(self) -> bool:
@@ -129,16 +156,27 @@ def runs_dir() -> Path:
     return cache_dir() / "runs"
 
 
-def data_fingerprint(config: RunConfig, options: RunOptions) -> str:
-    """The data copy a run uses: part of its key, so switching copies never reuses stale results."""
+def data_fingerprint(config: RunConfig, options: RunOptions, decode: bool = True) -> str | None:
+    """The data copy a run uses: part of its key, so switching copies never reuses stale results.
+    With decode=False, None when the copy was never decoded (so no run of it can exist)."""
     if config.model == "dln":
         return "synthetic"
-    return load_cifar10(options.data).source["fingerprint"]
+    source = load_cifar10(options.data).source if decode else known_source(options.data)
+    return None if source is None else source["fingerprint"]
 
 
 def record_key(config: RunConfig, options: RunOptions | None = None) -> str:
     options = options or RunOptions()
     return config.digest(SCHEMA_VERSION, data_fingerprint(config, options))
+
+
+def stored_record(config: RunConfig, options: RunOptions | None = None) -> Record | None:
+    """The record of `config` if one is stored, without training or decoding anything."""
+    options = options or RunOptions()
+    fingerprint = data_fingerprint(config, options, decode=False)
+    if fingerprint is None:
+        return None
+    return load_record(runs_dir() / config.digest(SCHEMA_VERSION, fingerprint))
 
 
 def load_record(path: Path) -> Record | None:
@@ -148,8 +186,9 @@ def load_record(path: Path) -> Record | None:
         return None
     try:
         meta = read_json(meta_path)
-        if meta["schema"] != SCHEMA_VERSION:
+        if isinstance(meta, dict) and meta.get("schema") != SCHEMA_VERSION:
             return None
+        _check_meta(meta)
         for name, digest in meta["files"].items():
             if file_sha256(path / name) != digest:
                 raise ValueError(f"{name} does not match its checksum")
@@ -169,49 +208,148 @@ def load_record(path: Path) -> Record | None:
         return None
 
 
-def _write_record(path: Path, config: RunConfig, result: TrainResult, probes: dict[str, dict[str, np.ndarray]]) -> None:
-    save_npz(path / "metrics.npz", result.metrics)
-    for key, arrays in probes.items():
-        save_npz(path / f"probe-{key}.npz", arrays)
+_META_TYPES = {
+    "schema": int,
+    "config": dict,
+    "status": str,
+    "steps_done": int,
+    "final": dict,
+    "wall_time_s": float | int,
+    "environment": dict,
+    "probes": list,
+    "files": dict,
+    "written": str,
+}
 
-    atomic_write(path / "model.pt", lambda tmp: torch.save(result.model_state, tmp))
-    files = ["metrics.npz", "model.pt", *[f"probe-{k}.npz" for k in probes]]
-    write_json(
-        path / "record.json",
-        {
-            "schema": SCHEMA_VERSION,
-            "config": config.to_dict(),
-            "status": result.status,
-            "steps_done": result.steps_done,
-            "final": result.final,
-            "wall_time_s": result.wall_time_s,
-            "environment": result.environment,
-            "probes": sorted(probes),
-            "files": {name: file_sha256(path / name) for name in files},
-            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    )
+
+def _check_meta(meta: Any) -> None:
+    """Raise ValueError unless record.json has the fields, types and values a record must have."""
+    if not isinstance(meta, dict):
+        raise ValueError("record.json is not a JSON object")
+    for name, kind in _META_TYPES.items():
+        if not isinstance(meta.get(name), kind) or isinstance(meta.get(name), bool):
+            raise ValueError(f"record.json's {name!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    if meta["status"] not in STATUSES:
+        raise ValueError(f"record.json's status {meta['status']!r} is none of {', '.join(STATUSES)}")
+    if not all(isinstance(k, str) and isinstance(v, float | int) for k, v in meta["final"].items()):
+        raise ValueError("record.json's final numbers are not all numbers")
+    named = {"metrics.npz", "model.pt", *(f"probe-{k}.npz" for k in meta["probes"])}
+    if set(meta["files"]) != named:
+        raise ValueError(f"record.json names the files {sorted(meta['files'])}, expected {sorted(named)}")
+
+
+def _write_record(path: Path, config: RunConfig, result: TrainResult, old: Record | None) -> None:
+    """Write a record for `result`, record.json last. Adding probes to `old` writes only their files
+    and keeps its metrics and weights. A failed write removes what it wrote (the checkpoint stays)."""
+    written: list[Path] = []
+
+    def keep(name: str, write) -> None:
+        write(path / name)
+        written.append(path / name)
+
+    try:
+        if old is None:
+            keep("metrics.npz", lambda f: save_npz(f, result.metrics))
+            keep("model.pt", lambda f: atomic_write(f, lambda tmp: torch.save(result.model_state, tmp)))
+        for key, arrays in result.probes.items():
+            keep(f"probe-{key}.npz", lambda f, arrays=arrays: save_npz(f, arrays))
+        probes = sorted({*(old.probes if old else {}), *result.probes})
+        files = ["metrics.npz", "model.pt", *[f"probe-{k}.npz" for k in probes]]
+        write_json(
+            path / "record.json",
+            {
+                "schema": SCHEMA_VERSION,
+                "config": config.to_dict(),
+                "status": result.status if old is None else old.status,
+                "steps_done": result.steps_done,
+                "final": result.final if old is None else old.final,
+                "wall_time_s": result.wall_time_s if old is None else old.wall_time_s,
+                "environment": result.environment if old is None else old.environment,
+                "probes": probes,
+                "files": {name: file_sha256(path / name) for name in files},
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
+    except OSError as e:
+        for f in written:
+            f.unlink(missing_ok=True)
+        raise CacheError(
+            f"could not write the run record in {path} ({e.strerror}); free some space in the cache and ask "
+            "again: the training is kept in checkpoint.pt and resumes from there"
+        ) from e
+
+
+def _remove_record_files(path: Path) -> None:
+    """Remove a damaged or partial record, record.json first; the checkpoint stays, to resume from."""
+    (path / "record.json").unlink(missing_ok=True)
+    for f in path.glob("*"):
+        if f.is_file() and f.name != "checkpoint.pt":
+            f.unlink()
+
+
+def space_needed(config: RunConfig, options: RunOptions) -> int:
+    """Bytes a run may write at its peak: the checkpoint, its temporary copy and the final weights
+    (each about the model's size, or twice that with momentum), metrics, probe outputs, and the
+    decoded data set if this copy was never decoded."""
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build_model(config).parameters())
+    weights = 4 * parameters * (2 if config.momentum else 1)
+    need = 3 * weights + 64 * config.steps + 20 * _MB
+    if config.model == "vgg" and known_source(options.data) is None:
+        need += 200 * _MB  # CIFAR-10 decoded: 60,000 x 3,072 bytes
+    return need
+
+
+def _checked_probes(probes: Sequence[Probe]) -> list[Probe]:
+    if isinstance(probes, str) or not isinstance(probes, Sequence):
+        raise ConfigError(f"probes must be a list of probes, not {type(probes).__name__}")
+    for probe in probes:
+        if not isinstance(getattr(probe, "name", None), str) or not callable(probe):
+            raise ConfigError(f"{probe!r} is not a probe: a probe is a callable with a `name` and an `every`")
+        every = getattr(probe, "every", None)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"probe {probe.name!r} needs a positive integer `every`, not {every!r}")
+    if len({probe_key(p) for p in probes}) < len(probes):
+        raise ConfigError("two probes share a name and a stride; give them different names")
+    return list(probes)
+
+
+def _say_waiting(holder: str) -> None:
+    who = holder or "another process"
+    print(f"bnlib: {who} is computing this run; waiting for its record", file=sys.stderr, flush=True)
 
 
 def load_or_run(
     config: RunConfig, probes: Sequence[Probe] = (), options: RunOptions | None = None, label: str = ""
 ) -> Record:
-    """The record of `config` with the outputs of `probes`, training only what is missing."""
+    """The record of `config` with the outputs of `probes`, training only what is missing (see the
+    module's docstring for what is guaranteed)."""
+    if not isinstance(config, RunConfig):
+        raise ConfigError(
+            f"load_or_run needs a RunConfig, not {type(config).__name__}; "
+            "make one with bnlib.experiment('vgg-bn-lr0.1') or bnlib.RunConfig(...)"
+        )
+    probes = _checked_probes(probes)
     options = options or RunOptions()
-    path = runs_dir() / record_key(config, options)
-    record = load_record(path)
-    missing = [p for p in probes if record is None or probe_key(p) not in record.probes]
-    if record is not None and not missing:
-        record.label = label
-        return record
-    if record is None and path.exists():
-        shutil.rmtree(path)  # a damaged record: start clean
-    to_run = probes if record is None else missing
-    result = train(config, to_run, RunOptions(**{**options.__dict__, "checkpoint_path": path / "checkpoint.pt"}))
-    all_probes = {**(record.probes if record else {}), **result.probes}
-    _write_record(path, config, result, all_probes)
-    (path / "checkpoint.pt").unlink(missing_ok=True)
-    record = load_record(path)
-    assert record is not None
-    record.label = label
-    return record
+    check_cache(space_needed(config, options))
+    key = record_key(config, options)
+    path = runs_dir() / key
+    with exclusive(runs_dir() / f"{key}.lock", on_wait=_say_waiting):
+        record = load_record(path)
+        missing = [p for p in probes if record is None or probe_key(p) not in record.probes]
+        if record is not None and not missing:
+            record.label = label
+            return record
+        if path.exists():
+            remove_stale_temporaries(path)
+            if record is None:
+                _remove_record_files(path)
+        run_options = RunOptions(**{**options.__dict__, "checkpoint_path": path / "checkpoint.pt"})
+        result = train(config, probes if record is None else missing, run_options)
+        _write_record(path, config, result, record)
+        (path / "checkpoint.pt").unlink(missing_ok=True)
+        stored = load_record(path)
+    if stored is None:
+        raise CacheError(f"the run record just written in {path} does not read back; check the disk it lies on")
+    stored.label, stored.trained = label, True
+    return stored

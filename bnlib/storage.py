@@ -1,30 +1,67 @@
-"""Where bnlib keeps things, and how it writes them: atomically, never as pickle."""
+"""Where bnlib keeps things, and how it writes them: atomically, never as pickle, one writer at a time.
+
+* `cache_dir()` is $BNLIB_CACHE (default ~/.cache/bnlib); `check_cache(needed)` finds every cache
+  problem (not a folder, not writable, too little free space) before any work starts, writing nothing.
+* `atomic_write` writes through a temporary file and a rename, so a reader (or a process killed
+  mid-write) sees the old file or the new one, never half of it.
+* `write_json` / `read_json` are strict JSON: a non-finite number is written as {"__float__": "nan"}
+  (or "inf", "-inf") and read back as a float, so any JSON reader can parse the files.
+* `exclusive(path)` is an inter-process lock (flock): the second process to ask waits for the first.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bnlib.errors import CacheError
+
 ENV_CACHE = "BNLIB_CACHE"
+_MB = 1 << 20
 
 
 def cache_dir() -> Path:
     """The root of bnlib's cache: $BNLIB_CACHE, else ~/.cache/bnlib. Not created here."""
-    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "bnlib").expanduser()
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "bnlib").expanduser().absolute()
+
+
+def check_cache(needed_bytes: int = 0) -> Path:
+    """The cache folder, after checking, without creating anything, that it is (or can become) a
+    writable folder with at least `needed_bytes` free. Raises CacheError (one line, naming the fix)."""
+    root = cache_dir()
+    where = f"the cache {root} (BNLIB_CACHE)"
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise CacheError(f"{where} lies under {existing}, which is a file, not a folder; point BNLIB_CACHE at a folder")
+    try:  # a real write tells more than os.access (root, read-only mounts, quotas)
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".bnlib-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CacheError(f"{where} is not writable ({e.strerror}); point BNLIB_CACHE at a writable folder") from e
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise CacheError(
+            f"{where} has {free / _MB:.0f} MB free and this needs about {needed_bytes / _MB:.0f} MB; "
+            "free some space or point BNLIB_CACHE at a larger disk"
+        )
+    return root
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`.
-
-    A reader (or a process killed mid-write) therefore sees the old file or the new one, never half.
-    """
+    """Call write(tmp) on a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -37,6 +74,41 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete what `atomic_write` left behind when its process was killed mid-write. Call it only
+    while holding the folder's lock, so no live writer's temporary file is removed."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, on_wait: Callable[[str], None] | None = None, remind_s: float = 60) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on `lock_file` (created if missing). While another
+    process holds it, wait, calling on_wait(what the holder wrote into the file) at once and every
+    `remind_s` seconds. The lock is released when the block ends or the process dies."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as f:
+        told = None
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if on_wait is not None and (told is None or time.monotonic() - told >= remind_s):
+                    f.seek(0)
+                    on_wait(f.read().strip())
+                    told = time.monotonic()
+                time.sleep(0.2)
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -44,12 +116,33 @@ def _umask() -> int:
 
 
 def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=1, sort_keys=True, default=_json_default)
+    text = json.dumps(_encode(data), indent=1, sort_keys=True, allow_nan=False, default=_json_default)
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(), object_hook=_decode, parse_constant=_refuse_constant)
+
+
+def _encode(value: Any) -> Any:
+    """Non-finite floats (anywhere in the structure) as {"__float__": "nan" | "inf" | "-inf"}."""
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return {"__float__": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if obj.keys() == {"__float__"} and obj["__float__"] in ("nan", "inf", "-inf"):
+        return float(obj["__float__"])
+    return obj
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -75,7 +168,7 @@ def file_sha256(path: Path) -> str:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
-        return value.item()
+        return _encode(value.item())
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

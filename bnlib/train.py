@@ -29,11 +29,13 @@ from tqdm.auto import tqdm
 from bnlib import device as devices
 from bnlib.config import RunConfig
 from bnlib.data import BatchSampler, ImageSplit, balanced_subset, dln_data, load_cifar10
+from bnlib.errors import ConfigError
 from bnlib.models import NumberedNet, build_model
 from bnlib.probes.hook import Probe, ProbeContext, RandomState, preserved_state, probe_key, to_numpy
 from bnlib.storage import atomic_write
 
 ENV_PROGRESS = "BNLIB_PROGRESS"
+ENV_CHECKPOINT = "BNLIB_CHECKPOINT_S"
 CHECKPOINT_VERSION = 2
 FINAL_WINDOW = 100  # final training loss and accuracy: means over the last 100 steps' batches
 
@@ -46,7 +48,8 @@ class RunOptions:
     data: str | None = None  # CIFAR-10 location; None: $BNLIB_DATA, else torchvision's download
     progress: bool | None = None  # None: on unless BNLIB_PROGRESS=0
     checkpoint_path: Path | None = None  # None: no checkpoints
-    checkpoint_interval_s: float = 60.0  # 0: at every log point (tests)
+    # Seconds between checkpoints; 0: at every log point. Default: $BNLIB_CHECKPOINT_S, else 60.
+    checkpoint_interval_s: float = field(default_factory=lambda: _checkpoint_interval())
 
 
 @dataclass
@@ -59,6 +62,17 @@ class TrainResult:
     wall_time_s: float
     environment: dict[str, Any]
     model_state: dict[str, Tensor] = field(repr=False)
+
+
+def _checkpoint_interval() -> float:
+    text = os.environ.get(ENV_CHECKPOINT, "60")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"{ENV_CHECKPOINT}={text!r} is not a number of seconds >= 0; unset it or set e.g. 60")
+    return seconds
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:

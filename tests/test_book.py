@@ -125,7 +125,7 @@ def test_notebook_runs_at_smoke_scale(notebook, book_env, monkeypatch):
     # A hang detector, not a speed test (timings go in benchmarks and notes): a stuck cell fails.
     for name, value in book_env.items():
         monkeypatch.setenv(name, value)
-    build.run_notebook(nbformat.read(notebook, as_version=4), notebook.parent, timeout=600)
+    build.run_notebook(nbformat.read(notebook, as_version=4), notebook.parent, hang_after_s=120)
 
 
 # ------------------------------------------------------------------ the smoke-scale book in a browser

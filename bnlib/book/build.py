@@ -3,7 +3,8 @@
     python -m bnlib.book [--scale cpu]      # build the HTML; prints where it is
 
 The build executes the notebooks in notebooks/ (committed without outputs) at the chosen scale,
-with a per-scale execution cache so an unchanged chapter is not run again, a per-cell timeout, and
+with a per-scale execution cache so an unchanged chapter is not run again, a hang detector (a cell
+with no output and no CPU for minutes fails; a long cell that works does not), and
 any cell error failing the build. Chapters share run records (bnlib.records), so a training run
 used by two chapters runs once. Each scale builds into its own folder, book/_build/<scale>: smoke
 outputs never mix with the published cpu build.
@@ -11,19 +12,26 @@ outputs never mix with the published cpu build.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from bnlib.book.project import REPO_TAG, REPO_URL
 from bnlib.book.template import NOTEBOOKS, ROOT, template_problems
+from bnlib.data import ENV_DATA
 from bnlib.errors import BnlibError
 from bnlib.experiments import check_scale, default_scale
+from bnlib.storage import ENV_CACHE
 
-CELL_TIMEOUT_S = {"smoke": 300, "cpu": 1800, "paper": 6 * 3600}
+# A cell that makes no progress (no new output and no CPU) for this long is a hang and fails the
+# build. A long cell that is working is not: there is no limit on a cell's total time.
+HANG_AFTER_S = {"smoke": 120, "cpu": 600, "paper": 1800}
 
 
 def toc_notebooks() -> list[Path]:
@@ -35,12 +43,12 @@ def toc_notebooks() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
-def execute_into_cache(notebook: Path, cache_path: Path, timeout: int, env: dict[str, str]) -> None:
+def execute_into_cache(notebook: Path, cache_path: Path, hang_after_s: float, env: dict[str, str]) -> None:
     """Execute a notebook in a fresh process and store it in the book's execution cache, unless
     the cache already holds it; Jupyter Book then only renders it. Executing here rather than
     inside Sphinx lets us choose nbclient's options (see `_execute_here`), and a crash in one
     notebook cannot take the build process down."""
-    call = f"_execute_here({str(notebook)!r}, {str(cache_path)!r}, {timeout})"
+    call = f"_execute_here({str(notebook)!r}, {str(cache_path)!r}, {hang_after_s})"
     done = subprocess.run([sys.executable, "-c", f"from bnlib.book.build import _execute_here; {call}"], env=env)
     if done.returncode != 0:
         raise BnlibError(
@@ -48,8 +56,9 @@ def execute_into_cache(notebook: Path, cache_path: Path, timeout: int, env: dict
         )
 
 
-def run_notebook(nb, cwd: Path, timeout: int) -> float:
+def run_notebook(nb, cwd: Path, hang_after_s: float) -> float:
     """Execute a notebook in place, cell by cell, saving widget state; returns the seconds taken.
+    A cell that makes no progress for `hang_after_s` seconds is interrupted and fails (`Watchdog`).
 
     Cell by cell rather than nbclient's `execute()`: that call was seen to sit out the whole cell
     timeout after the last cell now and then (13 s notebooks taking 75-176 s, in and outside
@@ -60,16 +69,78 @@ def run_notebook(nb, cwd: Path, timeout: int) -> float:
     # record_timing=False: timing metadata on the cells would change the notebook's hash in the
     # execution cache, and Jupyter Book would then execute every chapter a second time
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
+        nb, timeout=None, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
     )
     started = time.perf_counter()
     with client.setup_kernel():
         for channel in (client.kc.shell_channel, client.kc.iopub_channel):
             _poll_every_second(channel)
+        watchdog = Watchdog(client.km.provisioner.process.pid, hang_after_s)
         for index, cell in enumerate(nb.cells):
-            client.execute_cell(cell, index)
+            with watchdog.watching(cell):
+                try:
+                    client.execute_cell(cell, index)
+                except Exception as error:
+                    if watchdog.hung:
+                        raise BnlibError(
+                            f"cell {index} of the notebook made no progress (no output, no CPU) for "
+                            f"{hang_after_s:.0f} s and was interrupted: a hang"
+                        ) from error
+                    raise
         client.set_widgets_metadata()
     return time.perf_counter() - started
+
+
+class Watchdog:
+    """Watches a kernel while a cell runs: if the kernel's processes use (almost) no CPU and the
+    cell gains no output for `hang_after_s` seconds, it interrupts the kernel (SIGINT, then SIGKILL
+    if that does not help) and sets `hung`."""
+
+    def __init__(self, kernel_pid: int, hang_after_s: float, poll_s: float = 2.0, idle_cpu: float = 0.02):
+        import psutil
+
+        self.kernel = psutil.Process(kernel_pid)
+        self.hang_after_s, self.poll_s, self.idle_cpu = hang_after_s, min(poll_s, hang_after_s / 4), idle_cpu
+        self.hung = False
+
+    def _cpu_seconds(self) -> float:
+        import psutil
+
+        total = 0.0
+        for process in (self.kernel, *self.kernel.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    @contextlib.contextmanager
+    def watching(self, cell):
+        stop = threading.Event()
+
+        def watch() -> None:
+            cpu, outputs, last_progress, signals = (
+                self._cpu_seconds(),
+                len(cell.get("outputs", [])),
+                time.monotonic(),
+                0,
+            )
+            while not stop.wait(self.poll_s):
+                now_cpu, now_outputs = self._cpu_seconds(), len(cell.get("outputs", []))
+                if now_cpu - cpu > self.idle_cpu * self.poll_s or now_outputs != outputs:
+                    last_progress = time.monotonic()
+                cpu, outputs = now_cpu, now_outputs
+                if time.monotonic() - last_progress > self.hang_after_s * (1 + signals):
+                    self.hung = True
+                    self.kernel.send_signal(signal.SIGINT if signals == 0 else signal.SIGKILL)
+                    signals += 1
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 def _poll_every_second(channel) -> None:
@@ -96,7 +167,7 @@ def _poll_every_second(channel) -> None:
     channel.get_msg = patient_get_msg
 
 
-def _execute_here(notebook: str, cache_path: str, timeout: int) -> None:
+def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
     import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -112,7 +183,7 @@ def _execute_here(notebook: str, cache_path: str, timeout: int) -> None:
         pass
     stage = cache.add_nb_to_project(notebook)
     try:
-        seconds = run_notebook(nb, Path(notebook).parent, timeout)
+        seconds = run_notebook(nb, Path(notebook).parent, hang_after_s)
     except CellExecutionError as error:
         print(error, file=sys.stderr)
         raise SystemExit(1) from error
@@ -135,16 +206,23 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
     out = ROOT / "book" / "_build" / scale
     out.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
-    config["execute"] |= {"cache": str(out / "jupyter_cache"), "timeout": CELL_TIMEOUT_S[scale]}
+    # Jupyter Book only renders: the chapters are executed into its cache first (no time limit there)
+    config["execute"] |= {"cache": str(out / "jupyter_cache"), "timeout": -1}
     config["repository"] |= {"url": REPO_URL, "branch": REPO_TAG}
     # Jupyter Book resolves local extensions relative to the config file, which now lives in `out`.
     extensions = config["sphinx"].get("local_extensions", {})
     config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in extensions.items()}
     (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = os.environ | {"BNLIB_SCALE": scale, "BNLIB_PROGRESS": "0"}
+    for name in (ENV_DATA, ENV_CACHE):  # the chapters run in notebooks/: relative paths mean the caller's
+        if env.get(name):
+            env[name] = str(Path(env[name]).expanduser().absolute())
     started = time.perf_counter()
+    seconds = {}
     for notebook in toc_notebooks():
-        execute_into_cache(notebook, out / "jupyter_cache", CELL_TIMEOUT_S[scale], env)
+        began = time.perf_counter()
+        execute_into_cache(notebook, out / "jupyter_cache", HANG_AFTER_S[scale], env)
+        seconds[notebook.stem] = time.perf_counter() - began
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
         str(jupyter_book if jupyter_book.exists() else shutil.which("jupyter-book") or "jupyter-book"),
@@ -156,9 +234,13 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
     ]  # fmt: skip
     if rebuild_all:
         command.append("--all")
+    began = time.perf_counter()
     done = subprocess.run(command, env=env)
     if done.returncode != 0:
         raise BnlibError(f"the {scale}-scale book build failed (exit {done.returncode}); the log above says where")
+    seconds["rendering the HTML"] = time.perf_counter() - began
     index = out / "_build" / "html" / "index.html"
-    print(f"{scale}-scale book built in {time.perf_counter() - started:.0f} s: {index}")
+    print(f"\n{scale}-scale book built in {time.perf_counter() - started:.0f} s: {index}")
+    for page, took in seconds.items():
+        print(f"  {took:7.0f} s  {page}")
     return index
