@@ -1,4 +1,4 @@
-"""Command line: `python -m bnlib run EXPERIMENT`, `list`, `show EXPERIMENT`.
+"""Command line: `python -m bnlib run EXPERIMENT`, `sweep EXPERIMENT...`, `list`, `show EXPERIMENT`.
 
 The book has its own entry point, `python -m bnlib.book` (the book layer, which the library never
 imports).
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def experiment_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("experiment", help="a named experiment, e.g. vgg-bn-lr0.1 (see `list`)")
-        p.add_argument("--scale", choices=SCALES, help="smoke, cpu or paper (default: $BNLIB_SCALE, else by device)")
+        p.add_argument("--scale", choices=SCALES, help="smoke, cpu or paper (default: $BNLIB_SCALE, else cpu)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--lr", type=float, help="override the learning rate")
         p.add_argument("--steps", type=int, help="override the number of steps")
@@ -48,7 +48,34 @@ def _parser() -> argparse.ArgumentParser:
     experiment_args(show)
     listing = sub.add_parser("list", help="list the named experiments")
     listing.add_argument("--scale", choices=SCALES)
+    many = sub.add_parser("sweep", help="run a grid of experiments as Ray tasks (this machine, or a cluster)")
+    many.add_argument("experiments", nargs="+", help="named experiments, e.g. vgg-bn-lr0.1 vgg-std-lr0.1")
+    many.add_argument("--scale", choices=SCALES, help="smoke, cpu or paper (default: $BNLIB_SCALE, else cpu)")
+    many.add_argument("--lr", type=_numbers(float), help="learning rates, e.g. 0.01,0.1,1 (default: each experiment's)")
+    many.add_argument("--norm", type=_numbers(str), help=f"normalizations, e.g. none,batch ({', '.join(NORMS)})")
+    many.add_argument("--seeds", type=_numbers(int), default=[0], help="seeds, e.g. 0,1,2 (default: 0)")
+    many.add_argument("--steps", type=int, help="override the number of steps")
+    many.add_argument("--data", help="CIFAR-10 location (default: $BNLIB_DATA, else torchvision's download)")
+    many.add_argument("--address", help="a running Ray cluster, host:port (default: a local one on this machine)")
+    many.add_argument("--workers", type=int, help="local Ray: CPUs to use (default: all)")
+    many.add_argument("--threads", type=int, default=1, help="CPU threads per run (default: 1)")
+    many.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _numbers(kind: type):
+    """A comma-separated list of `kind` values, for argparse."""
+
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        try:
+            return [kind(t) for t in items]
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of {kind.__name__} values") from e
+
+    return parse
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -73,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name:24s} {_summary(experiment(name, scale), scale)}")
             return 0
         scale = args.scale or default_scale()
+        if args.command == "sweep":
+            return _sweep(args, scale)
         config = _config(args)
         options = RunOptions(data=args.data)
         if args.command == "show":
@@ -94,3 +123,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BnlibError as e:
         print(f"bnlib: error: {e}", file=sys.stderr)
         return 2
+
+
+def _sweep(args: argparse.Namespace, scale: str) -> int:
+    from bnlib.sweeps import grid, sweep
+
+    changes = {"steps": args.steps} if args.steps is not None else {}
+    configs = grid(args.experiments, scale, lrs=args.lr, norms=args.norm, seeds=args.seeds, **changes)
+    result = sweep(
+        configs,
+        address=args.address,
+        workers=args.workers,
+        threads=args.threads,
+        options=RunOptions(data=args.data),
+        progress=not args.quiet,
+        require_ray=True,
+    )
+    if args.quiet:
+        print(result.summary())
+    for outcome in result.outcomes:
+        final = ", ".join(f"{k}={v:.4g}" for k, v in outcome.final.items())
+        print(f"{outcome.job.name:32s} {outcome.state:8s} {outcome.status or outcome.error} {final}")
+    return 1 if result.failed else 0

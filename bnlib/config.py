@@ -21,6 +21,7 @@ from typing import Any
 from bnlib.errors import ConfigError
 
 MODELS = ("vgg", "dln")
+PRECISIONS = ("float32", "bf16")
 VGG_DEPTHS = (11, 13, 16, 19)
 MAX_SEED = 2**32 - 1
 MAX_LR = 1e6  # beyond this, float32 arithmetic in the update overflows
@@ -106,6 +107,9 @@ class RunConfig:
     data_seed: int = 0  # which balanced subset of CIFAR-10, and the DLN's synthetic data
     momentum: float = 0.0
     weight_decay: float = 0.0
+    # "float32": the paper's protocol (on CUDA with TF32 off); "bf16": training under bf16 autocast,
+    # faster on a GPU, only on request (VGG on CUDA). Probes always measure in float32.
+    precision: str = "float32"
 
     # VGG on CIFAR-10
     vgg_depth: int = 16  # 16 = 13 conv layers + a linear head (the paper's layer numbering)
@@ -149,6 +153,7 @@ class RunConfig:
         for name in ("seed", "data_seed"):
             put(name, _integer(name, getattr(self, name), 0, MAX_SEED))
         put("momentum", _real("momentum", self.momentum, 0, 1 - 1e-12))
+        put("precision", _choice("precision", self.precision, PRECISIONS))
         put("weight_decay", _real("weight_decay", self.weight_decay, 0, 1e3))
         put("vgg_depth", _choice("vgg_depth", self.vgg_depth, VGG_DEPTHS))
         put("width", _real("width multiplier", self.width, 0, 64, low_open=True))

@@ -29,11 +29,17 @@ def configure(device: torch.device) -> None:
         torch.set_flush_denormal(True)
     else:
         torch.backends.cudnn.benchmark = True
+        # float32 means float32: TF32 would round the probes' gradient differences and Hessian-vector
+        # products (and float32 training) to 10 bits of mantissa
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
 
-def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (tensor cores); full precision on the CPU."""
-    if enabled and device.type == "cuda":
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The training step's precision: bf16 autocast on CUDA for precision "bf16", else float32."""
+    if precision == "bf16":
+        if device.type != "cuda":
+            raise ConfigError("precision 'bf16' needs a CUDA device; use precision 'float32' on the CPU")
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -44,6 +44,15 @@ def _per_channel(v: Tensor, x: Tensor) -> Tensor:
     return v.view(1, -1, *([1] * (x.dim() - 2)))
 
 
+def _draw(sample: Callable[..., Tensor], like: Tensor) -> Tensor:
+    """i.i.d. draws (torch.rand or torch.randn) shaped and laid out like `like`: written into a plain
+    buffer in memory order, which is several times faster than filling a channels_last tensor, and
+    the same distribution (every element is an independent draw)."""
+    if like.is_contiguous() or like.is_contiguous(memory_format=torch.channels_last):
+        return sample(like.numel(), device=like.device).as_strided(like.shape, like.stride())
+    return sample(like.shape, device=like.device)
+
+
 class NoiseInjection(nn.Module):
     """The noise of the paper's Algorithm 1, applied to already-normalized activations.
 
@@ -64,14 +73,13 @@ class NoiseInjection(nn.Module):
         if not self.training:
             return a
         p = self.noise
-        a = a.float()
+        a = a.float()  # under bf16 autocast too: the noise's resolution is float32's
         channels = a.shape[1]
-        mu = (torch.rand(channels, device=a.device) * 2 - 1) * p.n_mu
-        sigma = 1 + torch.rand(channels, device=a.device) * (p.n_sigma - 1)
-        # Drawn in the default layout: filling a channels_last tensor with random numbers is ~4x slower.
-        m = torch.rand(a.shape, device=a.device).mul_(2 * p.r_mu).sub_(p.r_mu).add_(_per_channel(mu, a))
-        s = torch.randn(a.shape, device=a.device).mul_(p.r_sigma).add_(_per_channel(sigma, a))
-        return s * a + m
+        mu = torch.rand(channels, device=a.device).mul_(2 * p.n_mu).sub_(p.n_mu)  # U(-n_mu, n_mu)
+        sigma = torch.rand(channels, device=a.device).mul_(p.n_sigma - 1).add_(1)  # U(1, n_sigma)
+        m = torch.add(_per_channel(mu - p.r_mu, a), _draw(torch.rand, a), alpha=2 * p.r_mu)  # U(mu -+ r_mu)
+        s = torch.add(_per_channel(sigma, a), _draw(torch.randn, a), alpha=p.r_sigma)  # N(sigma, r_sigma)
+        return torch.addcmul(m, s, a)  # s a + m
 
     def extra_repr(self) -> str:
         return str(self.noise)
@@ -98,13 +106,14 @@ class LpNorm(nn.Module):
         self.register_buffer("running_scale", torch.ones(num_features))
 
     def scale(self, x: Tensor) -> Tensor:
-        """s_p(x) per channel, computed on the uncentred activations."""
+        """s_p(x) per channel, computed on the uncentred activations (one pass each)."""
         dims = _reduce_dims(x)
+        count = x.numel() // x.shape[1]
         if self.p == 1:
-            return x.abs().mean(dims) + self.eps
+            return torch.linalg.vector_norm(x, 1, dims) / count + self.eps  # mean |x| + eps
         if self.p == 2:
-            return (x.square().mean(dims) + self.eps).sqrt()
-        return x.abs().amax(dims) + self.eps
+            return (torch.linalg.vector_norm(x, 2, dims).square() / count + self.eps).sqrt()  # sqrt(mean x^2 + eps)
+        return torch.linalg.vector_norm(x, math.inf, dims) + self.eps  # max |x| + eps
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.float()
@@ -115,8 +124,9 @@ class LpNorm(nn.Module):
                 self.running_scale.lerp_(scale, self.momentum)
         else:
             mean, scale = self.running_mean, self.running_scale
-        x_hat = (x - _per_channel(mean, x)) / _per_channel(scale, x)
-        return x_hat * _per_channel(self.weight, x) + _per_channel(self.bias, x)
+        # gamma (x - mean) / s_p + beta, computed as x k + c per channel: one pass over the activations
+        k = self.weight / scale
+        return torch.addcmul(_per_channel(self.bias - mean * k, x), x, _per_channel(k, x))
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, p={self.p}, eps={self.eps}, momentum={self.momentum}"

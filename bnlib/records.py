@@ -300,7 +300,8 @@ def space_needed(config: RunConfig, options: RunOptions) -> int:
     return need
 
 
-def _checked_probes(probes: Sequence[Probe]) -> list[Probe]:
+def check_probes(probes: Sequence[Probe]) -> list[Probe]:
+    """The probes as a list, after checking each is a probe (a callable with a name and a stride)."""
     if isinstance(probes, str) or not isinstance(probes, Sequence):
         raise ConfigError(f"probes must be a list of probes, not {type(probes).__name__}")
     for probe in probes:
@@ -329,7 +330,7 @@ def load_or_run(
             f"load_or_run needs a RunConfig, not {type(config).__name__}; "
             "make one with bnlib.experiment('vgg-bn-lr0.1') or bnlib.RunConfig(...)"
         )
-    probes = _checked_probes(probes)
+    probes = check_probes(probes)
     options = options or RunOptions()
     check_cache(space_needed(config, options))
     key = record_key(config, options)

@@ -10,12 +10,13 @@ never interrupted. Most users call `bnlib.load_or_run`, which adds the run recor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from bnlib.config import RunConfig
 from bnlib.data import BatchSampler, ImageSplit, balanced_subset, dln_data, load_cifar10
 from bnlib.errors import ConfigError
 from bnlib.models import NumberedNet, build_model
-from bnlib.probes.hook import Probe, ProbeContext, RandomState, preserved_state, probe_key, to_numpy
+from bnlib.probes.hook import Probe, ProbeContext, RandomState, due, preserved_state, probe_key, to_numpy
 from bnlib.storage import atomic_write
 
 ENV_PROGRESS = "BNLIB_PROGRESS"
@@ -50,6 +51,9 @@ class RunOptions:
     checkpoint_path: Path | None = None  # None: no checkpoints
     # Seconds between checkpoints; 0: at every log point. Default: $BNLIB_CHECKPOINT_S, else 60.
     checkpoint_interval_s: float = field(default_factory=lambda: _checkpoint_interval())
+    # CPU threads for this run (None: torch's current setting). A run is bit-identical on the CPU only
+    # to runs with the same thread count (the order of its float sums depends on it); it is recorded.
+    threads: int | None = None
 
 
 @dataclass
@@ -73,6 +77,17 @@ def _checkpoint_interval() -> float:
     if not 0 <= seconds < float("inf"):
         raise ConfigError(f"{ENV_CHECKPOINT}={text!r} is not a number of seconds >= 0; unset it or set e.g. 60")
     return seconds
+
+
+def sgd(model: nn.Module, config: RunConfig) -> torch.optim.SGD:
+    """The paper's optimizer, SGD, with the fused kernel where this torch and device have one (one
+    pass over all the weights instead of a loop over tensors; measured in benchmarks/throughput.py)."""
+    settings = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    params = list(model.parameters())
+    try:
+        return torch.optim.SGD(params, **settings, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on the CPU
+        return torch.optim.SGD(params, **settings)
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -136,8 +151,7 @@ def evaluate(model: nn.Module, split: ImageSplit, device: torch.device, batch_si
     correct = torch.zeros((), device=device)
     loss = torch.zeros((), device=device)
     for x, y in split.batches(batch_size):
-        with devices.autocast(device):
-            logits = model(x)
+        logits = model(x)
         correct += (logits.argmax(1) == y).sum()
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
     model.train(was_training)
@@ -195,10 +209,10 @@ class Run:
         memory_format = torch.channels_last if config.model == "vgg" else torch.preserve_format
         self.model.to(self.device, memory_format=memory_format)
         self.model.train()
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-        self.amp = config.model == "vgg"  # the DLN's summed losses (~1e5) need full precision
+        self.optimizer = sgd(self.model, config)
+        if config.precision != "float32" and config.model == "dln":
+            raise ConfigError("the DLN's summed losses (~1e5) need precision 'float32'")
+        devices.autocast(self.device, config.precision)  # refuses bf16 without CUDA, before any step
         self.step = 0
         self.loss_buf = torch.full((config.steps,), float("nan"), device=self.device)
         self.acc_buf = torch.full((config.steps,), float("nan"), device=self.device)
@@ -274,9 +288,7 @@ class Run:
 
     def run_probes(self, probes: Sequence[Probe], x: Tensor, y: Tensor, rng: RandomState | None) -> None:
         for probe in probes:
-            ctx = ProbeContext(
-                self.model, x, y, self.step, self.config, self.task.loss_fn, self.optimizer, rng, self.amp
-            )
+            ctx = ProbeContext(self.model, x, y, self.step, self.config, self.task.loss_fn, self.optimizer, rng)
             with preserved_state(self.model):
                 out = probe(ctx)
             record = self.probe_out[probe_key(probe)]
@@ -288,7 +300,7 @@ class Run:
         """One SGD step; `probes` measure between the backward pass and the update. Shown and explained
         in chapter 01 (notebooks/01_does_batchnorm_help.ipynb)."""
         rng = RandomState.capture() if probes else None
-        with devices.autocast(self.device, self.amp):
+        with devices.autocast(self.device, self.config.precision):
             out = self.model(x)
         loss = self.task.loss_fn(out, y)
         loss.backward()
@@ -324,7 +336,7 @@ class Run:
             if cfg.test_every and self.step % cfg.test_every == 0 and not self._tested(self.step):
                 self.test()
             x, y = self.task.next_batch()
-            self.train_step(x, y, [p for p in self.probes if self.step % p.every == 0])
+            self.train_step(x, y, [p for p in self.probes if due(p, self.step)])
             self.step += 1
             self.elapsed += time.perf_counter() - started
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
@@ -376,13 +388,29 @@ def train(config: RunConfig, probes: Sequence[Probe] = (), options: RunOptions |
     so a run killed after training but before its record was written is not trained again.
     """
     options = options or RunOptions()
-    run = Run(config, probes, options)
-    run.try_resume()
-    label = f"{config.model}/{config.norm} lr={config.lr:g} seed={config.seed}"
-    with tqdm(
-        total=config.steps, initial=run.step, desc=label, disable=not _progress_enabled(options.progress), leave=False
-    ) as bar:
-        run.loop(bar)
-    if run.diverged_at is None:
-        run.checkpoint()
-    return run.result()
+    with _threads(options.threads):
+        run = Run(config, probes, options)
+        run.try_resume()
+        label = f"{config.model}/{config.norm} lr={config.lr:g} seed={config.seed}"
+        show = _progress_enabled(options.progress)
+        with tqdm(total=config.steps, initial=run.step, desc=label, disable=not show, leave=False) as bar:
+            run.loop(bar)
+        if run.diverged_at is None:
+            run.checkpoint()
+        return run.result()
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to `count` for the block (unchanged if None)."""
+    if count is None:
+        yield
+        return
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"threads must be a positive integer or None, not {count!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -14,11 +14,12 @@ from bnlib.probes import (
     ICSProbe,
     LandscapeProbe,
     activation_stats,
+    drifts,
     freeze_batch_statistics,
     ics,
     landscape,
-    moment_shifts,
     random_direction,
+    successive_changes,
     top_eigenvalues,
 )
 from bnlib.probes.hook import FunctionProbe, ProbeContext, probe_key
@@ -137,20 +138,46 @@ def test_activation_stats_are_those_of_the_layer():
     model = build_model(RunConfig(width=0.125, norm="batch")).train()
     x = torch.randn(16, 3, 32, 32)
     captured = {}
-    handle = model.norm(3).register_forward_hook(lambda m, i, o: captured.update(inp=i[0], out=o))
+    handles = [
+        model.block(3).register_forward_pre_hook(lambda m, a: captured.update(input=a[0])),
+        model.norm(3).register_forward_hook(lambda m, i, o: captured.update(norm_in=i[0], norm_out=o)),
+    ]
     out = activation_stats(model, x, [3], n_units=4)
     model(x)
-    handle.remove()
-    units = out["L3.units"]
-    assert len(units) == 4 and len(set(units.tolist())) == 4
-    for side, tensor in (("in", captured["inp"]), ("out", captured["out"])):
+    for h in handles:
+        h.remove()
+    # what enters layer #3 is layer #2's output after its ReLU and the max-pool: never negative
+    assert captured["input"].shape[1] == model.layer(3).weight.shape[1] and (captured["input"] >= 0).all()
+    for site, tensor in captured.items():
+        units = out[f"L3.{site}.units"]
+        assert len(units) == 4 and len(set(units.tolist())) == 4
         values = tensor[:, units].transpose(0, 1).reshape(4, -1).detach().numpy()
         np.testing.assert_allclose(
-            out[f"L3.{side}.quantiles"], np.quantile(values, out["quantile_levels"], axis=1).T, rtol=1e-6, atol=1e-9
+            out[f"L3.{site}.quantiles"], np.quantile(values, out["quantile_levels"], axis=1).T, rtol=1e-6, atol=1e-9
         )
-        np.testing.assert_allclose(out[f"L3.{side}.mean"], values.mean(1), atol=1e-9)
-    np.testing.assert_allclose(out["L3.out.mean"], 0, atol=1e-6)  # BN output: beta = 0, gamma = 1
-    np.testing.assert_allclose(out["L3.out.var"], 1, atol=1e-3)
+        np.testing.assert_allclose(out[f"L3.{site}.mean"], values.mean(1), atol=1e-9)
+    np.testing.assert_allclose(out["L3.norm_out.mean"], 0, atol=1e-6)  # BN output: beta = 0, gamma = 1
+    np.testing.assert_allclose(out["L3.norm_out.var"], 1, atol=1e-3)
+
+
+def test_pairs_of_successive_steps_and_drifts_match_hand_computation():
+    torch.set_default_dtype(torch.float32)
+    config = RunConfig(model="dln", dln_depth=6, dln_dim=4, dln_samples=40, lr=1e-4, steps=9, log_every=3, norm="batch")
+    probe = ActivationProbe((2,), every=4, n_units=3, pairs=True)
+    record = load_or_run(config, [probe])
+    frame = record.probe_frame(probe)
+    assert sorted(set(frame["step"])) == [0, 1, 4, 5, 8]  # t and t + 1, every 4 steps (9 steps: no 9)
+    mean = record.probe_table(probe, "L2.input.mean")
+    changes = successive_changes(frame, 2, "input")
+    assert sorted(set(changes["step"])) == [0, 4]  # step 8 has no successor in the run
+    first = changes[changes["step"] == 4].sort_values("unit")["abs_change_mean"].to_numpy()
+    np.testing.assert_allclose(first, np.abs(mean.loc[5] - mean.loc[4]).to_numpy(), rtol=1e-6)
+    moved = drifts(frame, 2, "input")
+    var = record.probe_table(probe, "L2.input.var")
+    last = moved[moved["step"] == 8].sort_values("unit")
+    np.testing.assert_allclose(last["drift_mean"], (mean.loc[8] - mean.loc[0]).to_numpy(), rtol=1e-6)
+    sd0 = np.sqrt(var.loc[0].to_numpy())
+    np.testing.assert_allclose(last["relative_drift_sd"], np.abs(np.sqrt(var.loc[8].to_numpy()) - sd0) / sd0, rtol=1e-5)
 
 
 def test_hessian_with_frozen_statistics():
@@ -208,6 +235,6 @@ def test_probe_records_load_as_tidy_frames():
     assert cos["step"].tolist() == [0, 0, 4, 4] and cos["index"].tolist() == [0, 1, 0, 1]
     land = record.probe_frame(probes[2])
     assert len(land[land["quantity"] == "beta"]) == 2 * 8  # two probed steps, the DLN's 8 step sizes
-    shifts = moment_shifts(record.probe_frame(probes[0]), layer=11)
-    assert set(shifts.columns) == {"step", "unit", "abs_change_mean", "drift_mean", "abs_change_var", "drift_var"}
-    assert (shifts[shifts["step"] == 0]["drift_mean"] == 0).all()
+    moved = drifts(record.probe_frame(probes[0]), 11, "norm_in")
+    assert {"step", "unit", "drift_mean", "drift_var", "relative_drift_mean", "relative_drift_sd"} <= set(moved.columns)
+    assert (moved[moved["step"] == 0]["drift_mean"] == 0).all()

@@ -1,5 +1,6 @@
-"""The book's run plan: every run carries the probes its chapters read, and the noisy-BN widget's
-grid reuses the book's runs where it can."""
+"""The book's run plan: each chapter pays for what it reads, the book build for the union of it all,
+fewer seeds or steps on request, the cost announced first; the noisy-BN widget's grid reuses the
+book's runs where it can."""
 
 import pytest
 
@@ -7,17 +8,77 @@ from bnlib import load_or_run
 from bnlib.book import plan
 from bnlib.book.plan import make_probe
 from bnlib.config import NoiseParams
+from bnlib.errors import ConfigError
 from bnlib.probes.hook import probe_key
 
 
-def test_the_plan_gives_seed_zero_its_probes_and_other_seeds_none():
-    kinds = {probe_key(p).split("-")[0] for p in plan.probes_for("vgg-bn-lr0.1", "cpu")}
-    assert kinds == {"activations", "ics", "landscape", "hessian", "bn"}
+@pytest.fixture(autouse=True)
+def fresh_session(monkeypatch):
+    monkeypatch.delenv(plan.ENV_BOOK, raising=False)
+    plan.use(None)
+    yield
+    plan.use(None)
+
+
+def kinds(name: str, scale: str = "cpu") -> set[str]:
+    return {probe_key(p).split("-")[0] for p in plan.probes_for(name, scale)}
+
+
+def test_a_chapter_pays_only_for_what_it_reads():
+    plan.use("03_internal_covariate_shift")
+    assert kinds("vgg-bn-lr0.1") == {"ics"}
+    plan.use("01_does_batchnorm_help")
+    assert kinds("vgg-bn-lr0.1") == {"activations"}
+    with pytest.raises(ConfigError, match="does not read 'dln-bn-lr1e-6'"):
+        plan.probes_for("dln-bn-lr1e-6", "cpu")
+
+
+def test_the_book_build_trains_every_run_once_with_the_union(monkeypatch):
+    plan.use("01_does_batchnorm_help")
+    monkeypatch.setenv(plan.ENV_BOOK, "all")  # what `python -m bnlib.book` sets
+    assert kinds("vgg-bn-lr0.1") == {"activations", "ics", "landscape", "hessian", "bn"}
+    every_chapter = set().union(*(set(runs) for runs in plan.READS.values())) - set(plan.OPTIONAL)
+    assert {name for name, _ in plan.book_runs()} == every_chapter
+    jobs = plan.jobs("cpu")
+    assert len(jobs) == len(plan.book_runs()) + 2  # and the noisy-BN widget's two extra noise levels
+    assert jobs[0].config.norm == "noisy_batch" and jobs[-1].config.model == "dln"  # longest first
+
+
+def test_seeds_and_strides():
     assert plan.probes_for("vgg-bn-lr0.1", "cpu", seed=1) == []
-    assert plan.probes_for("vgg-stdnoise-lr0.1", "cpu") == []
+    assert plan.seeds("vgg-bn-lr0.1") == (0, 1, 2) and plan.seeds("vgg-l1-lr0.1") == (0,)
     assert {p.every for p in plan.probes_for("dln-bn-lr1e-6", "paper")} == {100, 50, 10, 1000}
-    assert {p.every for p in plan.probes_for("dln-bn-lr1e-6", "cpu")} == {50, 500}  # 2,500 steps: ~50 points
-    assert {p.every for p in plan.probes_for("vgg-bn-lr0.1", "cpu")} == {20, 250}
+    assert {p.every for p in plan.probes_for("vgg-bn-lr0.1", "cpu")} == {50, 250, 500}
+
+
+def test_fewer_seeds_and_steps_on_request():
+    plan.use("01_does_batchnorm_help", seeds=1, steps=40)
+    assert plan.seeds("vgg-bn-lr0.1") == (0,) and plan.config("vgg-bn-lr0.1", "cpu").steps == 40
+    assert plan.reduced() == "at most 1 seed per experiment; at most 40 steps per run"
+    plan.use("01_does_batchnorm_help", steps=10**6)  # more than the scale's: the scale's
+    assert plan.config("vgg-bn-lr0.1", "smoke").steps == 12
+    with pytest.raises(ConfigError, match="seeds must be a positive integer"):
+        plan.use("01_does_batchnorm_help", seeds=0)
+
+
+def test_the_cost_is_announced_before_training(cifar_tar, monkeypatch):
+    plan.use("02_noisy_batchnorm")
+    text = plan.announce("smoke")
+    assert text.startswith("This chapter will train 8 runs at the smoke scale:")
+    assert "vgg-noisybn-lr0.1 seed 0: 12 steps, activations" in text and "minutes" not in text
+    with monkeypatch.context() as m:  # the paper scale's arithmetic, on smoke-sized runs timed at 0.5 s a step
+        m.setattr(plan, "step_seconds", lambda config, probes, steps=3: 0.5)
+        m.setattr(plan, "config", lambda name, scale, seed=0: plan.experiment(name, "smoke", seed=seed))
+        paper = plan.announce("paper")
+    assert "about 0 min" in paper and "Estimated total on this device: about 1 minutes" in paper
+    plan.get("vgg-stdnoise-lr0.1", "smoke")
+    assert "vgg-stdnoise-lr0.1" not in plan.announce("smoke")  # stored runs cost nothing
+
+
+def test_step_seconds_is_a_timing_of_this_device(cifar_tar):
+    config = plan.experiment("vgg-bn-lr0.1", "smoke")
+    seconds = plan.step_seconds(config, [make_probe("landscape", "vgg", "smoke")])
+    assert 0 < seconds < 5
 
 
 def test_unknown_probe_kind_names_the_choices():

@@ -2,7 +2,7 @@
 
 | module | what |
 |---|---|
-| `template` | each chapter's first cells and what its set-up cell does (`setup`) |
+| `template` | each chapter's first cells, and what its set-up and start cells do (`setup`, `start`) |
 | `build` | `python -m bnlib.book`: execute the chapters at a scale, render the HTML |
 | `plan` | the run plan: which runs the chapters read, with which seeds and probes |
 | `tables` | the numbers behind the chapters' tables, from the runs |
@@ -14,7 +14,7 @@
 The reproduction library (`bnlib` outside this folder) never imports it.
 """
 
-from bnlib.book.template import setup
+from bnlib.book.template import setup, start
 from bnlib.experiments import default_scale
 
-__all__ = ["default_scale", "setup"]
+__all__ = ["default_scale", "setup", "start"]

@@ -14,7 +14,7 @@ from bnlib.experiments import SCALES
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bnlib.book", description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=SCALES, help="default: $BNLIB_SCALE, else by device")
+    parser.add_argument("--scale", choices=SCALES, help="default: $BNLIB_SCALE, else cpu")
     parser.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")
     parser.add_argument(
         "--apply-template", action="store_true", help="only rewrite each chapter's first cells and strip outputs"
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.apply_template:
-            for notebook in sorted(template.NOTEBOOKS.glob("*.ipynb")):
+            for notebook in template.pages():
                 template.apply_template(notebook)
             return 0
         build.build(args.scale, rebuild_all=args.all)

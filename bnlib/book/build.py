@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bnlib.book.project import REPO_TAG, REPO_URL
-from bnlib.book.template import NOTEBOOKS, ROOT, template_problems
+from bnlib.book.template import ROOT, pages, template_problems
 from bnlib.data import ENV_DATA
 from bnlib.errors import BnlibError
 from bnlib.experiments import check_scale, default_scale
@@ -193,6 +193,32 @@ def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
     print(f"{Path(notebook).name}: executed in {seconds:.0f} s", flush=True)
 
 
+def pretrain(scale: str, env: dict[str, str]) -> float:
+    """Train every run the book reads, with the union of the probes its chapters read, as a sweep
+    across this machine's cores (`bnlib.sweep`: one thread per run), so that the chapters only
+    load them; the seconds it took. Without Ray the chapters train their runs themselves."""
+    from bnlib.book import plan
+    from bnlib.sweeps import sweep
+
+    started = time.perf_counter()
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        result = sweep(plan.jobs(scale))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if result.failed:
+        raise BnlibError(
+            f"{len(result.failed)} of the book's runs failed; the first: {result.failed[0].job.name}: "
+            f"{result.failed[0].error}"
+        )
+    return time.perf_counter() - started
+
+
 def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
     """Build the HTML book at `scale`; returns the path of its index.html."""
     import yaml
@@ -200,7 +226,7 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
     scale = check_scale(scale) if scale else default_scale()
     if not (ROOT / "book" / "_config.yml").exists():
         raise BnlibError(f"no book/_config.yml under {ROOT}; build the book from a checkout of {REPO_URL}")
-    problems = [p for nb in sorted(NOTEBOOKS.glob("*.ipynb")) for p in template_problems(nb)]
+    problems = [p for nb in pages() for p in template_problems(nb)]
     if problems:
         raise BnlibError(f"{problems[0]} (python -m bnlib.book --apply-template fixes the template)")
     out = ROOT / "book" / "_build" / scale
@@ -218,7 +244,7 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
         if env.get(name):
             env[name] = str(Path(env[name]).expanduser().absolute())
     started = time.perf_counter()
-    seconds = {}
+    seconds = {"training every run the book reads": pretrain(scale, env)}
     for notebook in toc_notebooks():
         began = time.perf_counter()
         execute_into_cache(notebook, out / "jupyter_cache", HANG_AFTER_S[scale], env)

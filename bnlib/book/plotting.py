@@ -48,7 +48,8 @@ def smooth(frame: pd.DataFrame, window: int, by: list[str] | None = None) -> pd.
 
 
 def curves(frame: pd.DataFrame, metric: str, ax: plt.Axes | None = None, hue: str = "norm", **kwargs) -> plt.Axes:
-    """A metric against steps, one colour per normalization, mean and spread over seeds."""
+    """A metric against steps, one colour per normalization (and, with style="lr", one line style
+    per learning rate), mean and spread over seeds."""
     ax = ax or plt.gca()
     data = frame[frame["metric"] == metric]
     palette = NORM_COLORS if hue == "norm" else None
@@ -56,7 +57,11 @@ def curves(frame: pd.DataFrame, metric: str, ax: plt.Axes | None = None, hue: st
     ax.set(xlabel="step", ylabel=metric.replace("_", " "))
     if hue == "norm" and ax.get_legend() is not None:
         handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, [NORM_LABELS.get(label, label) for label in labels], fontsize="small")
+        names = [
+            NORM_LABELS.get(label, f"lr {label}" if kwargs.get("style") == "lr" and label != "lr" else label)
+            for label in labels
+        ]
+        ax.legend(handles, names, fontsize="small")
     return ax
 
 
@@ -91,7 +96,7 @@ def ridge(
 ) -> plt.Axes:
     """Distributions over training drawn like the paper's Figs. 1c and 2: one ridge per probed
     step (n of them, evenly spaced), later steps lower. `quantiles` has a row per step and a column
-    per quantile level (one unit's `probe_table(..., "L3.out.quantiles")` columns)."""
+    per quantile level (one unit's `probe_table(..., "L3.input.quantiles")` columns)."""
     ax = ax or plt.gca()
     steps = quantiles.index[np.linspace(0, len(quantiles) - 1, min(n, len(quantiles))).round().astype(int)]
     values = quantiles.loc[steps].to_numpy()
@@ -165,21 +170,30 @@ def ics_diagram(k: int = 6, i: int = 4) -> plt.Figure:
     return fig
 
 
-def unit_ridge(record, layer: int, unit: int = 0, where: str = "out", ax: plt.Axes | None = None) -> plt.Axes:
-    """`ridge` for one tracked unit of a layer, from a run record's activation probe, in the
-    colour of the run's normalization."""
-    key = record.probe_key("activations")
-    levels = record.probes[key]["quantile_levels"][0]
-    table = record.probe_table(key, f"L{layer}.{where}.quantiles")
+SITE_LABELS = {
+    "input": "input of the layer",
+    "norm_in": "before the normalization",
+    "norm_out": "after the normalization",
+}
+
+
+def unit_ridge(record, layer: int, unit: int = 0, site: str = "input", ax: plt.Axes | None = None) -> plt.Axes:
+    """`ridge` for one tracked unit of a layer at a site ("input", "norm_in", "norm_out"), from a
+    run record's activation probe, in the colour of the run's normalization. Only the probed steps
+    t (not their successors t + 1) are drawn."""
+    levels = record.probes["activations"]["quantile_levels"][0]
+    table = record.probe_table("activations", f"L{layer}.{site}.quantiles")
+    table = table[~table.index.isin(table.index + 1)]  # the probed steps t, without their successors t + 1
     quantiles = table[list(range(unit * len(levels), (unit + 1) * len(levels)))]
     return ridge(quantiles, levels, ax=ax, color=NORM_COLORS.get(record.config.norm, "#1f77b4"))
 
 
-def landscape(records, direction: str = "gradient", log_all: bool = False) -> plt.Figure:
+def landscape(records, kind: str = "landscape", log_all: bool = False) -> plt.Figure:
     """The paper's three landscape probes over training for several runs (Figs. 4, 10, 12, 13):
-    the loss band, the gradient-predictiveness band and the effective beta."""
+    the loss band, the gradient-predictiveness band and the effective beta (`kind`: the probe,
+    "landscape", "landscape-random" or "landscape-extended")."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-    probe = f"landscape-{direction}"
+    probe = kind
     for record in records:
         color, name = NORM_COLORS[record.config.norm], label(record.config.norm)
         table = {q: record.probe_table(probe, q)[0] for q in ("loss_min", "loss_max", "grad_diff_min", "grad_diff_max")}

@@ -87,8 +87,9 @@ def theorem_4_1_counterexample() -> dict[str, float]:
 
 
 def theorem_4_2_sweep(ms: Sequence[int], n: int = 25, seed: int = 0) -> pd.DataFrame:
-    """Theorem 4.2's identity (its proof's eq. 50) on n random units per batch size, with
-    `smooth_downstream` as the loss above: both sides, and the signs of its two hypotheses."""
+    """Theorem 4.2 on n random units per batch size, with `smooth_downstream` as the loss above:
+    the first display's two sides (its proof's eq. 50, an identity), the second display's right side,
+    and the quantities of its hypotheses."""
     rows = []
     for m in ms:
         y, gains, _ = random_instances(m, n, seed + m)
@@ -97,20 +98,69 @@ def theorem_4_2_sweep(ms: Sequence[int], n: int = 25, seed: int = 0) -> pd.DataF
             rows.append({"m": m, **{k: float(v) for k, v in out.items()}})
     table = pd.DataFrame(rows)
     scale = table[["lhs", "rhs"]].abs().max(axis=1).clip(lower=1e-300)
-    return table.assign(relative_error=(table["lhs"] - table["rhs"]).abs() / scale)
+    return table.assign(
+        relative_error=(table["lhs"] - table["rhs"]).abs() / scale,
+        second_holds=table["lhs"] <= table["rhs_second"] + 1e-9 * scale,
+        proof_step_holds=table["v_H_v"] <= table["g_H_g"],
+    )
 
 
-def theorem_4_4_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Theorem 4.4 in its consistent form (an equality) on n random units per batch size."""
+GRADIENT_SCALES = (1e-3, 1.0, 1e3)  # Theorem 4.4's printed form is checked with gradients of these sizes
+
+
+def theorem_4_4_sweep(
+    ms: Sequence[int], lam: float = 2.5, n: int = 200, seed: int = 0, scales: Sequence[float] = GRADIENT_SCALES
+) -> pd.DataFrame:
+    """Theorem 4.4 on n random units per batch size and per size of the upstream gradient (g times
+    each of `scales`): g_hat against the consistent right side (an equality) and the printed one,
+    whose terms scale differently with the gradient (a squared norm squared against squared norms)."""
     parts = []
     for m in ms:
         y, gains, g = random_instances(m, n, seed + m)
-        out = theory.theorem_4_4(y, gains, g, lam)
-        size = gains.square() / y.var(0, unbiased=False) * out["g"]  # gamma^2/sigma^2 g: the terms' size
-        parts.append(pd.DataFrame({"m": m, "lhs": out["lhs"].numpy(), "rhs": out["rhs"].numpy(), "size": size.numpy()}))
+        for factor in scales:
+            out = theory.theorem_4_4(y, gains, g * factor, lam)
+            size = gains.square() / y.var(0, unbiased=False) * out["g"]  # gamma^2/sigma^2 g: the terms' size
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "m": m,
+                        "gradient scale": factor,
+                        "lhs": out["lhs"].numpy(),
+                        "rhs": out["rhs"].numpy(),
+                        "rhs_printed": out["rhs_printed"].numpy(),
+                        "size": size.numpy(),
+                    }
+                )
+            )
     table = pd.concat(parts, ignore_index=True)
     scale = table["size"].clip(lower=1e-300)
-    return table.assign(relative_error=(table["lhs"] - table["rhs"]).abs() / scale)
+    return table.assign(
+        relative_error=(table["lhs"] - table["rhs"]).abs() / scale,
+        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * scale,
+    )
+
+
+def worst_input_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Theorem 4.4's maximisation over inputs with spectral norm <= lam, gradients held fixed, for n
+    random gradients per batch size: the bound lam^2 ||a||^2, the rank-one input that attains it,
+    and the largest value over random inputs."""
+    rows = []
+    for m in ms:
+        gradients = torch.randn(n, m, generator=torch.Generator().manual_seed(seed + m), dtype=torch.float64)
+        rows += [{"m": m, **theory.worst_input_gradient(a, lam, seed=seed + j)} for j, a in enumerate(gradients)]
+    return pd.DataFrame(rows)
+
+
+def theorem_c_1_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Theorem C.1 on n random units per batch size (`bnlib.probes.theory.theorem_c_1`): the bounds
+    of both sides and whether the statement holds, is violated, or is undecided by the bounds."""
+    rows = []
+    for m in ms:
+        y, gains, _ = random_instances(m, n, seed + m)
+        beta = torch.tensor(0.3, dtype=torch.float64)
+        for j in range(n):
+            rows.append({"m": m, **theory.theorem_c_1(y[:, j], gains[j], beta, smooth_downstream, lam)})
+    return pd.DataFrame(rows)
 
 
 def observation_4_3_sweep(ms: Sequence[int], n: int = 50, seed: int = 0) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Every chapter's first three cells (title with its Colab link, set-up, parameters), the check
-that a chapter follows them, and what the set-up cell does when it runs.
+"""Every chapter's first four cells (title with its Colab link, set-up, parameters, start), the
+check that a chapter follows them, and what the set-up and start cells do when they run.
 
 `python -m bnlib.book --apply-template` rewrites the first cells of every chapter from here, so
 the install line and the repository address (`bnlib.book.project`) live in one place.
@@ -8,6 +8,7 @@ the install line and the repository address (`bnlib.book.project`) live in one p
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,56 +17,112 @@ import torch
 from bnlib.book.project import colab_url, install_line
 from bnlib.device import describe, pick_device
 from bnlib.errors import BnlibError
-from bnlib.experiments import default_scale
+from bnlib.storage import ENV_CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
-SETUP_CELL = f"""# Set-up. On Colab this installs bnlib (your runtime's own torch and ipywidgets are kept).
+
+def pages() -> list[Path]:
+    """Every executable page: the chapters, and the book's results page."""
+    return [*sorted(NOTEBOOKS.glob("*.ipynb")), ROOT / "book" / "results.ipynb"]
+
+
+DRIVE_CACHE = "/content/drive/MyDrive/bnlib-cache"
+
+PARAMETERS_CELL = """# The parameters (papermill sets them too)
+scale = bnlib.book.default_scale()  # "cpu": the published pages, minutes; "paper": the full protocol
+seeds = None  # fewer seeds than the book's, e.g. 1 (None: the book's)
+steps = None  # fewer steps per run than the scale's, e.g. 500 (None: the scale's)"""
+START_CELL = "bnlib.book.start(scale, seeds, steps)  # what this page will train (at the paper scale: how long)"
+
+
+def setup_cell(chapter: str | None) -> str:
+    """The set-up cell of a chapter (or, for None, of a page that reads every chapter's runs), in
+    the form `ruff format` leaves as it is."""
+    name = "None" if chapter is None else f'"{chapter}"'
+    return f"""# Set-up. On Colab this installs bnlib (your runtime's own torch and ipywidgets are kept).
 import sys
 
 if "google.colab" in sys.modules:
     {install_line()}
 import bnlib.book
 
-bnlib.book.setup()"""
-PARAMETERS_CELL = """scale = bnlib.book.default_scale()  # $BNLIB_SCALE, else "paper" on a GPU and "cpu" without"""
+# True keeps run records and checkpoints on your Google Drive (Colab only), so that a run
+# interrupted by a runtime reset resumes from its last checkpoint there.
+KEEP_ON_DRIVE = False
+bnlib.book.setup({name}, keep_on_drive=KEEP_ON_DRIVE)"""
 
 
-def setup() -> None:
-    """A chapter's first call: figure style, and what this session will run on."""
+_chapter: str | None = None
+
+
+def setup(chapter: str | None = None, keep_on_drive: bool = False) -> None:
+    """A page's first call: figure style, where runs are kept, and what this session runs on."""
     from bnlib import __version__
-    from bnlib.book import plotting
+    from bnlib.book import plan, plotting
 
+    global _chapter
+    _chapter = chapter
+    plan.use(chapter)
     plotting.style()
+    on_colab = "google.colab" in sys.modules
+    if keep_on_drive and on_colab:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        os.environ[ENV_CACHE] = DRIVE_CACHE
+        print(f"Runs are kept on your Google Drive, in {DRIVE_CACHE}.")
+    elif keep_on_drive:
+        print("KEEP_ON_DRIVE applies on Colab only; here runs are kept in $BNLIB_CACHE (default ~/.cache/bnlib).")
     device = pick_device()
-    print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}, scale {default_scale()}")
-    if "google.colab" in sys.modules and device.type == "cpu":
-        print(
-            "This Colab runtime has no GPU, so the chapter runs at the cpu scale. For the paper's "
-            "full scale: Runtime > Change runtime type > a GPU, then Runtime > Run all."
-        )
+    print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}")
+
+
+def start(scale: str, seeds: int | None = None, steps: int | None = None) -> None:
+    """A page's third cell: the parameters cell's choices, and what this page will train."""
+    from bnlib.book import plan
+    from bnlib.experiments import check_scale
+
+    check_scale(scale)
+    plan.use(_chapter, seeds=seeds, steps=steps)
+    note = f"Scale: {scale}" + (f" ({plan.reduced()})" if plan.reduced() else "") + "."
+    if scale == "paper":
+        note += " The paper's full protocol, in float32: on a GPU, minutes to hours per run (estimates below)."
+    print(note)
+    plan_text = plan.announce(scale)
+    print(plan_text or "Every run this page reads is already trained: it only loads them.")
 
 
 def badge(notebook: Path) -> str:
     url = colab_url(notebook.resolve().relative_to(ROOT).as_posix())
-    return f"[Open this chapter in Colab]({url}) to run it on a GPU."
+    return f"[Open this page in Colab]({url}) to run it there, on a CPU or a GPU."
+
+
+def _chapter_of(notebook: Path) -> str | None:
+    """A chapter's name in the run plan; None for the book's other pages (they read every chapter's runs)."""
+    return notebook.stem if notebook.resolve().parent == NOTEBOOKS else None
+
+
+def _head(notebook: Path) -> list[tuple[str, str]]:
+    """(cell type, source) of the cells every chapter starts with, after its title."""
+    return [("code", setup_cell(_chapter_of(notebook))), ("code", PARAMETERS_CELL), ("code", START_CELL)]
 
 
 def template_problems(notebook: Path) -> list[str]:
     """How a chapter departs from the template (empty if it follows it)."""
     cells = json.loads(notebook.read_text())["cells"]
     problems = []
-    if len(cells) < 3:
-        return [f"{notebook.name}: needs a title cell, the set-up cell and the parameters cell"]
-    title, setup_cell, parameters = cells[:3]
-    source = "".join(title["source"])
-    if title["cell_type"] != "markdown" or not source.startswith("# ") or badge(notebook) not in source:
+    if len(cells) < 4:
+        return [f"{notebook.name}: needs a title cell, then the set-up, parameters and start cells"]
+    title = "".join(cells[0]["source"])
+    if cells[0]["cell_type"] != "markdown" or not title.startswith("# ") or badge(notebook) not in title:
         problems.append(f"{notebook.name}: the first cell must be '# Title' and the Colab link")
-    if "".join(setup_cell["source"]) != SETUP_CELL:
-        problems.append(f"{notebook.name}: the second cell must be the set-up cell")
-    if "".join(parameters["source"]) != PARAMETERS_CELL or "parameters" not in parameters["metadata"].get("tags", []):
-        problems.append(f"{notebook.name}: the third cell must be the parameters cell, tagged 'parameters'")
+    for (kind, source), cell, name in zip(_head(notebook), cells[1:4], ("set-up", "parameters", "start"), strict=True):
+        if cell["cell_type"] != kind or "".join(cell["source"]) != source:
+            problems.append(f"{notebook.name}: the cell after the title must be the {name} cell")
+    if "parameters" not in cells[2]["metadata"].get("tags", []):
+        problems.append(f"{notebook.name}: the parameters cell must be tagged 'parameters' (papermill)")
     for cell in cells:
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"{notebook.name}: committed with outputs; strip them")
@@ -74,7 +131,7 @@ def template_problems(notebook: Path) -> list[str]:
 
 
 def apply_template(notebook: Path) -> None:
-    """Rewrite a chapter's first three cells from the template and strip every output."""
+    """Rewrite a chapter's first cells from the template and strip every output."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
@@ -83,12 +140,13 @@ def apply_template(notebook: Path) -> None:
     if not title.startswith("# "):
         raise BnlibError(f"{notebook}: the first cell must start with a '# Title' line")
     rest = cells[1:]
-    while rest and rest[0].source in (SETUP_CELL, PARAMETERS_CELL):
+    while rest and rest[0].get("id") in ("setup", "parameters", "start"):
         rest = rest[1:]
     head = [
         nbformat.v4.new_markdown_cell(f"{title}\n\n{badge(notebook)}", id="title"),
-        nbformat.v4.new_code_cell(SETUP_CELL, id="setup"),
+        nbformat.v4.new_code_cell(setup_cell(_chapter_of(notebook)), id="setup"),
         nbformat.v4.new_code_cell(PARAMETERS_CELL, id="parameters", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(START_CELL, id="start"),
     ]
     for cell in rest:
         if cell.cell_type == "code":

@@ -17,7 +17,7 @@ probes know nothing of scales or of which layers the paper shows: the book's run
 """
 
 from bnlib.probes import theory
-from bnlib.probes.activations import ActivationProbe, activation_stats, moment_shifts
+from bnlib.probes.activations import ActivationProbe, activation_stats, drifts, successive_changes
 from bnlib.probes.functional import BatchLoss
 from bnlib.probes.hessian import HessianProbe, freeze_batch_statistics, top_eigenvalues
 from bnlib.probes.hook import FunctionProbe, Probe, ProbeContext
@@ -34,11 +34,12 @@ __all__ = [
     "Probe",
     "ProbeContext",
     "activation_stats",
+    "drifts",
     "freeze_batch_statistics",
     "ics",
     "landscape",
-    "moment_shifts",
     "random_direction",
+    "successive_changes",
     "theory",
     "top_eigenvalues",
 ]

@@ -17,7 +17,6 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from bnlib.device import autocast
 from bnlib.probes.hook import ProbeContext, RandomState
 
 Params = dict[str, Tensor]
@@ -33,17 +32,16 @@ class BatchLoss:
         y: Tensor,
         loss_fn: Callable[[Tensor, Tensor], Tensor],
         rng: RandomState | None = None,
-        amp: bool = False,
         train_mode: bool = True,
     ):
         self.model, self.x, self.y, self.loss_fn = model, x, y, loss_fn
-        self.rng, self.amp, self.train_mode = rng, amp, train_mode
+        self.rng, self.train_mode = rng, train_mode
         self.params: Params = {n: p.detach() for n, p in model.named_parameters()}
         self.buffers: Params = {n: b.detach().clone() for n, b in model.named_buffers()}
 
     @classmethod
     def from_context(cls, ctx: ProbeContext, **kwargs) -> BatchLoss:
-        return cls(ctx.model, ctx.x, ctx.y, ctx.loss_fn, rng=ctx.rng, amp=ctx.amp, **kwargs)
+        return cls(ctx.model, ctx.x, ctx.y, ctx.loss_fn, rng=ctx.rng, **kwargs)
 
     @contextlib.contextmanager
     def _mode(self):
@@ -57,7 +55,7 @@ class BatchLoss:
     def outputs(self, params: Params) -> Tensor:
         if self.rng is not None:
             self.rng.restore()
-        with self._mode(), autocast(self.x.device, self.amp):
+        with self._mode():
             return functional_call(self.model, (params, self.buffers), (self.x,))
 
     def __call__(self, params: Params) -> Tensor:

@@ -20,7 +20,6 @@ import torch
 from torch import Tensor, nn
 
 from bnlib.config import RunConfig
-from bnlib.device import autocast
 
 ArrayLike = np.ndarray | Tensor | float | int
 
@@ -58,7 +57,6 @@ class ProbeContext:
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     optimizer: torch.optim.Optimizer | None = None
     rng: RandomState | None = None
-    amp: bool = False
 
     @contextlib.contextmanager
     def same_noise(self) -> Iterator[None]:
@@ -67,13 +65,9 @@ class ProbeContext:
             self.rng.restore()
         yield
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The precision the training step ran in (bf16 autocast for VGG on CUDA)."""
-        return autocast(self.x.device, self.amp)
-
     def loss(self) -> Tensor:
         """The training loss of the current weights on the current batch, with the step's noise."""
-        with self.same_noise(), self.autocast():
+        with self.same_noise():
             out = self.model(self.x)
         return self.loss_fn(out, self.y)
 
@@ -156,9 +150,15 @@ def to_numpy(value: ArrayLike) -> np.ndarray:
     return np.asarray(value)
 
 
+def due(probe: Probe, step: int) -> bool:
+    """Whether a probe runs at `step`: at steps 0, every, 2 every, ..., and, for a probe with
+    `offsets` (e.g. (0, 1) for successive steps t and t + 1), at those steps plus each offset."""
+    return step % probe.every in getattr(probe, "offsets", (0,))
+
+
 def probe_key(probe: Probe) -> str:
     """The file-name-safe identity of a probe's outputs in a run record."""
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{probe.name}-every{probe.every}")
 
 
-__all__ = ["FunctionProbe", "Probe", "ProbeContext", "RandomState", "preserved_state", "probe_key", "to_numpy"]
+__all__ = ["FunctionProbe", "Probe", "ProbeContext", "RandomState", "due", "preserved_state", "probe_key", "to_numpy"]

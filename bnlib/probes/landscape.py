@@ -25,6 +25,10 @@ from bnlib.probes.hook import ProbeContext
 
 VGG_ETAS = (0.5, 1.0, 2.0, 4.0)  # x lr: the paper's [1/2, 4] x lr, the 4 points its Fig. 11a shows
 DLN_ETAS = tuple(float(e) for e in np.geomspace(0.01, 30, 8))  # x lr: log-spaced over [1/100, 30]
+# Beyond the paper's grids, to test its captions' "BatchNorm continues to provide smoothing for
+# even larger distances" (Figs. 4 and 10)
+VGG_EXTENDED_ETAS = (*VGG_ETAS, 8.0, 16.0, 32.0)
+DLN_EXTENDED_ETAS = (*DLN_ETAS, 100.0, 300.0, 1000.0)
 
 
 def random_direction(like: Params, seed: int) -> Params:

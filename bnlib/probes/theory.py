@@ -59,32 +59,135 @@ def theorem_4_1(y: Tensor, gamma: Tensor, g: Tensor, eps: float = EXACT_EPS) -> 
     }
 
 
-def theorem_4_2(
+def bn_unit(
     y: Tensor, gamma: Tensor, beta: Tensor, downstream: Callable[[Tensor], Tensor], eps: float = EXACT_EPS
 ) -> dict[str, Tensor]:
-    """Theorem 4.2's identity (its proof's eq. 50, an equality) for one unit (y of shape (m,)):
-    v^T (d^2 L_hat / dy^2) v = gamma^2/sigma^2 v^T H v - gamma/(m sigma^2) <g, y_hat> ||v||^2,
-    with v = grad_y, g = dL/dz and H = d^2 L/dz^2 at z, for a smooth `downstream` loss L(z).
-    Also returns <g, y_hat> and v^T H v, whose signs are the theorem's hypotheses."""
-    m = y.shape[0]
+    """Everything Section 4 says about one BN unit (y of shape (m,)) with a smooth `downstream`
+    loss L(z) above it: z = BN(y), g = dL/dz, v = d L_hat/dy (L_hat(y) = L(BN(y))), the Hessians
+    H = d^2 L/dz^2 at z and A = d^2 L_hat/dy^2 at y (m x m), y_hat and sigma."""
 
     def bn(t: Tensor) -> Tensor:
         return F.batch_norm(t[:, None], None, None, gamma[None], beta[None], training=True, eps=eps)[:, 0]
 
     y = y.detach()
     z = bn(y).detach()
-    g = torch.func.grad(downstream)(z)
-    v = torch.func.grad(lambda t: downstream(bn(t)))(y)
     with warnings.catch_warnings():
         # forward-mode AD's first use loads torch's jvp decompositions, which warn that
         # torch.jit.script (used inside torch) is deprecated: torch's business, not ours
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-        lhs = torch.dot(v, torch.func.jvp(torch.func.grad(lambda t: downstream(bn(t))), (y,), (v,))[1])
-        v_h_v = torch.dot(v, torch.func.jvp(torch.func.grad(downstream), (z,), (v,))[1])
+        hessian_z = torch.func.hessian(downstream)(z)
+        hessian_y = torch.func.hessian(lambda t: downstream(bn(t)))(y)
     y_hat, sigma = normalized(y[:, None], eps)
-    g_dot_y_hat = torch.dot(g, y_hat[:, 0])
-    rhs = gamma**2 / sigma[0] ** 2 * v_h_v - gamma / (m * sigma[0] ** 2) * g_dot_y_hat * v.square().sum()
-    return {"lhs": lhs, "rhs": rhs, "g_dot_y_hat": g_dot_y_hat, "v_H_v": v_h_v}
+    return {
+        "z": z,
+        "g": torch.func.grad(downstream)(z),
+        "v": torch.func.grad(lambda t: downstream(bn(t)))(y),
+        "H": hessian_z,
+        "A": hessian_y,
+        "y_hat": y_hat[:, 0],
+        "sigma": sigma[0],
+    }
+
+
+def theorem_4_2(
+    y: Tensor, gamma: Tensor, beta: Tensor, downstream: Callable[[Tensor], Tensor], eps: float = EXACT_EPS
+) -> dict[str, Tensor]:
+    """Theorem 4.2 for one unit, with v = grad_y L_hat, g = dL/dz and H = d^2 L/dz^2 at z.
+
+    * first display, `rhs` (its proof's eq. 50, an equality):
+      v^T (d^2 L_hat / dy^2) v = gamma^2/sigma^2 v^T H v - gamma/(m sigma^2) <g, y_hat> ||v||^2;
+    * second display, `rhs_second`, claimed "if H preserves the relative norms of g and v":
+      v^T (d^2 L_hat / dy^2) v <= gamma^2/sigma^2 (g^T H g - 1/(m gamma) <g, y_hat> ||v||^2).
+      Its proof replaces v^T H v by g^T H g, which is what makes it hold: true when
+      v^T H v <= g^T H g.
+
+    Also returns <g, y_hat>, v^T H v and g^T H g, whose signs are the theorem's hypotheses."""
+    unit = bn_unit(y, gamma, beta, downstream, eps)
+    m, g, v, sigma = y.shape[0], unit["g"], unit["v"], unit["sigma"]
+    lhs = v @ unit["A"] @ v
+    v_h_v, g_h_g = v @ unit["H"] @ v, g @ unit["H"] @ g
+    g_dot_y_hat = torch.dot(g, unit["y_hat"])
+    separation = g_dot_y_hat * v.square().sum() / (m * gamma)  # kappa: what BN subtracts, over gamma^2/sigma^2
+    scale = gamma**2 / sigma**2
+    return {
+        "lhs": lhs,
+        "rhs": scale * (v_h_v - separation),
+        "rhs_second": scale * (g_h_g - separation),
+        "g_dot_y_hat": g_dot_y_hat,
+        "v_H_v": v_h_v,
+        "g_H_g": g_h_g,
+        "kappa": separation,
+    }
+
+
+def max_quadratic_form(v: Tensor, a: Tensor, lam: float, iters: int = 40, seed: int = 0) -> tuple[float, float]:
+    """Bounds on max over inputs X with spectral norm <= lam of (XX^T v)^T A (XX^T v), the quadratic
+    form of Theorem C.1 (S = XX^T ranges over the PSD matrices with eigenvalues <= lam^2, for as many
+    input dimensions as batch elements). Upper: lam^4 ||v||^2 max(lambda_max(A), 0). Lower: the best
+    of S = lam^2 I, S = lam^2 u u^T for A's top eigenvector u, and projected gradient ascent from
+    there and from random rank-one starts."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(a)
+    top = float(eigenvalues[-1])
+    upper = lam**4 * float(v @ v) * max(top, 0.0)
+
+    def value(s: Tensor) -> float:
+        return float((s @ v) @ a @ (s @ v))
+
+    def project(s: Tensor) -> Tensor:
+        w, q = torch.linalg.eigh((s + s.T) / 2)
+        return (q * w.clamp(0, lam**2)) @ q.T
+
+    m = len(v)
+    u = eigenvectors[:, -1]
+    gen = torch.Generator().manual_seed(seed)
+    starts = [lam**2 * torch.eye(m, dtype=v.dtype), lam**2 * torch.outer(u, u)]
+    starts += [lam**2 * torch.outer(r, r) / (r @ r) for r in torch.randn(1, m, generator=gen, dtype=v.dtype)]
+    best = max(value(s) for s in starts[:2])
+    for s in starts:
+        step = 1.0 / (lam**2 * (float(eigenvalues.abs().max()) * float(v @ v) + 1e-300))
+        for _ in range(iters):
+            sv = s @ v
+            grad = torch.outer(a @ sv, v) + torch.outer(v, a @ sv)
+            candidate = project(s + step * grad)
+            if value(candidate) >= value(s):
+                s = candidate
+            else:
+                step /= 2
+        best = max(best, value(s))
+    return min(best, upper) if upper > 0 else max(best, 0.0), upper
+
+
+def theorem_c_1(
+    y: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    downstream: Callable[[Tensor], Tensor],
+    lam: float,
+    eps: float = EXACT_EPS,
+) -> dict[str, float]:
+    """Theorem C.1 (appendix C) for one unit, with the gradients and Hessians with respect to y held
+    fixed as X varies: max over ||X|| <= lam of grad_W L_hat^T (d^2 L_hat/dW^2) grad_W L_hat is below
+    gamma^2/sigma^2 [max over X of the same for the standard network - lam^4 kappa], kappa Theorem
+    4.2's separation. Both maxima are bounded from below and above (`max_quadratic_form`), so the
+    statement is decided where the bounds allow: "holds" if the left side's upper bound is below the
+    right side's lower bound, "violated" if the left side's lower bound reaches the right side's upper
+    bound, "undecided" otherwise."""
+    unit = bn_unit(y, gamma, beta, downstream, eps)
+    m = y.shape[0]
+    left_low, left_high = max_quadratic_form(unit["v"], unit["A"], lam)
+    right_low, right_high = max_quadratic_form(unit["g"], unit["H"], lam)
+    kappa = float(torch.dot(unit["g"], unit["y_hat"]) * unit["v"].square().sum() / (m * gamma))
+    scale = float(gamma**2 / unit["sigma"] ** 2)
+    rhs_low, rhs_high = scale * (right_low - lam**4 * kappa), scale * (right_high - lam**4 * kappa)
+    verdict = "holds" if left_high < rhs_low else ("violated" if left_low >= rhs_high else "undecided")
+    return {
+        "lhs_low": left_low,
+        "lhs_high": left_high,
+        "rhs_low": rhs_low,
+        "rhs_high": rhs_high,
+        "kappa": kappa,
+        "verdict": verdict,
+    }
 
 
 def observation_4_3(y: Tensor) -> Tensor:
@@ -95,28 +198,56 @@ def observation_4_3(y: Tensor) -> Tensor:
     return (z - y).abs().max()
 
 
+def worst_input_gradient(a: Tensor, lam: float, n_random: int = 200, seed: int = 0) -> dict[str, float]:
+    """Theorem 4.4's maximisation, gradients held fixed: over inputs X (m x d, here d = m) with
+    spectral norm <= lam, the squared weight gradient ||X^T a||^2 for a fixed gradient a = dL/dy.
+    Returns the bound lam^2 ||a||^2 (the proof's eq. 16), the value at the rank-one X = lam a u^T / ||a||
+    that attains it, and the largest value over `n_random` random X scaled to spectral norm lam."""
+    m = a.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    largest = 0.0
+    for _ in range(n_random):
+        x = torch.randn(m, m, generator=gen, dtype=a.dtype)
+        x = lam * x / torch.linalg.matrix_norm(x, ord=2)
+        largest = max(largest, float((x.T @ a).square().sum()))
+    u = torch.zeros(m, dtype=a.dtype)
+    u[0] = 1.0
+    rank_one = lam * torch.outer(a / a.norm(), u)
+    return {
+        "bound": lam**2 * float(a.square().sum()),
+        "rank_one": float((rank_one.T @ a).square().sum()),
+        "largest_random": largest,
+    }
+
+
 def theorem_4_4(y: Tensor, gamma: Tensor, g: Tensor, lam: float, eps: float = EXACT_EPS) -> dict[str, Tensor]:
-    """Theorem 4.4 in a dimensionally consistent form (chapter 06), per unit. With X the layer's
-    input (m x d) and ||X|| <= lam (spectral norm), grad_W = X^T grad_y, so the worst case over X
-    of ||grad_W||^2 is lam^2 ||grad_y||^2. Then
-    g_hat = lam^2 ||grad_y L_hat||^2  <=  gamma^2/sigma^2 (g - lam^2 m mu_g^2 - lam^2/m <g, y_hat>^2),
-    g = lam^2 ||dL/dz||^2, mu_g = mean of dL/dz; an equality, as Theorem 4.1's 1/m form is."""
+    """Theorem 4.4 per unit, with the gradients with respect to y held fixed as the input X varies
+    (the assumption its proof makes). With ||X|| <= lam, grad_W = X^T grad_y, whose largest squared
+    norm is lam^2 ||grad_y||^2 (`worst_input_gradient`), so g = lam^2 ||dL/dz||^2 and
+    g_hat = lam^2 ||grad_y L_hat||^2. Returns g_hat (`lhs`), the dimensionally consistent right side
+    rhs = gamma^2/sigma^2 (g - lam^2 m mu_g^2 - lam^2/m <g, y_hat>^2), an equality (Theorem 4.1's 1/m
+    form times lam^2: a corollary), and the right side as printed,
+    gamma^2/sigma^2 (g^2 - m mu_g^2 - lam^2 <g, y_hat>^2), whose terms have different units."""
     m = y.shape[0]
     y_hat, sigma = normalized(y, eps)
     g_hat = lam**2 * grad_through_bn(y, gamma, g, eps).square().sum(0)
     g_plain = lam**2 * g.square().sum(0)
     mu_g = g.mean(0)
-    rhs = (
-        gamma.square()
-        / sigma.square()
-        * (g_plain - lam**2 * m * mu_g.square() - lam**2 / m * (g * y_hat).sum(0).square())
-    )
-    return {"lhs": g_hat, "rhs": rhs, "g": g_plain}
+    projection = (g * y_hat).sum(0).square()
+    scale = gamma.square() / sigma.square()
+    return {
+        "lhs": g_hat,
+        "rhs": scale * (g_plain - lam**2 * m * mu_g.square() - lam**2 / m * projection),
+        "rhs_printed": scale * (g_plain.square() - m * mu_g.square() - lam**2 * projection),
+        "g": g_plain,
+    }
 
 
 def lemma_4_5(w0: Tensor, w_star: Tensor) -> dict[str, Tensor]:
-    """Lemma 4.5: with k = <W*, W0> / ||W*||^2 the BN optimum k W* (BN is scale invariant) is closer
-    to W0: ||W0 - k W*||^2 = ||W0 - W*||^2 - (||W*||^2 - <W*, W0>)^2 / ||W*||^2 (an equality)."""
+    """Lemma 4.5: with k = <W*, W0> / ||W*||^2, k W* is closer to W0:
+    ||W0 - k W*||^2 = ||W0 - W*||^2 - (||W*||^2 - <W*, W0>)^2 / ||W*||^2 (an equality). k W* is an
+    optimum of the BN network because BN is scale invariant, provided gamma and beta are re-set as in
+    Observation 4.3, which sits uneasily with Section 4 treating them as constants."""
     w0, w_star = w0.flatten().double(), w_star.flatten().double()
     sq = w_star.square().sum()
     k = torch.dot(w_star, w0) / sq

@@ -1,8 +1,9 @@
-"""The book's claims, one module per chapter: what the paper says, and what we measure.
+"""The book's claims, one module per chapter: what the paper says, what we measure, and the verdict.
 
-Each chapter module holds its `CHAPTER` title and its `CLAIMS`, each measured by a named function
-of the scale that reads the runs (through `bnlib.book.plan`, training whatever is missing). A
-chapter ends with `chapter_table(claims.<module>, scale)`; the results page shows `table(scale)`.
+Each chapter module holds its `CHAPTER` title, its `CLAIMS` (each with the rule that decides it
+and a named function of the scale that measures it from the runs, through `bnlib.book.plan`) and a
+`findings(scale)` paragraph whose sentences are chosen by those verdicts. A chapter ends with
+`chapter_table(claims.<module>, scale)`; the results page shows `table(scale)`.
 """
 
 from __future__ import annotations
@@ -10,30 +11,53 @@ from __future__ import annotations
 from types import ModuleType
 
 import pandas as pd
+from IPython.display import HTML
 
 from bnlib.book.claims import ics, landscape, noisy, normalizations, performance, theory
-from bnlib.book.claims.claim import Claim
+from bnlib.book.claims.claim import Claim, Finding, Verdict, graded
+from bnlib.book.html import table_html
 
 CHAPTERS: tuple[ModuleType, ...] = (performance, noisy, ics, landscape, normalizations, theory)
 
-__all__ = ["CHAPTERS", "Claim", "chapter_table", "table"]
+__all__ = ["CHAPTERS", "Claim", "Finding", "Verdict", "chapter_table", "graded", "table"]
 
 
-def chapter_table(chapter: ModuleType, scale: str) -> str:
-    """A chapter's closing 'paper says / we measure' table, as HTML naming the scale it ran at."""
-    table = table_of(scale, [chapter]).drop(columns="chapter")
-    return f"<p><em>Measured at the {scale} scale.</em></p>" + table.to_html(index=False)
+def table_of(scale: str, chapters: tuple[ModuleType, ...] | list[ModuleType]) -> pd.DataFrame:
+    """One row per claim: what the paper says, what we measure, the rule and its verdict."""
+    rows = []
+    for chapter in chapters:
+        for claim in chapter.CLAIMS:
+            found = claim.finding(scale)
+            rows.append(
+                {
+                    "claim": claim.claim,
+                    "paper says": claim.paper,
+                    "we measure": found.measured,
+                    "rule": claim.rule,
+                    "verdict": str(found.verdict),
+                    "chapter": chapter.CHAPTER,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def scale_note(scale: str) -> str:
+    """Which runs a table's numbers come from: the scale, the precision, and any reduction asked for."""
+    from bnlib.book import plan
+
+    precision = plan.config("vgg-bn-lr0.1", scale).precision
+    reduced = f" ({plan.reduced()}, as the parameters cell asked)" if plan.reduced() else ""
+    return (
+        f"Measured at the {scale} scale{reduced}, in {precision}; the verdicts are computed from these runs "
+        "by the rules."
+    )
+
+
+def chapter_table(chapter: ModuleType, scale: str) -> HTML:
+    """A chapter's closing 'paper says / we measure' table, naming the scale it ran at."""
+    return HTML(table_html(table_of(scale, [chapter]).drop(columns="chapter"), caption=scale_note(scale)))
 
 
 def table(scale: str) -> pd.DataFrame:
     """The results table: one row per claim of every chapter."""
     return table_of(scale, CHAPTERS)
-
-
-def table_of(scale: str, chapters: tuple[ModuleType, ...] | list[ModuleType]) -> pd.DataFrame:
-    rows = [
-        {"claim": c.claim, "paper says": c.paper, "we measure": c.measure(scale), "chapter": chapter.CHAPTER}
-        for chapter in chapters
-        for c in chapter.CLAIMS
-    ]
-    return pd.DataFrame(rows)
