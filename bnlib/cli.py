@@ -81,13 +81,13 @@ def _numbers(kind: type):
 def _config(args: argparse.Namespace) -> RunConfig:
     overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps), ("norm", args.norm)) if v is not None}
     config = experiment(args.experiment, args.scale, seed=args.seed, **overrides)
-    if config.model == "vgg":
+    if config.on_cifar:
         resolve_location(args.data)  # checks the data path before anything is written
     return config
 
 
 def _summary(config: RunConfig, scale: str) -> str:
-    size = f"width {config.width:g}" if config.model == "vgg" else f"{config.dln_depth} x {config.dln_dim}"
+    size = f"{config.dln_depth} x {config.dln_dim}" if config.model == "dln" else f"width {config.width:g}"
     return f"{config.model} {size} norm={config.norm} lr={config.lr:g} steps={config.steps} ({scale} scale)"
 
 

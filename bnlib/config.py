@@ -20,9 +20,11 @@ from typing import Any
 
 from bnlib.errors import ConfigError
 
-MODELS = ("vgg", "dln")
+MODELS = ("vgg", "dln", "resnet", "mlp")
 PRECISIONS = ("float32", "bf16")
 VGG_DEPTHS = (11, 13, 16, 19)
+RESIDUALS = ("plain", "skipinit", "fixup")
+LOSSES = ("cross_entropy", "mse")
 MAX_SEED = 2**32 - 1
 MAX_LR = 1e6  # beyond this, float32 arithmetic in the update overflows
 
@@ -101,6 +103,10 @@ class RunConfig:
     model: str = "vgg"  # "vgg" (CIFAR-10) or "dln" (deep linear network on synthetic data)
     norm: str = "none"  # a name registered in bnlib.norms.NORMS
     lr: float = 0.1
+    # The learning rate of the hidden layers' weights, the ones that feed a normalization and so are
+    # scale-invariant with BatchNorm (None: `lr`); everything else (biases, gamma, beta, the
+    # classifier) keeps `lr`. For the test of scale invariance in Part II.
+    weight_lr: float | None = None
     steps: int = 15_000
     batch_size: int = 128  # the DLN always trains full batch: batch_size is then dln_samples
     seed: int = 0  # initialisation, batch order, augmentation and noise
@@ -117,6 +123,15 @@ class RunConfig:
     train_per_class: int | None = None  # balanced training subset; None = all 5,000 per class
     test_per_class: int | None = None  # balanced test subset; None = all 1,000 per class
     augment: bool = False  # random crop (pad 4) + horizontal flip
+    # The loss on CIFAR-10: softmax cross-entropy (the paper's), or "mse", half the squared error
+    # against one-hot labels (Cohen et al.'s edge-of-stability runs, in Part II).
+    loss: str = "cross_entropy"
+
+    # ResNet on CIFAR-10 (6n + 2 layers) and deep ReLU MLPs on flattened CIFAR-10 (Part II)
+    resnet_depth: int = 20
+    residual: str = "plain"  # "plain", "skipinit" or "fixup" (the latter two without normalization)
+    mlp_depth: int = 10  # hidden layers
+    mlp_width: int = 256
 
     # Deep linear network
     dln_depth: int = 25
@@ -148,6 +163,10 @@ class RunConfig:
         put("model", _choice("model", self.model, MODELS))
         put("norm", _choice("normalization", self.norm, tuple(NORMS)))
         put("lr", _real("learning rate", self.lr, 0, MAX_LR, low_open=True))
+        if self.weight_lr is not None:
+            put("weight_lr", _real("weight_lr", self.weight_lr, 0, MAX_LR, low_open=True))
+            if self.weight_lr == self.lr:  # the same run: the same config, and so the same key
+                put("weight_lr", None)
         put("steps", _integer("steps", self.steps, 1, 10**9))
         put("batch_size", _integer("batch_size (at least 2 for batch statistics)", self.batch_size, 2, 10**6))
         for name in ("seed", "data_seed"):
@@ -162,6 +181,17 @@ class RunConfig:
             put(name, None if value is None else _integer(f"{name} (None for the whole set)", value, 1, 10**6))
         if not isinstance(self.augment, bool):
             raise ConfigError(f"augment must be True or False, not {self.augment!r}")
+        put("loss", _choice("loss", self.loss, LOSSES))
+        if self.model == "dln" and self.loss != "cross_entropy":
+            raise ConfigError("the DLN's loss is its summed squared error; leave loss at its default")
+        put("resnet_depth", _integer("resnet_depth", self.resnet_depth, 8, 10**4))
+        if (self.resnet_depth - 2) % 6:
+            raise ConfigError(f"resnet_depth must be 6n + 2 (20, 32, 56, 110), not {self.resnet_depth}")
+        put("residual", _choice("residual", self.residual, RESIDUALS))
+        if self.residual != "plain" and self.norm != "none":
+            raise ConfigError(f"residual {self.residual!r} replaces the normalization; use norm 'none'")
+        put("mlp_depth", _integer("mlp_depth", self.mlp_depth, 1, 10**4))
+        put("mlp_width", _integer("mlp_width", self.mlp_width, 1, 10**6))
         put("dln_depth", _integer("dln_depth", self.dln_depth, 2, 10**4))
         put("dln_dim", _integer("dln_dim", self.dln_dim, 1, 10**5))
         put("dln_samples", _integer("dln_samples", self.dln_samples, 2, 10**8))
@@ -174,8 +204,13 @@ class RunConfig:
         put("log_every", _integer("log_every", self.log_every, 1, 10**9))
         put("test_every", _integer("test_every (0: only at the end)", self.test_every, 0, 10**9))
         if self.divergence_bound is None:
-            put("divergence_bound", 1e3 if self.model == "vgg" else 1e12)
+            put("divergence_bound", 1e3 if self.on_cifar else 1e12)
         put("divergence_bound", _real("divergence_bound", self.divergence_bound, 0, 1e300, low_open=True))
+
+    @property
+    def on_cifar(self) -> bool:
+        """True for the models trained on CIFAR-10 (with cross-entropy); False for the DLN."""
+        return self.model != "dln"
 
     @property
     def effective_batch_size(self) -> int:

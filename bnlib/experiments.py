@@ -27,14 +27,21 @@ _SCALE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "vgg": dict(width=1.0, steps=15_000, test_every=500, log_every=50),
         "dln": dict(steps=10_000, log_every=50),
+        # Part II's models, at their sources' sizes (ResNet-20 at full width, MLPs 512 wide)
+        "resnet": dict(width=1.0, steps=15_000, test_every=500, log_every=50),
+        "mlp": dict(mlp_width=512, steps=5000, test_every=500, log_every=50),
     },
     "cpu": {
         "vgg": dict(width=0.125, train_per_class=1000, test_per_class=200, steps=3000, test_every=100, log_every=10),
         "dln": dict(steps=2500, log_every=10),
+        "resnet": dict(width=0.25, train_per_class=1000, test_per_class=200, steps=400, test_every=100, log_every=10),
+        "mlp": dict(mlp_width=256, train_per_class=1000, test_per_class=200, steps=500, test_every=100, log_every=10),
     },
     "smoke": {
         "vgg": dict(width=0.0625, train_per_class=20, test_per_class=10, steps=12, test_every=6, log_every=3),
         "dln": dict(dln_samples=100, steps=12, log_every=3),
+        "resnet": dict(width=0.125, train_per_class=20, test_per_class=10, steps=12, test_every=6, log_every=3),
+        "mlp": dict(mlp_width=32, train_per_class=20, test_per_class=10, steps=12, test_every=6, log_every=3),
     },
 }
 
@@ -85,7 +92,8 @@ def check_scale(scale: str) -> str:
 
 
 def base_config(model: str, scale: str | None = None, **changes: Any) -> RunConfig:
-    """The scale's config for a model (VGG or DLN) with the paper's defaults, then `changes`."""
+    """The scale's config for a model ("vgg", "dln", or Part II's "resnet" and "mlp") with the
+    paper's defaults, then `changes`."""
     scale = check_scale(scale) if scale else default_scale()
     settings: dict[str, Any] = {"model": model, **_SCALE_SETTINGS[scale][model]}
     if model == "dln":

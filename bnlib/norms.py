@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from bnlib.device import full_precision
+
 if TYPE_CHECKING:
     from bnlib.config import NoiseParams, RunConfig
 
@@ -73,7 +75,7 @@ class NoiseInjection(nn.Module):
         if not self.training:
             return a
         p = self.noise
-        a = a.float()  # under bf16 autocast too: the noise's resolution is float32's
+        a = full_precision(a)  # under bf16 autocast too: the noise's resolution is float32's
         channels = a.shape[1]
         mu = torch.rand(channels, device=a.device).mul_(2 * p.n_mu).sub_(p.n_mu)  # U(-n_mu, n_mu)
         sigma = torch.rand(channels, device=a.device).mul_(p.n_sigma - 1).add_(1)  # U(1, n_sigma)
@@ -116,7 +118,7 @@ class LpNorm(nn.Module):
         return torch.linalg.vector_norm(x, math.inf, dims) + self.eps  # max |x| + eps
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.float()
+        x = full_precision(x)  # bf16 under autocast: the statistics in float32
         if self.training:
             mean, scale = x.mean(_reduce_dims(x)), self.scale(x)
             with torch.no_grad():

@@ -23,6 +23,7 @@ What `load_or_run` guarantees:
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
@@ -52,7 +53,7 @@ from bnlib.storage import (
     save_npz,
     write_json,
 )
-from bnlib.train import RunOptions, TrainResult, initial_model, train
+from bnlib.train import FINAL_WINDOW, RunOptions, TrainResult, initial_model, train
 
 SCHEMA_VERSION = 2  # 2: strict JSON (non-finite numbers encoded explicitly), validated on load
 STATUSES = ("finished", "diverged")
@@ -77,6 +78,33 @@ class Record:
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    def truncated(self, steps: int) -> Record:
+        """The record a run of the same config stopped after `steps` steps would have: nothing before
+        a step depends on how long the run lasts (the test set is evaluated in evaluation mode,
+        drawing no random numbers). Metrics, final numbers and the probes' outputs at the steps
+        before `steps`; no weights."""
+        if not 0 < steps <= self.config.steps:
+            raise ValueError(f"cannot cut a {self.config.steps}-step run at step {steps}")
+        probes = {key: {q: v[data["step"] < steps] for q, v in data.items()} for key, data in self.probes.items()}
+        cut = dataclasses.replace(self, config=self.config.replace(steps=steps), probes=probes, path=None)
+        m, done = self.metrics, len(self.metrics["step"])
+        if steps >= done:  # it diverged before `steps` (or ends there): the same record
+            return cut
+        window = slice(max(0, steps - FINAL_WINDOW), steps)
+        cut.metrics = {k: v[:steps] for k, v in m.items() if not k.startswith("test_")}
+        cut.final = {"steps": float(steps), "train_loss": float(np.mean(m["train_loss"][window]))}
+        if "test_step" in m:
+            kept = m["test_step"] <= steps
+            if not kept.any() or m["test_step"][kept][-1] != steps:
+                raise ValueError(f"the run has no test accuracy at step {steps}; cut it where it was tested")
+            cut.metrics |= {k: v[kept] for k, v in m.items() if k.startswith("test_")}
+            cut.final |= {
+                "train_acc": float(np.mean(m["train_acc"][window])),
+                "test_acc": float(m["test_acc"][kept][-1]),
+            }
+        cut.status, cut.wall_time_s = "finished", self.wall_time_s * steps / done
+        return cut
 
     def model(self) -> NumberedNet:
         """The run's final network (from model.pt), on the CPU in training mode."""
@@ -159,7 +187,7 @@ def runs_dir() -> Path:
 def data_fingerprint(config: RunConfig, options: RunOptions, decode: bool = True) -> str | None:
     """The data copy a run uses: part of its key, so switching copies never reuses stale results.
     With decode=False, None when the copy was never decoded (so no run of it can exist)."""
-    if config.model == "dln":
+    if not config.on_cifar:
         return "synthetic"
     source = load_cifar10(options.data).source if decode else known_source(options.data)
     return None if source is None else source["fingerprint"]
@@ -295,7 +323,7 @@ def space_needed(config: RunConfig, options: RunOptions) -> int:
         parameters = sum(p.numel() for p in build_model(config).parameters())
     weights = 4 * parameters * (2 if config.momentum else 1)
     need = 3 * weights + 64 * config.steps + 20 * _MB
-    if config.model == "vgg" and known_source(options.data) is None:
+    if config.on_cifar and known_source(options.data) is None:
         need += 200 * _MB  # CIFAR-10 decoded: 60,000 x 3,072 bytes
     return need
 

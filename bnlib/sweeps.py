@@ -129,17 +129,12 @@ def sweep(
     location, the cache (writable, with room for every run) and, for a cluster, its address."""
     started = time.perf_counter()
     jobs = _jobs(jobs, probes)
+    if address:
+        check_address(address)
     options = options or RunOptions()
-    if any(job.config.model == "vgg" for job in jobs):
+    if any(job.config.on_cifar for job in jobs):
         resolve_location(options.data)
     check_cache(sum(space_needed(job.config, options) for job in jobs))
-    ray = _ray(required=require_ray or address is not None)
-    if ray is not None:
-        _connect(ray, address, workers)
-    if any(job.config.model == "vgg" for job in jobs):
-        from bnlib.data import load_cifar10
-
-        load_cifar10(options.data)  # decoded once here, not once per worker
     outcomes: dict[int, Outcome] = {}
     todo = []
     for i, job in enumerate(jobs):
@@ -148,6 +143,13 @@ def sweep(
             outcomes[i] = Outcome(job, "stored", record.status, record.final, record.wall_time_s)
         else:
             todo.append(i)
+    ray = _ray(required=require_ray or address is not None) if todo or address else None
+    if ray is not None:
+        _connect(ray, address, workers)
+    if any(jobs[i].config.on_cifar for i in todo):
+        from bnlib.data import load_cifar10
+
+        load_cifar10(options.data)  # decoded once here, not once per worker
     if ray is None:
         for i in _progress(todo, jobs, progress):
             outcomes[i] = _outcome(jobs[i], run_job(jobs[i], options, threads))
@@ -210,8 +212,6 @@ def check_address(address: str, timeout_s: float = 3.0) -> None:
 def _connect(ray, address: str | None, workers: int | None) -> None:
     if ray.is_initialized():
         return
-    if address:
-        check_address(address)
     settings = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         if address:
@@ -283,7 +283,10 @@ def _run_on_ray(ray, jobs, todo, options, threads, environment, show) -> dict[in
     pending = {task.remote(jobs[i], options, threads, environment): i for i in todo}
     outcomes: dict[int, Outcome] = {}
     failed = 0
-    with tqdm(total=len(todo), desc="sweep", unit="run", disable=not show) as bar:
+    # In a log (not a terminal) the bar is redrawn once a minute, not every two seconds.
+    every = 0.1 if sys.stderr.isatty() else 60
+    with tqdm(total=len(todo), desc="sweep", unit="run", disable=not show, mininterval=every) as bar:
+        shown = None
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
             for ref in done:
@@ -296,8 +299,12 @@ def _run_on_ray(ray, jobs, todo, options, threads, environment, show) -> dict[in
                 failed += outcome.state == "failed"
                 bar.update(1)
                 detail = outcome.error if outcome.state == "failed" else f"{outcome.status}, {outcome.seconds:.0f} s"
-                bar.write(f"  {jobs[i].name}: {outcome.state} ({detail})")
-            bar.set_postfix(running=min(len(pending), _slots(ray, resources)), failed=failed)
+                if show:
+                    bar.write(f"  {jobs[i].name}: {outcome.state} ({detail})", file=sys.stderr)
+            status = {"running": min(len(pending), _slots(ray, resources)), "failed": failed}
+            if status != shown:
+                bar.set_postfix(status, refresh=False)
+                shown = status
     return outcomes
 
 

@@ -79,11 +79,19 @@ def _checkpoint_interval() -> float:
     return seconds
 
 
-def sgd(model: nn.Module, config: RunConfig) -> torch.optim.SGD:
+def sgd(model: NumberedNet, config: RunConfig) -> torch.optim.SGD:
     """The paper's optimizer, SGD, with the fused kernel where this torch and device have one (one
-    pass over all the weights instead of a loop over tensors; measured in benchmarks/throughput.py)."""
+    pass over all the weights instead of a loop over tensors; measured in benchmarks/throughput.py).
+    With `config.weight_lr`, the hidden layers' weights (all numbered layers but the last) get that
+    rate in a group of their own."""
     settings = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    params = list(model.parameters())
+    params: list = list(model.parameters())
+    if config.weight_lr is not None:
+        hidden = {id(model.layer(k).weight) for k in range(1, model.num_layers)}
+        params = [
+            {"params": [p for p in params if id(p) in hidden], "lr": config.weight_lr},
+            {"params": [p for p in params if id(p) not in hidden]},
+        ]
     try:
         return torch.optim.SGD(params, **settings, fused=True)
     except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on the CPU
@@ -93,6 +101,16 @@ def sgd(model: nn.Module, config: RunConfig) -> torch.optim.SGD:
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """VGG's loss: softmax cross-entropy, averaged over the batch."""
     return F.cross_entropy(devices.full_precision(logits), y)
+
+
+def half_squared_error(logits: Tensor, y: Tensor) -> Tensor:
+    """The "mse" loss: half the squared distance between the outputs and the one-hot labels, summed
+    over classes and averaged over the batch (Cohen et al.'s edge-of-stability runs)."""
+    out = devices.full_precision(logits)
+    return 0.5 * (out - F.one_hot(y, out.shape[1]).to(out.dtype)).square().sum(1).mean()
+
+
+LOSSES = {"cross_entropy": cross_entropy, "mse": half_squared_error}
 
 
 def summed_squared_error(pred: Tensor, y: Tensor) -> Tensor:
@@ -114,7 +132,7 @@ class _Task:
 
 
 def _make_task(config: RunConfig, device: torch.device, options: RunOptions) -> _Task:
-    if config.model == "dln":
+    if not config.on_cifar:
         x, y, _ = dln_data(config.dln_dim, config.dln_samples, config.data_seed, device)
         source = {"kind": "synthetic", "note": "x ~ N(0, I), A_ij ~ N(0, 1), y = A x", "seed": config.data_seed}
         return _Task(lambda: (x, y), summed_squared_error, None, None, source)
@@ -124,7 +142,7 @@ def _make_task(config: RunConfig, device: torch.device, options: RunOptions) -> 
     train = ImageSplit(cifar.train_x[train_idx], cifar.train_y[train_idx], cifar.mean, cifar.std, device)
     test = ImageSplit(cifar.test_x[test_idx], cifar.test_y[test_idx], cifar.mean, cifar.std, device)
     sampler = BatchSampler(train, config.batch_size, config.seed, config.augment)
-    return _Task(sampler.next, cross_entropy, test, sampler, cifar.source)
+    return _Task(sampler.next, LOSSES[config.loss], test, sampler, cifar.source)
 
 
 def initial_model(config: RunConfig) -> NumberedNet:
@@ -138,14 +156,27 @@ def initial_model(config: RunConfig) -> NumberedNet:
 def first_batch(config: RunConfig, options: RunOptions | None = None) -> tuple[Tensor, Tensor, Callable]:
     """The first training batch of a run of `config` on the CPU, and the run's loss function: for
     measurements on a saved model (e.g. `Record.model()`)."""
+    [(x, y)], loss_fn = first_batches(config, 1, options)
+    return x, y, loss_fn
+
+
+def first_batches(
+    config: RunConfig, count: int, options: RunOptions | None = None
+) -> tuple[list[tuple[Tensor, Tensor]], Callable]:
+    """The first `count` training batches of a run of `config` on the CPU, and its loss function."""
     task = _make_task(config, torch.device("cpu"), options or RunOptions())
-    x, y = task.next_batch()
-    return x, y, task.loss_fn
+    return [task.next_batch() for _ in range(count)], task.loss_fn
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: ImageSplit, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of the model in evaluation mode on a whole split."""
+def evaluate(
+    model: nn.Module,
+    split: ImageSplit,
+    device: torch.device,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = cross_entropy,
+    batch_size: int = 1000,
+) -> tuple[float, float]:
+    """(accuracy, mean loss) of the model in evaluation mode on a whole split."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=device)
@@ -153,7 +184,7 @@ def evaluate(model: nn.Module, split: ImageSplit, device: torch.device, batch_si
     for x, y in split.batches(batch_size):
         logits = model(x)
         correct += (logits.argmax(1) == y).sum()
-        loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        loss += loss_fn(logits, y) * len(y)
     model.train(was_training)
     return (correct / len(split)).item(), (loss / len(split)).item()
 
@@ -206,7 +237,7 @@ class Run:
         torch.manual_seed(config.seed)
         self.model: NumberedNet = build_model(config)
         # channels_last: tensor cores on CUDA, and 1.5x faster oneDNN convolutions on the CPU (measured).
-        memory_format = torch.channels_last if config.model == "vgg" else torch.preserve_format
+        memory_format = torch.channels_last if config.model in ("vgg", "resnet") else torch.preserve_format
         self.model.to(self.device, memory_format=memory_format)
         self.model.train()
         self.optimizer = sgd(self.model, config)
@@ -310,7 +341,7 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         # Written into device buffers: no host synchronisation until the next log point.
         self.loss_buf[self.step] = loss.detach()
-        if self.config.model == "vgg":
+        if self.config.on_cifar:
             self.acc_buf[self.step] = (out.detach().argmax(1) == y).float().mean()
 
     def check_divergence(self) -> bool:
@@ -325,7 +356,7 @@ class Run:
 
     def test(self) -> None:
         if self.task.test is not None:
-            acc, loss = evaluate(self.model, self.task.test, self.device)
+            acc, loss = evaluate(self.model, self.task.test, self.device, self.task.loss_fn)
             self.tests.append((self.step, acc, loss))
 
     def loop(self, bar: tqdm) -> None:
@@ -360,13 +391,13 @@ class Run:
         loss = self.loss_buf[:n].cpu().numpy()
         acc = self.acc_buf[:n].cpu().numpy()
         metrics = {"step": np.arange(n), "train_loss": loss}
-        if self.config.model == "vgg":
+        if self.config.on_cifar:
             metrics["train_acc"] = acc
             tests = np.array(self.tests, dtype=np.float64).reshape(-1, 3)
             metrics |= {"test_step": tests[:, 0].astype(np.int64), "test_acc": tests[:, 1], "test_loss": tests[:, 2]}
         window = slice(max(0, n - FINAL_WINDOW), n)
         final = {"steps": float(n), "train_loss": float(np.mean(loss[window])) if n else float("nan")}
-        if self.config.model == "vgg":
+        if self.config.on_cifar:
             final |= {"train_acc": float(np.mean(acc[window])) if n else float("nan"), "test_acc": self.tests[-1][1]}
         probes = {k: {name: np.stack(v) for name, v in d.items()} for k, d in self.probe_out.items() if d["step"]}
         return TrainResult(

@@ -104,3 +104,42 @@ def test_every_registered_norm_keeps_shape(name, dims, shape):
 def test_unknown_norm_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown normalization 'group'"):
         RunConfig(norm="group")
+
+
+def test_noise_on_a_channels_last_batch_keeps_its_layout_and_distribution():
+    p = NoiseParams(n_mu=0.0, n_sigma=1.0, r_mu=0.3, r_sigma=0.2)
+    a = torch.ones(500, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    out = NoiseInjection(p).train()(a)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # the next convolution stays fast
+    per_channel = out.transpose(0, 1).reshape(8, -1)
+    torch.testing.assert_close(per_channel.mean(1), torch.ones(8), atol=0.02, rtol=0)
+    torch.testing.assert_close(per_channel.var(1), torch.full((8,), 0.04 + 0.03), atol=0.006, rtol=0)
+    assert per_channel.min() > 1 - 0.3 - 6 * 0.2  # m stays within r_mu of its centre
+
+
+@pytest.mark.parametrize("p", [1, 2, math.inf])
+def test_lp_norm_equals_the_formula_in_value_and_gradient(p):
+    torch.manual_seed(0)
+    x = (torch.randn(6, 3, 4, 4, dtype=torch.float64) * 2 + 0.5).contiguous(memory_format=torch.channels_last)
+    layer = LpNorm(3, p).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
+        layer.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]))
+    dims = (0, 2, 3)
+    scale = {
+        1: lambda t: t.abs().mean(dims) + 1e-5,
+        2: lambda t: (t.square().mean(dims) + 1e-5).sqrt(),
+        math.inf: lambda t: t.abs().amax(dims) + 1e-5,
+    }[p]
+
+    def formula(t):  # gamma (t - mean) / s_p + beta, as the paper's Section 3.3 reads
+        view = (1, -1, 1, 1)
+        return (t - t.mean(dims).view(view)) / scale(t).view(view) * layer.weight.view(view) + layer.bias.view(view)
+
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out1, out2 = layer(x1), formula(x2)
+    torch.testing.assert_close(out1, out2, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(out2)
+    (out1 * weights).sum().backward()
+    (out2 * weights).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-12)

@@ -36,12 +36,30 @@ def test_a_chapter_pays_only_for_what_it_reads():
 def test_the_book_build_trains_every_run_once_with_the_union(monkeypatch):
     plan.use("01_does_batchnorm_help")
     monkeypatch.setenv(plan.ENV_BOOK, "all")  # what `python -m bnlib.book` sets
-    assert kinds("vgg-bn-lr0.1") == {"activations", "ics", "landscape", "hessian", "bn"}
-    every_chapter = set().union(*(set(runs) for runs in plan.READS.values())) - set(plan.OPTIONAL)
-    assert {name for name, _ in plan.book_runs()} == every_chapter
+    assert kinds("vgg-bn-lr0.1") == {"activations", "ics", "landscape", "hessian", "bn", "weight"}
     jobs = plan.jobs("cpu")
-    assert len(jobs) == len(plan.book_runs()) + 2  # and the noisy-BN widget's two extra noise levels
-    assert jobs[0].config.norm == "noisy_batch" and jobs[-1].config.model == "dln"  # longest first
+    configs = [job.config for job in jobs]
+    assert len(set(configs)) == len(configs)  # every run once
+    every_chapter = set().union(*(set(runs) for runs in plan.READS.values())) - set(plan.OPTIONAL)
+    assert {job.label.split()[0] for job in jobs if " seed " in job.label} == every_chapter
+    for chapter in plan.BEYOND:  # and Part II's own runs
+        assert {job.config for job in plan.chapter_jobs(chapter, "cpu")} <= set(configs)
+    assert sum("widget" in job.label for job in jobs) == 2  # the noisy-BN widget's two extra noise levels
+    assert jobs[0].config.norm == "noisy_batch" and jobs[-1].config.model in ("dln", "mlp")  # longest first
+    hessian = [p for p in next(j for j in jobs if j.label == "vgg-bn-lr0.1 seed 0").probes if "hessian" in p.name]
+    assert sorted(p.frozen_bn for p in hessian) == [False, True]  # chapters 04 and 09 share one run
+
+
+def test_a_part_two_chapter_reads_part_one_runs_of_seed_0_only():
+    from bnlib.book.beyond import lr_range
+
+    plan.use("07_learning_rates")
+    jobs = plan.chapter_jobs("07_learning_rates", "cpu")
+    named = [job for job in jobs if " seed " in job.label]
+    assert {job.config.seed for job in named} == {0} and all(not job.probes for job in named)
+    own = [job for job in jobs if " seed " not in job.label]
+    assert len(own) == 2 * (len(lr_range.RATES) - len(lr_range.SHARED))  # the shared rates are cut, not run
+    assert {job.config.steps for job in own} == {lr_range.sweep_steps("cpu")} == {1000}
 
 
 def test_seeds_and_strides():

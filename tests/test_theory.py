@@ -170,3 +170,50 @@ def test_bn_scale_probe_by_hand():
     var = seen["y"].var(dim=(0, 2, 3), unbiased=False)
     expected = model.norm(3).weight.detach() ** 2 / (var + model.norm(3).eps)
     torch.testing.assert_close(torch.as_tensor(out["L3.gamma_sq_over_sigma_sq"]), expected, rtol=1e-4, atol=0)
+
+
+def test_theorem_4_2_second_display_is_the_first_with_g_in_place_of_v():
+    y, gamma, _ = random_bn_layer(12, 3, seed=5)
+    out = theory.theorem_4_2(y[:, 0], gamma[0], torch.tensor(0.3), section4.smooth_downstream)
+    scale = gamma[0] ** 2 / y[:, 0].var(unbiased=False)
+    # the two right sides differ by gamma^2/sigma^2 (g^T H g - v^T H v), nothing else
+    expected = out["rhs"] + scale * (out["g_H_g"] - out["v_H_v"])
+    torch.testing.assert_close(out["rhs_second"], expected, rtol=1e-6, atol=1e-9)
+    table = section4.theorem_4_2_sweep([8, 16], n=10)
+    assert (table["second_holds"] | ~table["proof_step_holds"]).all()  # where the proof's step holds, so does it
+
+
+def test_the_worst_input_is_rank_one_and_nothing_beats_it():
+    a = torch.randn(8, generator=torch.Generator().manual_seed(1))
+    out = theory.worst_input_gradient(a, lam=2.5, n_random=100)
+    assert out["bound"] == pytest.approx(6.25 * a.square().sum().item())
+    assert out["rank_one"] == pytest.approx(out["bound"]) and out["largest_random"] <= out["bound"]
+
+
+def test_max_quadratic_form_on_known_answers():
+    # A positive definite: the upper bound lam^4 ||v||^2 lambda_max is reached when v is A's top eigenvector
+    a = torch.diag(torch.tensor([3.0, 1.0, 0.5]))
+    low, high = theory.max_quadratic_form(torch.tensor([1.0, 0.0, 0.0]), a, lam=2.0)
+    assert high == pytest.approx(16 * 3) and low == pytest.approx(high, rel=1e-9)
+    # A negative definite: the best input is X = 0, value 0
+    low, high = theory.max_quadratic_form(torch.tensor([1.0, 2.0, 0.5]), -a, lam=2.0)
+    assert low == 0 and high == 0
+    # indefinite: the bounds bracket the value at any admissible S, e.g. S = lam^2 I
+    v, b = torch.tensor([1.0, 1.0, 1.0]), torch.diag(torch.tensor([2.0, -1.0, 0.5]))
+    low, high = theory.max_quadratic_form(v, b, lam=1.5)
+    assert 1.5**4 * float(v @ b @ v) <= low + 1e-9 <= high + 1e-9
+
+
+def test_theorem_c_1_decides_only_where_the_bounds_allow():
+    table = section4.theorem_c_1_sweep([4, 8], n=4)
+    holds, violated = table["verdict"] == "holds", table["verdict"] == "violated"
+    assert (table.loc[holds, "lhs_high"] < table.loc[holds, "rhs_low"]).all()
+    assert (table.loc[violated, "lhs_low"] >= table.loc[violated, "rhs_high"]).all()
+    assert (table["lhs_low"] <= table["lhs_high"] + 1e-9).all() and (table["rhs_low"] <= table["rhs_high"] + 1e-9).all()
+
+
+def test_printed_theorem_4_4_depends_on_the_units_of_the_gradient():
+    table = section4.theorem_4_4_sweep([16], n=50, scales=(1e-3, 1e3))
+    share = table.groupby("gradient scale")["printed_violated"].mean()
+    assert share[1e-3] > 0.9 and share[1e3] < 0.1  # g_j^2 outgrows the other terms as the gradient grows
+    assert table["relative_error"].max() < 1e-9  # while the consistent form is an equality at every scale

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from bnlib.book import plan
 from bnlib.book.project import REPO_TAG, REPO_URL
 from bnlib.book.template import ROOT, pages, template_problems
 from bnlib.data import ENV_DATA
@@ -39,7 +40,8 @@ def toc_notebooks() -> list[Path]:
     import yaml
 
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
-    files = [toc["root"], *(entry["file"] for entry in toc.get("chapters", []))]
+    parts = toc.get("parts", [{"chapters": toc.get("chapters", [])}])
+    files = [toc["root"], *(entry["file"] for part in parts for entry in part["chapters"])]
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
@@ -193,30 +195,35 @@ def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
     print(f"{Path(notebook).name}: executed in {seconds:.0f} s", flush=True)
 
 
-def pretrain(scale: str, env: dict[str, str]) -> float:
-    """Train every run the book reads, with the union of the probes its chapters read, as a sweep
-    across this machine's cores (`bnlib.sweep`: one thread per run), so that the chapters only
-    load them; the seconds it took. Without Ray the chapters train their runs themselves."""
-    from bnlib.book import plan
+def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
+    """Train every run the book reads, with the union of the probes its chapters read, as sweeps
+    across this machine's cores (`bnlib.sweep`: one thread per run): Part I's runs, then Part II's
+    own, so that the chapters only load them. Returns the seconds each part took. Without Ray the
+    sweeps run one config after another."""
     from bnlib.sweeps import sweep
 
-    started = time.perf_counter()
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
+    seconds = {}
     try:
-        result = sweep(plan.jobs(scale))
+        part_one = plan.jobs(scale, plan.PART_ONE)
+        shared = {job.config for job in part_one}
+        for part, jobs in (("I", part_one), ("II", [j for j in plan.jobs(scale) if j.config not in shared])):
+            started = time.perf_counter()
+            result = sweep(jobs)
+            if result.failed:
+                first = result.failed[0]
+                raise BnlibError(
+                    f"{len(result.failed)} of the book's runs failed; the first: {first.job.name}: {first.error}"
+                )
+            seconds[f"training Part {part}'s runs ({len(jobs)})"] = time.perf_counter() - started
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    if result.failed:
-        raise BnlibError(
-            f"{len(result.failed)} of the book's runs failed; the first: {result.failed[0].job.name}: "
-            f"{result.failed[0].error}"
-        )
-    return time.perf_counter() - started
+    return seconds
 
 
 def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
@@ -239,12 +246,13 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
     extensions = config["sphinx"].get("local_extensions", {})
     config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in extensions.items()}
     (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    env = os.environ | {"BNLIB_SCALE": scale, "BNLIB_PROGRESS": "0"}
+    # every chapter reads its runs with the union of all chapters' probes (bnlib.book.plan)
+    env = os.environ | {"BNLIB_SCALE": scale, "BNLIB_PROGRESS": "0", plan.ENV_BOOK: "all"}
     for name in (ENV_DATA, ENV_CACHE):  # the chapters run in notebooks/: relative paths mean the caller's
         if env.get(name):
             env[name] = str(Path(env[name]).expanduser().absolute())
     started = time.perf_counter()
-    seconds = {"training every run the book reads": pretrain(scale, env)}
+    seconds = pretrain(scale, env)
     for notebook in toc_notebooks():
         began = time.perf_counter()
         execute_into_cache(notebook, out / "jupyter_cache", HANG_AFTER_S[scale], env)

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 import torch
 
 from bnlib.config import NoiseParams, RunConfig
-from bnlib.errors import ConfigError
+from bnlib.errors import BnlibError, ConfigError
 from bnlib.experiments import EXPERIMENTS, check_scale, experiment
 from bnlib.probes import ActivationProbe, HessianProbe, ICSProbe, LandscapeProbe
 from bnlib.probes.hook import Probe, probe_key
 from bnlib.probes.landscape import DLN_EXTENDED_ETAS, VGG_EXTENDED_ETAS
 from bnlib.probes.theory import BNScaleProbe
+from bnlib.probes.weights import WeightNormProbe
 from bnlib.records import Record, load_or_run, stored_record
 
 ENV_BOOK = "BNLIB_BOOK"  # "all": the book build, every run with every probe any chapter reads
@@ -74,7 +75,29 @@ READS: dict[str, dict[str, tuple[str, ...]]] = {
         **{name: ("landscape",) for name in ("dln-std-lr1e-6", "dln-bn-lr1e-6", *_LP_DLN)},
     },
     "06_theory": {"vgg-bn-lr0.1": ("bn-scale",)},
+    # Part II reads some of Part I's runs too (and trains its own, `BEYOND`)
+    "07_learning_rates": {name: () for name in ("vgg-std-lr0.01", "vgg-bn-lr0.01", *_FIG1)},
+    "08_scale_invariance": {name: ("weight-norms",) for name in ("vgg-std-lr0.1", "vgg-bn-lr0.1")},
+    "09_curvature": {"vgg-std-lr0.1": ("hessian",), "vgg-bn-lr0.1": ("hessian", "hessian-frozen")},
+    "10_initialisation": {},
+    "11_residual": {},
 }
+# Part II's chapters -> the module (in bnlib.book.beyond) whose `jobs(scale)` are the runs of its own
+BEYOND = {
+    "07_learning_rates": "lr_range",
+    "08_scale_invariance": "scale_invariance",
+    "09_curvature": "curvature",
+    "10_initialisation": "initialisation",
+    "11_residual": "residual",
+}
+PART_ONE = (
+    "01_does_batchnorm_help",
+    "02_noisy_batchnorm",
+    "03_internal_covariate_shift",
+    "04_landscape",
+    "05_other_normalizations",
+    "06_theory",
+)
 OPTIONAL = ("vgg-std-aug-lr0.1", "vgg-bn-aug-lr0.1")  # Fig. 1's augmented runs: only on request
 
 # Fig. 1 compares these with 3 seeds (mean and spread); every other experiment runs seed 0.
@@ -142,20 +165,14 @@ def seeds(name: str) -> tuple[int, ...]:
 
 def config(name: str, scale: str, seed: int = 0) -> RunConfig:
     """The config of the book's run of `name` (with the parameters cell's fewer steps, if any)."""
-    cfg = experiment(name, scale, seed=seed)
+    return capped(experiment(name, scale, seed=seed))
+
+
+def capped(cfg: RunConfig) -> RunConfig:
+    """`cfg` with at most the steps the parameters cell asked for (if it asked)."""
     if _session.steps is not None and _session.steps < cfg.steps:
-        cfg = cfg.replace(steps=_session.steps)
+        return cfg.replace(steps=_session.steps)
     return cfg
-
-
-def book_runs(include_optional: bool = False) -> list[tuple[str, int]]:
-    """(experiment, seed) of every training run the book makes. Augmented runs are optional."""
-    return [
-        (name, seed)
-        for name in EXPERIMENTS
-        if name in union() and (include_optional or name not in OPTIONAL)
-        for seed in seeds(name)
-    ]
 
 
 # ----------------------------------------------------------------------------- probes: strides and layers
@@ -183,7 +200,12 @@ PROBE_EVERY: dict[str, dict[str, dict[str, int]]] = {
 def probe_every(scale: str, model: str) -> dict[str, int]:
     """How often each probe runs for a model at a scale (the bn-scale probe follows activations)."""
     every = PROBE_EVERY[check_scale(scale)][model]
-    return every | {"landscape-random": every["landscape"], "bn-scale": every["activations"]}
+    return every | {
+        "landscape-random": every["landscape"],
+        "bn-scale": every["activations"],
+        "weight-norms": every["activations"],
+        "hessian-frozen": every["hessian"],
+    }
 
 
 # The layers the paper's figures show.
@@ -191,7 +213,18 @@ ACTIVATION_LAYERS = {"vgg": (2, 3, 9, 11, 13), "dln": (1, 11, 24)}
 ICS_LAYERS = {"vgg": (5, 10), "dln": (9, 17)}
 EXTENDED_ETAS = {"vgg": VGG_EXTENDED_ETAS, "dln": DLN_EXTENDED_ETAS}
 
-PROBE_KINDS = ("activations", "ics", "landscape", "landscape-random", "landscape-extended", "hessian", "bn-scale")
+PROBE_KINDS = (
+    "activations",
+    "ics",
+    "landscape",
+    "landscape-random",
+    "landscape-extended",
+    "hessian",
+    "hessian-frozen",
+    "bn-scale",
+    "weight-norms",
+)
+HESSIAN_TOP = 3  # eigenvalues kept by the Hessian probes (Lanczos, 20 Hessian-vector products)
 
 
 def make_probe(kind: str, model: str, scale: str) -> Probe:
@@ -203,8 +236,10 @@ def make_probe(kind: str, model: str, scale: str) -> Probe:
         "landscape": lambda: LandscapeProbe(every["landscape"]),
         "landscape-random": lambda: LandscapeProbe(every["landscape"], direction="random"),
         "landscape-extended": lambda: LandscapeProbe(every["landscape-extended"], etas=EXTENDED_ETAS[model]),
-        "hessian": lambda: HessianProbe(every["hessian"]),
+        "hessian": lambda: HessianProbe(every["hessian"], k=HESSIAN_TOP),
+        "hessian-frozen": lambda: HessianProbe(every["hessian"], k=HESSIAN_TOP, frozen_bn=True),
         "bn-scale": lambda: BNScaleProbe(every["bn-scale"]),
+        "weight-norms": lambda: WeightNormProbe(every["weight-norms"]),
     }
     if kind not in make:
         raise ValueError(f"unknown probe kind {kind!r}; choose from {', '.join(PROBE_KINDS)}")
@@ -237,60 +272,121 @@ def get(name: str, scale: str, seed: int = 0) -> Record:
     return record
 
 
+def records(jobs: list) -> list[Record]:
+    """The records of a chapter's own runs (Part II), the missing ones trained first as one sweep
+    (`bnlib.sweep`: across this machine's cores when Ray is installed, else one after another)."""
+    from bnlib.sweeps import sweep
+
+    todo = [job for job in jobs if untrained(job)]
+    if len(todo) > 1:  # one run trains here, without starting Ray
+        result = sweep(todo)
+        if result.failed:
+            failed = result.failed[0]
+            raise BnlibError(f"{len(result.failed)} run(s) failed; the first: {failed.job.name}: {failed.error}")
+    return [load_or_run(job.config, job.probes, label=job.label) for job in jobs]
+
+
 def stored(name: str, scale: str, seed: int = 0) -> Record | None:
     """The book's run of `name` if it is stored (never trains): for optional runs."""
     return stored_record(config(name, scale, seed))
 
 
-# ----------------------------------------------------------------------------- the book build's sweep
+# ----------------------------------------------------------------------------- the jobs: what trains
 
-# Relative cost of a training step by normalization (VGG, one thread; benchmarks/throughput.py):
-# the sweep starts the longest runs first, so that the last ones to finish are short.
+# Relative cost of a training step (VGG by normalization, one thread; benchmarks/throughput.py), for
+# the build's sweep, which starts the longest runs first so that the last ones to finish are short.
 _STEP_COST = {"none": 1.0, "batch": 1.7, "noisy_batch": 3.2, "noise": 2.8, "l1": 1.7, "l2": 2.2, "linf": 2.3}
+_MODEL_COST = {"vgg": 1.0, "resnet": 1.5, "mlp": 0.1, "dln": 0.1}
 
 
-def jobs(scale: str) -> list:
-    """Every run the book reads at this scale, with every probe any chapter reads from it (and the
-    noisy-BN widget's precomputed runs), longest first: what the book build trains up front."""
+def _named_jobs(runs: dict[str, tuple[str, ...]], scale: str, first_seed_only: bool = False) -> list:
+    """The jobs of named runs (Part I's experiments), with their probes for this process's chapter."""
+    from bnlib.sweeps import Job
+
+    return [
+        Job(config(name, scale, seed), tuple(probes_for(name, scale, seed)), f"{name} seed {seed}")
+        for name in EXPERIMENTS
+        if name in runs and name not in OPTIONAL
+        for seed in (seeds(name)[:1] if first_seed_only else seeds(name))
+    ]
+
+
+def _own_jobs(chapter: str, scale: str) -> list:
+    """The runs a Part II chapter trains for itself (its module's `jobs`)."""
+    import importlib
+
+    if chapter not in BEYOND:
+        return []
+    return importlib.import_module(f"bnlib.book.beyond.{BEYOND[chapter]}").jobs(scale)
+
+
+def _merged(jobs: list) -> list:
+    """One job per config, carrying every probe any of its duplicates asked for."""
+    from bnlib.sweeps import Job
+
+    by_config: dict[RunConfig, Job] = {}
+    for job in jobs:
+        seen = by_config.get(job.config)
+        if seen is None:
+            by_config[job.config] = job
+        else:
+            probes = {probe_key(p): p for p in (*seen.probes, *job.probes)}
+            by_config[job.config] = Job(job.config, tuple(probes.values()), seen.label)
+    return list(by_config.values())
+
+
+def chapter_jobs(chapter: str | None, scale: str) -> list:
+    """What a chapter trains (None: every chapter): its named runs with the probes it reads, and
+    Part II's own runs."""
+    chapters = list(READS) if chapter is None else [chapter]
+    runs = union() if chapter is None or os.environ.get(ENV_BOOK) == "all" else chapter_runs(chapter)
+    # Part II reads Part I's runs of seed 0 only
+    named = _named_jobs(runs, scale, first_seed_only=chapter in BEYOND)
+    named = [job for job in named if chapter is None or job.label.split()[0] in READS[chapter]]
+    return _merged(named + [job for c in chapters for job in _own_jobs(c, scale)])
+
+
+def _cost(job) -> float:
+    c = job.config
+    per_step = _MODEL_COST[c.model] * (_STEP_COST.get(c.norm, 1.0) if c.model in ("vgg", "resnet") else 1.0)
+    return c.steps * per_step * (1 + 0.4 * bool(job.probes))
+
+
+def jobs(scale: str, chapters: tuple[str, ...] | None = None) -> list:
+    """Every run the given chapters read (None: the whole book) at this scale, with every probe any
+    chapter reads from it, and the noisy-BN widget's precomputed runs: what the book build trains up
+    front, longest first."""
     from bnlib.sweeps import Job
 
     previous = _session.chapter
     use(None, _session.seeds, _session.steps)
     try:
-        todo = [
-            Job(config(name, scale, seed), tuple(probes_for(name, scale, seed)), f"{name} seed {seed}")
-            for name, seed in book_runs()
-        ]
-        todo += [
-            Job(noisy_config(scaled_noise(k), scale), (), f"noisy BN widget, noise x{k:g}") for k in NOISE_GRID[2:]
-        ]
+        todo = chapter_jobs(None, scale)
+        if chapters is not None:
+            wanted = {job.config for c in chapters for job in chapter_jobs(c, scale)}
+            todo = [job for job in todo if job.config in wanted]
+        if chapters is None or "02_noisy_batchnorm" in chapters:
+            todo += [
+                Job(noisy_config(scaled_noise(k), scale), (), f"noisy BN widget, noise x{k:g}") for k in NOISE_GRID[2:]
+            ]
     finally:
         use(previous, _session.seeds, _session.steps)
-
-    def cost(job) -> float:
-        c = job.config
-        per_step = _STEP_COST[c.norm] if c.model == "vgg" else 0.1
-        return c.steps * per_step * (1 + 0.4 * bool(job.probes))
-
-    return sorted(todo, key=cost, reverse=True)
+    return sorted(todo, key=_cost, reverse=True)
 
 
 # ----------------------------------------------------------------------------- cost before commitment
 
 
-def missing(scale: str) -> list[tuple[str, int, list[Probe]]]:
-    """The (experiment, seed, probes) this process's chapter would train, not yet stored."""
-    runs = union() if _session.chapter is None else chapter_runs(_session.chapter)
-    todo = []
-    for name in runs:
-        if name in OPTIONAL:
-            continue
-        for seed in seeds(name):
-            probes = probes_for(name, scale, seed)
-            record = stored(name, scale, seed)
-            if record is None or any(probe_key(p) not in record.probes for p in probes):
-                todo.append((name, seed, probes))
-    return todo
+def missing(scale: str) -> list:
+    """The jobs this process's chapter (all chapters, if none) would train: not stored yet, or
+    stored without a probe the chapter reads."""
+    return [job for job in chapter_jobs(_session.chapter, scale) if untrained(job)]
+
+
+def untrained(job) -> bool:
+    """Whether a job's record is missing, or lacks one of its probes."""
+    record = stored_record(job.config)
+    return record is None or any(probe_key(p) not in record.probes for p in job.probes)
 
 
 def step_seconds(cfg: RunConfig, probes: list[Probe], steps: int = 3) -> float:
@@ -329,14 +425,14 @@ def announce(scale: str) -> str:
     lines = [f"This chapter will train {len(todo)} run{'s' if len(todo) > 1 else ''} at the {scale} scale:"]
     total = 0.0
     timed: dict[tuple, float] = {}
-    for name, seed, probes in todo:
-        cfg = config(name, scale, seed)
-        kinds = ", ".join(sorted({probe_key(p).split("-")[0] for p in probes})) or "no probes"
-        line = f"  {name} seed {seed}: {cfg.steps:,} steps, {kinds}"
+    for job in todo:
+        cfg = job.config
+        kinds = ", ".join(sorted({probe_key(p).split("-")[0] for p in job.probes})) or "no probes"
+        line = f"  {job.name}: {cfg.steps:,} steps, {kinds}"
         if scale == "paper":
-            key = (cfg.replace(seed=0), tuple(map(probe_key, probes)))
+            key = (cfg.replace(seed=0), tuple(map(probe_key, job.probes)))
             if key not in timed:
-                timed[key] = step_seconds(cfg, probes)
+                timed[key] = step_seconds(cfg, list(job.probes))
             total += timed[key] * cfg.steps
             line += f", about {timed[key] * cfg.steps / 60:.0f} min"
         lines.append(line)

@@ -208,7 +208,7 @@ def landscape_numbers(name: str, scale: str, kind: str = "landscape") -> dict[st
     }
     if kind == "landscape-extended":
         multiples = record.probe_table(kind, "eta_multiple").iloc[0].to_numpy()
-        beyond = multiples > (4.0 if record.config.model == "vgg" else 30.0)
+        beyond = multiples > (4.0 if record.config.on_cifar else 30.0)
         numbers |= {
             "gradient change beyond": float(record.probe_table(kind, "grad_diff").loc[:, beyond].max(axis=1).median()),
             "beta beyond": float(record.probe_table(kind, "beta").loc[:, beyond].max(axis=1).median()),

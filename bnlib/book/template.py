@@ -100,8 +100,11 @@ def badge(notebook: Path) -> str:
 
 
 def _chapter_of(notebook: Path) -> str | None:
-    """A chapter's name in the run plan; None for the book's other pages (they read every chapter's runs)."""
-    return notebook.stem if notebook.resolve().parent == NOTEBOOKS else None
+    """A chapter's name in the run plan; None for the pages that read every chapter's runs (the
+    closing chapter, the results page)."""
+    from bnlib.book.plan import READS
+
+    return notebook.stem if notebook.stem in READS else None
 
 
 def _head(notebook: Path) -> list[tuple[str, str]]:

@@ -1,8 +1,8 @@
 """Widgets that work in Colab (ipywidgets 7) and Jupyter (8), and in the static book.
 
 `live` re-runs a function when a control changes (needs a kernel: Colab or local Jupyter).
-`frames` shows precomputed figures behind a slider linked in the browser, so it also works on the
-static pages, where there is no kernel.
+`frames` shows precomputed figures (or HTML) behind a slider linked in the browser, so it also works
+on the static pages, where there is no kernel.
 """
 
 from __future__ import annotations
@@ -33,10 +33,16 @@ def live(function: Callable[..., None], **controls: w.ValueWidget) -> w.VBox:
     return box
 
 
-def frames(images: Mapping[str, bytes], description: str = "") -> w.VBox:
-    """A slider over precomputed PNG images, linked in the browser (no kernel needed)."""
+def frames(images: Mapping[str, bytes | str], description: str = "") -> w.VBox:
+    """A slider over precomputed pages, linked in the browser (no kernel needed): PNG images
+    (bytes, from `plotting.to_png`) or HTML (str)."""
     labels = list(images)
-    pages = w.Tab(children=[w.Image(value=images[k], format="png") for k in labels])
+    pages = w.Tab(
+        children=[
+            w.Image(value=v, format="png") if isinstance(v, bytes) else w.HTML(value=v)
+            for v in (images[k] for k in labels)
+        ]
+    )
     for i, label in enumerate(labels):
         pages.set_title(i, label)
     slider = w.IntSlider(value=0, min=0, max=len(labels) - 1, description=description, continuous_update=False)

@@ -1,7 +1,9 @@
 """The networks, their layers numbered as in the paper's figures (`bnlib.models.numbered`).
 
-`build_model(config)` gives the network a `RunConfig` describes, Glorot-initialised:
-VGG for CIFAR-10 (`bnlib.models.vgg`) or the deep linear network (`bnlib.models.dln`).
+`build_model(config)` gives the network a `RunConfig` describes: the paper's two, Glorot-initialised,
+VGG for CIFAR-10 (`bnlib.models.vgg`) and the deep linear network (`bnlib.models.dln`); and, for the
+book's second part, He-initialised, CIFAR ResNets with BatchNorm, without, with SkipInit or Fixup
+(`bnlib.models.resnet`) and deep ReLU MLPs (`bnlib.models.mlp`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from torch import nn
 
 from bnlib.config import RunConfig
 from bnlib.models.dln import DeepLinearNet
+from bnlib.models.mlp import MLP, init_mlp
 from bnlib.models.numbered import Block, NumberedNet
+from bnlib.models.resnet import ResNet, init_resnet
 from bnlib.models.vgg import VGG, VGG_CONFIGS
 
 
@@ -25,7 +29,15 @@ def init_glorot(model: nn.Module) -> None:
 
 
 def build_model(config: RunConfig) -> NumberedNet:
-    """The network a config describes, Glorot-initialised from torch's current random state."""
+    """The network a config describes, initialised from torch's current random state."""
+    if config.model == "resnet":
+        resnet = ResNet(config.resnet_depth, config.width, config)
+        init_resnet(resnet, config.residual)
+        return resnet
+    if config.model == "mlp":
+        mlp = MLP(config.mlp_depth, config.mlp_width, config)
+        init_mlp(mlp)
+        return mlp
     if config.model == "vgg":
         model: NumberedNet = VGG(config.vgg_depth, config.width, config)
     else:
@@ -34,4 +46,14 @@ def build_model(config: RunConfig) -> NumberedNet:
     return model
 
 
-__all__ = ["VGG", "VGG_CONFIGS", "Block", "DeepLinearNet", "NumberedNet", "build_model", "init_glorot"]
+__all__ = [
+    "MLP",
+    "VGG",
+    "VGG_CONFIGS",
+    "Block",
+    "DeepLinearNet",
+    "NumberedNet",
+    "ResNet",
+    "build_model",
+    "init_glorot",
+]

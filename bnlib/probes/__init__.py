@@ -10,19 +10,22 @@ __call__(ctx)) for `bnlib.load_or_run(config, probes=[...])`:
 | loss landscape along the gradient | `landscape` | `LandscapeProbe` | Figs. 4, 10-13 |
 | top Hessian eigenvalues | `top_eigenvalues` | `HessianProbe` | (2 / lr test) |
 | Section 4's statements, both sides | `theory.*` | `theory.BNScaleProbe` | Thms 4.1, 4.2, 4.4, Obs. 4.3, Lemma 4.5 |
+| signal propagation, residual variances, one step | `signal.*` | | Part II: initialisation, ResNets, lr |
+| weight norms and scale invariance | `weights.norm_growth` | `WeightNormProbe` | Part II: effective learning rate |
 
 How a probe plugs into the training loop, and what it must not change: `bnlib.probes.hook`. The
 probes know nothing of scales or of which layers the paper shows: the book's run plan
 (`bnlib.book.plan`) chooses both.
 """
 
-from bnlib.probes import theory
+from bnlib.probes import signal, theory
 from bnlib.probes.activations import ActivationProbe, activation_stats, drifts, successive_changes
 from bnlib.probes.functional import BatchLoss
 from bnlib.probes.hessian import HessianProbe, freeze_batch_statistics, top_eigenvalues
 from bnlib.probes.hook import FunctionProbe, Probe, ProbeContext
 from bnlib.probes.ics import ICSProbe, ics
 from bnlib.probes.landscape import LandscapeProbe, landscape, random_direction
+from bnlib.probes.weights import WeightNormProbe, norm_growth
 
 __all__ = [
     "ActivationProbe",
@@ -33,12 +36,15 @@ __all__ = [
     "LandscapeProbe",
     "Probe",
     "ProbeContext",
+    "WeightNormProbe",
     "activation_stats",
     "drifts",
     "freeze_batch_statistics",
     "ics",
     "landscape",
+    "norm_growth",
     "random_direction",
+    "signal",
     "successive_changes",
     "theory",
     "top_eigenvalues",

@@ -98,7 +98,7 @@ class LandscapeProbe:
         return f"landscape-{self.direction}-eta{etas}xlr"
 
     def __call__(self, ctx: ProbeContext) -> dict[str, np.ndarray]:
-        multiples = self.etas or (VGG_ETAS if ctx.config.model == "vgg" else DLN_ETAS)
+        multiples = self.etas or (VGG_ETAS if ctx.config.on_cifar else DLN_ETAS)
         grad = ctx.gradient()
         direction = (
             random_direction(grad, seed=ctx.config.seed * 1_000_003 + ctx.step) if self.direction == "random" else None

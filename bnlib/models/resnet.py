@@ -1,0 +1,151 @@
+"""Residual networks for CIFAR-10 (He et al., 2016), in four variants: with BatchNorm, without
+normalization, with SkipInit (De and Smith, 2020) and with Fixup (Zhang, Dauphin and Ma, 2019).
+
+The ResNet-(6n+2) of the CIFAR experiments: a 3 x 3 stem convolution, three stages of n residual
+blocks (16, 32 and 64 channels times `width`, the first block of stages 2 and 3 halving the
+resolution), global average pooling and a linear classifier. A residual block is
+x -> ReLU(branch(x) + shortcut(x)), the branch two 3 x 3 convolutions, each followed by the
+normalization, the first also by a ReLU. The shortcut has no parameters (He et al.'s option A:
+subsample, then pad the new channels with zeros), so the numbered weight layers are exactly the
+convolutions and the classifier: #1 the stem, #2 and #3 the first block's branch, ..., #6n+2 the
+classifier.
+
+* "plain" with a normalization (e.g. BatchNorm): the standard BN ResNet.
+* "plain" without one: the same network with nothing in the normalization's place.
+* "skipinit": no normalization; each branch's output is multiplied by a learnable scalar alpha
+  initialised to 0, so at initialisation every block is the identity.
+* "fixup": no normalization; scalar biases before each convolution and activation of a branch, a scalar
+  multiplier on each branch, the branch's last convolution and the classifier initialised to zero
+  and its first convolution scaled down by (number of blocks)^(-1/2); every branch outputs zero
+  at initialisation.
+
+Initialisation (`init_resnet`): He-normal convolutions (fan out), as is usual for ResNets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bnlib.config import RunConfig
+from bnlib.models.numbered import Block, NumberedNet
+from bnlib.norms import make_norm
+
+
+class ScalarBias(nn.Module):
+    """Adds one learnable scalar (Fixup's biases), initialised to 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.bias
+
+
+class ScalarAffine(nn.Module):
+    """Multiplies by one learnable scalar (initialised to 1), then adds one (initialised to 0):
+    Fixup's scale and last bias on each branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.bias
+
+
+class Shortcut(nn.Module):
+    """He et al.'s option A: the identity, or subsample by `stride` and pad the new channels with zeros."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int):
+        super().__init__()
+        self.stride, self.extra = stride, channels_out - channels_in
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+
+
+def _conv(channels_in: int, channels_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class ResidualBlock(nn.Module):
+    """x -> ReLU(branch(x) + shortcut(x)); the branch holds two numbered blocks, and starts as
+    the variant says (chapter 11, notebooks/11_residual.ipynb)."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int, config: RunConfig):
+        super().__init__()
+        self.residual = config.residual
+        fixup = self.residual == "fixup"
+        first_norm = ScalarBias() if fixup else make_norm(config.norm, channels_out, 2, config)
+        second_norm = ScalarAffine() if fixup else make_norm(config.norm, channels_out, 2, config)
+        self.first = Block(_conv(channels_in, channels_out, stride), first_norm, nn.ReLU())
+        self.second = Block(_conv(channels_out, channels_out), second_norm, nn.Identity())
+        self.shortcut = Shortcut(channels_in, channels_out, stride)
+        if self.residual == "skipinit":
+            self.alpha = nn.Parameter(torch.zeros(()))
+        if fixup:
+            self.shift_in, self.shift_mid = ScalarBias(), ScalarBias()
+
+    def branch(self, x: Tensor) -> Tensor:
+        """The residual branch (what the block adds to its shortcut)."""
+        if self.residual == "fixup":
+            return self.second(self.shift_mid(self.first(self.shift_in(x))))
+        out = self.second(self.first(x))
+        return out * self.alpha if self.residual == "skipinit" else out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.branch(x) + self.shortcut(x))
+
+
+class ResNet(NumberedNet):
+    """ResNet-(6n+2) for 32 x 32 CIFAR images; see the module's docstring for its layers and variants."""
+
+    def __init__(self, depth: int, width: float, config: RunConfig, num_classes: int = 10):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"a CIFAR ResNet has 6n + 2 layers (20, 32, 56, 110), not {depth}")
+        n = (depth - 2) // 6
+        channels = [max(1, round(c * width)) for c in (16, 32, 64)]
+        fixup = config.residual == "fixup"
+        stem_norm = ScalarBias() if fixup else make_norm(config.norm, channels[0], 2, config)
+        self.stem = Block(_conv(3, channels[0]), stem_norm, nn.ReLU())
+        blocks, previous = [], channels[0]
+        for stage, c in enumerate(channels):
+            for i in range(n):
+                blocks.append(ResidualBlock(previous, c, 2 if stage > 0 and i == 0 else 1, config))
+                previous = c
+        self.stages = nn.Sequential(*blocks)
+        self.head_shift = ScalarBias() if fixup else nn.Identity()
+        self.head = Block(nn.Linear(previous, num_classes), nn.Identity(), nn.Identity())
+
+    def residual_blocks(self) -> list[ResidualBlock]:
+        return list(self.stages)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stages(self.stem(x))
+        return self.head(self.head_shift(x.mean((2, 3))))
+
+
+def init_resnet(model: ResNet, residual: str) -> None:
+    """He-normal convolutions and a default classifier; Fixup's rescaling and zeros on top."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    if residual == "fixup":
+        blocks = model.residual_blocks()
+        for block in blocks:
+            block.first.layer.weight.data.mul_(len(blocks) ** -0.5)  # L^(-1/(2m-2)) with m = 2 layers per branch
+            nn.init.zeros_(block.second.layer.weight)
+        nn.init.zeros_(model.head.layer.weight)
+        nn.init.zeros_(model.head.layer.bias)
+    else:
+        nn.init.kaiming_uniform_(model.head.layer.weight, a=math.sqrt(5))  # torch's default Linear init
+        nn.init.zeros_(model.head.layer.bias)
