@@ -230,3 +230,13 @@ def _claim(verdict: Verdict) -> Claim:
 def test_an_explanations_verdict_follows_its_claims(verdicts, refuted_by, expected):
     explanation = why.Explanation("e", "s", "c", "p", tuple(_claim(v) for v in verdicts), refuted_by)
     assert why.verdict(explanation, "smoke") == expected
+
+
+def test_the_answer_says_which_half_of_a_partly_supported_explanation_held(monkeypatch):
+    R, N = Verdict.REPRODUCED, Verdict.NOT_REPRODUCED
+    monkeypatch.setattr(why, "_verdicts", lambda name, scale: (R, N) if "rank" in name else (R, N, R, N))
+    assert "does not predict which networks fail to train" in why._rank_partly("smoke")
+    assert "does not recover its benefit" in why._identity_partly("smoke")
+    monkeypatch.setattr(why, "_verdicts", lambda name, scale: (R, Verdict.PARTLY) if "rank" in name else (R, R, R, N))
+    assert "only in part" in why._rank_partly("smoke")
+    assert "recovers part of BatchNorm's benefit" in why._identity_partly("smoke")

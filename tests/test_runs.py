@@ -50,6 +50,16 @@ def test_the_book_build_trains_every_run_once_with_the_union(monkeypatch):
     assert sorted(p.frozen_bn for p in hessian) == [False, True]  # chapters 04 and 09 share one run
 
 
+def test_a_chapter_trains_only_the_seeds_it_reads():
+    def seeds(chapter: str) -> set[int]:
+        return {job.config.seed for job in plan.chapter_jobs(chapter, "cpu") if job.label.startswith("vgg-bn-lr0.1 ")}
+
+    for chapter in plan.READS_EVERY_SEED:  # their accuracy tables: mean and spread over Fig. 1's seeds
+        assert seeds(chapter) == {0, 1, 2}
+    assert seeds("03_internal_covariate_shift") == seeds("04_landscape") == seeds("06_theory") == {0}
+    assert {job.config.seed for job in plan.chapter_jobs(None, "cpu")} == {0, 1, 2}  # the build: every seed
+
+
 def test_a_part_two_chapter_reads_part_one_runs_of_seed_0_only():
     from bnlib.book.beyond import lr_range
 

@@ -45,17 +45,23 @@ def toc_notebooks() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
 
-def execute_into_cache(notebook: Path, cache_path: Path, hang_after_s: float, env: dict[str, str]) -> None:
+def execute_into_cache(notebook: Path, cache_path: Path, hang_after_s: float, env: dict[str, str]) -> bool:
     """Execute a notebook in a fresh process and store it in the book's execution cache, unless
     the cache already holds it; Jupyter Book then only renders it. Executing here rather than
     inside Sphinx lets us choose nbclient's options (see `_execute_here`), and a crash in one
-    notebook cannot take the build process down."""
+    notebook cannot take the build process down. The cache is checked here first: an unchanged
+    notebook costs no process (a warm build is then seconds, not a torch import per page).
+    Returns whether it executed the notebook."""
+    if _cached(notebook, cache_path):
+        print(f"{notebook.name}: unchanged, not executed again", flush=True)
+        return False
     call = f"_execute_here({str(notebook)!r}, {str(cache_path)!r}, {hang_after_s})"
     done = subprocess.run([sys.executable, "-c", f"from bnlib.book.build import _execute_here; {call}"], env=env)
     if done.returncode != 0:
         raise BnlibError(
             f"executing {notebook.relative_to(ROOT)} failed (exit {done.returncode}); its traceback is above"
         )
+    return True
 
 
 def run_notebook(nb, cwd: Path, hang_after_s: float) -> float:
@@ -169,6 +175,18 @@ def _poll_every_second(channel) -> None:
     channel.get_msg = patient_get_msg
 
 
+def _cached(notebook: Path, cache_path: Path) -> bool:
+    """Whether the execution cache holds this notebook's code already."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    try:
+        get_cache(str(cache_path)).match_cache_notebook(nbformat.read(notebook, as_version=4))
+    except KeyError:
+        return False
+    return True
+
+
 def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
     import nbformat
     from jupyter_cache import get_cache
@@ -177,12 +195,6 @@ def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
 
     cache = get_cache(cache_path)
     nb = nbformat.read(notebook, as_version=4)
-    try:
-        cache.match_cache_notebook(nb)
-        print(f"{Path(notebook).name}: unchanged, not executed again", flush=True)
-        return
-    except KeyError:
-        pass
     stage = cache.add_nb_to_project(notebook)
     try:
         seconds = run_notebook(nb, Path(notebook).parent, hang_after_s)
@@ -253,9 +265,10 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
             env[name] = str(Path(env[name]).expanduser().absolute())
     started = time.perf_counter()
     seconds = pretrain(scale, env)
+    executed = False
     for notebook in toc_notebooks():
         began = time.perf_counter()
-        execute_into_cache(notebook, out / "jupyter_cache", HANG_AFTER_S[scale], env)
+        executed |= execute_into_cache(notebook, out / "jupyter_cache", HANG_AFTER_S[scale], env)
         seconds[notebook.stem] = time.perf_counter() - began
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
@@ -266,7 +279,9 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
         "--path-output", str(out),
         "-W", "-n", "--keep-going",
     ]  # fmt: skip
-    if rebuild_all:
+    # Sphinx re-renders only pages whose source changed; a page executed again (its outputs changed
+    # with bnlib, its source did not) needs every page rendered
+    if rebuild_all or executed:
         command.append("--all")
     began = time.perf_counter()
     done = subprocess.run(command, env=env)

@@ -102,6 +102,8 @@ OPTIONAL = ("vgg-std-aug-lr0.1", "vgg-bn-aug-lr0.1")  # Fig. 1's augmented runs:
 
 # Fig. 1 compares these with 3 seeds (mean and spread); every other experiment runs seed 0.
 MULTI_SEED = _FIG1
+# The chapters that read those seeds (their accuracy tables); the others read seed 0 only
+READS_EVERY_SEED = ("01_does_batchnorm_help", "02_noisy_batchnorm", "05_other_normalizations")
 
 
 def chapter_runs(chapter: str) -> dict[str, tuple[str, ...]]:
@@ -340,8 +342,7 @@ def chapter_jobs(chapter: str | None, scale: str) -> list:
     Part II's own runs."""
     chapters = list(READS) if chapter is None else [chapter]
     runs = union() if chapter is None or os.environ.get(ENV_BOOK) == "all" else chapter_runs(chapter)
-    # Part II reads Part I's runs of seed 0 only
-    named = _named_jobs(runs, scale, first_seed_only=chapter in BEYOND)
+    named = _named_jobs(runs, scale, first_seed_only=chapter is not None and chapter not in READS_EVERY_SEED)
     named = [job for job in named if chapter is None or job.label.split()[0] in READS[chapter]]
     return _merged(named + [job for c in chapters for job in _own_jobs(c, scale)])
 

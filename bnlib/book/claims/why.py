@@ -242,7 +242,7 @@ def answer(scale: str) -> list[str]:
     init_sentence = {
         SUPPORTED: "At initialisation BatchNorm keeps deep networks' representations from collapsing, and the "
         "collapsed networks are the ones that fail to train (Daneshmand et al., 2020)",
-        PARTLY: "At initialisation BatchNorm keeps representations apart, but collapse predicts training only in part",
+        PARTLY: _rank_partly(scale),
         NOT_SUPPORTED: "Rank collapse at initialisation does not explain which networks train here",
         CANNOT_TELL: "Rank collapse cannot be tested at this scale",
     }[rank]
@@ -257,8 +257,7 @@ def answer(scale: str) -> list[str]:
         SUPPORTED: "In residual networks much of BatchNorm's benefit is its bias toward the identity: SkipInit "
         "and Fixup recover it at small batch, and only at large batch, with large rates, does the normalization "
         "itself pull ahead (De and Smith, 2020).",
-        PARTLY: "In residual networks the bias toward the identity recovers part of BatchNorm's benefit (see the "
-        "table for which part).",
+        PARTLY: _identity_partly(scale),
         NOT_SUPPORTED: "In residual networks the identity bias alone does not recover BatchNorm's benefit here.",
         CANNOT_TELL: "The residual identity bias cannot be decided at this scale.",
     }[identity]
@@ -266,3 +265,38 @@ def answer(scale: str) -> list[str]:
         f"**At initialisation, and in residual networks.** {init_sentence}{explode_sentence} {identity_sentence}"
     )
     return out
+
+
+def _verdicts(name: str, scale: str) -> list[Verdict]:
+    """The verdicts of the claims that test one explanation, in order."""
+    explanation = next(e for e in EXPLANATIONS if e.name == name)
+    return [claim.finding(scale).verdict for claim in explanation.claims]
+
+
+def _rank_partly(scale: str) -> str:
+    """Rank collapse, partly supported: say which half held."""
+    apart, predicts = _verdicts("It avoids rank collapse at initialisation", scale)
+    if apart != Verdict.REPRODUCED:
+        return "At initialisation BatchNorm keeps representations apart only in part (see the table)"
+    if predicts == Verdict.NOT_REPRODUCED:
+        return (
+            "At initialisation BatchNorm keeps deep networks' representations from collapsing, but collapse does "
+            "not predict which networks fail to train here"
+        )
+    return "At initialisation BatchNorm keeps representations apart, but collapse predicts training only in part"
+
+
+def _identity_partly(scale: str) -> str:
+    """The residual identity bias, partly supported: say whether SkipInit and Fixup recovered anything."""
+    branch, skipinit, _, fixup = _verdicts("It biases residual blocks toward the identity", scale)
+    recovered = [v for v in (skipinit, fixup) if v != Verdict.NOT_REPRODUCED]
+    if branch == Verdict.REPRODUCED and not recovered:
+        return (
+            "In residual networks BatchNorm does start deep blocks close to the identity (De and Smith, 2020), but "
+            "here the same bias without normalization (SkipInit, Fixup) does not recover its benefit: at the "
+            "small batch both stay short of BatchNorm's test accuracy (see the table)."
+        )
+    return (
+        "In residual networks the bias toward the identity recovers part of BatchNorm's benefit (see the table for "
+        "which part)."
+    )
