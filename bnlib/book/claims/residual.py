@@ -132,14 +132,16 @@ def findings(scale: str) -> str:
     )
     sentences.append(
         {
-            Verdict.REPRODUCED: "At the small batch, SkipInit's identity bias alone recovers BatchNorm's accuracy",
-            Verdict.PARTLY: "At the small batch, SkipInit recovers much but not all of BatchNorm's accuracy",
-            Verdict.NOT_REPRODUCED: "At the small batch, SkipInit falls well short of BatchNorm",
+            Verdict.REPRODUCED: "At the small batch, SkipInit's identity bias alone recovers BatchNorm's accuracy.",
+            Verdict.PARTLY: "At the small batch, SkipInit recovers much but not all of BatchNorm's accuracy.",
+            Verdict.NOT_REPRODUCED: "At the small batch, SkipInit falls well short of BatchNorm.",
         }[skip.verdict]
-        + {
-            Verdict.REPRODUCED: ", and so does Fixup.",
-            Verdict.PARTLY: "; Fixup gets close but not as close.",
-            Verdict.NOT_REPRODUCED: "; Fixup falls well short.",
+    )
+    sentences.append(  # on its own: Fixup's verdict need not follow SkipInit's
+        {
+            Verdict.REPRODUCED: "Fixup matches BatchNorm at the small batch.",
+            Verdict.PARTLY: "Fixup comes close to BatchNorm at the small batch, but not all the way.",
+            Verdict.NOT_REPRODUCED: "Fixup falls well short of BatchNorm at the small batch.",
         }[fixup.verdict]
     )
     sentences.append(

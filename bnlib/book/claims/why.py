@@ -247,10 +247,10 @@ def answer(scale: str) -> list[str]:
         CANNOT_TELL: "Rank collapse cannot be tested at this scale",
     }[rank]
     explode_sentence = {
-        SUPPORTED: "; yet it also makes the gradient explode with depth (Yang et al., 2019), so at initialisation "
-        "BatchNorm does not make the landscape smoother.",
-        PARTLY: "; its gradients also grow with depth, though not only with BatchNorm.",
-        NOT_SUPPORTED: "; we do not see its gradients explode with depth here.",
+        SUPPORTED: ". BatchNorm also makes the gradient explode with depth at initialisation (Yang et al., 2019), "
+        "so there it does not make the landscape smoother.",
+        PARTLY: ". BatchNorm networks' gradients grow with depth at initialisation, though not only theirs.",
+        NOT_SUPPORTED: ". We do not see BatchNorm's gradients explode with depth at initialisation here.",
         CANNOT_TELL: ".",
     }[explode]
     identity_sentence = {
