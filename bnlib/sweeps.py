@@ -84,6 +84,12 @@ class SweepResult:
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.state == "failed"]
 
+    def raise_if_failed(self, what: str) -> None:
+        """A one-line BnlibError naming the first failed job, if any job failed ("3 of `what` failed")."""
+        if self.failed:
+            first = self.failed[0]
+            raise BnlibError(f"{len(self.failed)} of {what} failed; the first: {first.job.name}: {first.error}")
+
     def summary(self) -> str:
         counts = {s: sum(o.state == s for o in self.outcomes) for s in ("trained", "loaded", "stored", "failed")}
         lines = [

@@ -22,7 +22,7 @@ from bnlib import Job, RunConfig, sweep
 from bnlib.cli import main as cli
 from bnlib.errors import BnlibError, CacheError, ConfigError
 from bnlib.records import stored_record
-from bnlib.sweeps import grid
+from bnlib.sweeps import Outcome, SweepResult, grid
 
 ray = pytest.importorskip("ray")
 
@@ -193,3 +193,12 @@ def test_the_cli_runs_a_grid(capsys, cifar_tar):
     code = cli(["sweep", "dln-bn-lr1e-6", "--scale", "smoke", "--lr", "1e-6,1e-7", "--seeds", "0,1", "--quiet"])
     out = capsys.readouterr().out
     assert code == 0 and "sweep of 4 runs" in out and out.count(" trained ") == 4
+
+
+def test_a_failed_sweep_raises_one_line_naming_the_first_failure():
+    config = RunConfig(model="dln", norm="batch", lr=1e-6, steps=3)
+    ok, bad = Job(config, label="fine"), Job(config.replace(seed=1), label="broken")
+    result = SweepResult([Outcome(ok, "trained"), Outcome(bad, "failed", error="ValueError: no")], 1.0, "sequential")
+    with pytest.raises(BnlibError, match=r"^1 of the book's runs failed; the first: broken: ValueError: no$"):
+        result.raise_if_failed("the book's runs")
+    SweepResult([Outcome(ok, "trained")], 1.0, "sequential").raise_if_failed("the book's runs")  # nothing failed

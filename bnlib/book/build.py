@@ -222,12 +222,7 @@ def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
         shared = {job.config for job in part_one}
         for part, jobs in (("I", part_one), ("II", [j for j in plan.jobs(scale) if j.config not in shared])):
             started = time.perf_counter()
-            result = sweep(jobs)
-            if result.failed:
-                first = result.failed[0]
-                raise BnlibError(
-                    f"{len(result.failed)} of the book's runs failed; the first: {first.job.name}: {first.error}"
-                )
+            sweep(jobs).raise_if_failed("the book's runs")
             seconds[f"training Part {part}'s runs ({len(jobs)})"] = time.perf_counter() - started
     finally:
         for name, value in saved.items():

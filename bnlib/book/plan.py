@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bnlib.config import NoiseParams, RunConfig
-from bnlib.errors import BnlibError, ConfigError
+from bnlib.errors import ConfigError
 from bnlib.experiments import EXPERIMENTS, check_scale, experiment
 from bnlib.probes import ActivationProbe, HessianProbe, ICSProbe, LandscapeProbe
 from bnlib.probes.hook import Probe, probe_key
@@ -281,10 +281,7 @@ def records(jobs: list) -> list[Record]:
 
     todo = [job for job in jobs if untrained(job)]
     if len(todo) > 1:  # one run trains here, without starting Ray
-        result = sweep(todo)
-        if result.failed:
-            failed = result.failed[0]
-            raise BnlibError(f"{len(result.failed)} run(s) failed; the first: {failed.job.name}: {failed.error}")
+        sweep(todo).raise_if_failed("the chapter's runs")
     return [load_or_run(job.config, job.probes, label=job.label) for job in jobs]
 
 
