@@ -7,13 +7,15 @@ experiment in ``bnlib.experiments``) is trained by ``bnlib.train``, stored as a 
 (Ray tasks across cores, GPUs or a cluster).
 """
 
+from importlib.metadata import version
+
 from bnlib.config import NoiseParams, RunConfig
 from bnlib.errors import BnlibError
 from bnlib.experiments import experiment, experiment_names
 from bnlib.records import Record, load_or_run
 from bnlib.sweeps import Job, sweep
 
-__version__ = "0.1.0"
+__version__ = version("bnlib")
 
 __all__ = [
     "BnlibError",

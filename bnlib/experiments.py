@@ -14,6 +14,7 @@ Scales trade size for time and keep the paper's depth and layer numbering throug
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from bnlib.config import RunConfig
@@ -45,34 +46,84 @@ _SCALE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-# Short names used in experiment names -> bnlib.norms registry names.
+# The short name of each normalization in run names ("vgg-bn-lr0.1"); a normalization without
+# one is named by its registry name ("vgg-layer-lr0.1").
 NORM_SHORT = {
-    "std": "none",
-    "bn": "batch",
-    "noisybn": "noisy_batch",
-    "stdnoise": "noise",
+    "none": "std",
+    "batch": "bn",
+    "noisy_batch": "noisybn",
+    "noise": "stdnoise",
     "l1": "l1",
     "l2": "l2",
     "linf": "linf",
 }
 
-# The named experiments: (model, short norm, learning rate, augmentation). The book's run plan
-# (bnlib.book.plan) says which of them it runs with which seeds and probes.
+
+@dataclass(frozen=True)
+class Experiment:
+    """A run named by typed values: the model, its normalization, the learning rate, augmentation,
+    and any other `RunConfig` fields that differ from the scale's base config (`changes`, as sorted
+    (field, value) pairs; build them with `Experiment.of(..., field=value)` or `but(...)`).
+
+    `config(scale, seed)` is the run's `RunConfig` at a scale; `name` is for display only, and for
+    the named experiments ("vgg-bn-lr0.1") it is the name the CLI accepts. Nothing parses names."""
+
+    model: str
+    norm: str
+    lr: float
+    augment: bool = False
+    changes: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, model: str, norm: str, lr: float, augment: bool = False, **changes: Any) -> Experiment:
+        return cls(model, norm, float(lr), augment, tuple(sorted(changes.items())))
+
+    def but(self, **changes: Any) -> Experiment:
+        """The same experiment with some fields (its own or any RunConfig field) changed."""
+        own = {k: changes.pop(k) for k in ("model", "norm", "lr", "augment") if k in changes}
+        merged = dict(self.changes) | changes
+        return Experiment.of(
+            own.get("model", self.model),
+            own.get("norm", self.norm),
+            own.get("lr", self.lr),
+            own.get("augment", self.augment),
+            **merged,
+        )
+
+    def config(self, scale: str | None = None, seed: int = 0, **changes: Any) -> RunConfig:
+        """The RunConfig of this experiment at a scale (default: `default_scale()`)."""
+        named = {"norm": self.norm, "lr": self.lr, "augment": self.augment, "seed": seed}
+        return base_config(self.model, scale, **{**named, **dict(self.changes), **changes})
+
+    @property
+    def name(self) -> str:
+        """For display: "vgg-bn-lr0.1", then any other changes ("vgg-bn-lr0.1 (weight_lr=10)")."""
+        lr = rate_text(self.lr)
+        short = NORM_SHORT.get(self.norm, self.norm)
+        base = f"{self.model}-{short}{'-aug' if self.augment else ''}-lr{lr}"
+        if not self.changes:
+            return base
+        return f"{base} ({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in self.changes)})"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def rate_text(lr: float) -> str:
+    """A learning rate as the experiment names write it: 0.1, 1e-6 (not 1e-06)."""
+    return f"{lr:g}".replace("e-0", "e-")
+
+
+# The named experiments (the CLI's and the book's Part I). The book's chapters
+# (bnlib.book.chapters) say which of them they read, with which seeds and probes.
 _BOOK = [
-    *[("vgg", n, lr, False) for n in ("std", "bn") for lr in (0.1, 0.5, 0.01)],
-    *[("vgg", n, 0.1, False) for n in ("noisybn", "stdnoise", "l1", "l2", "linf")],
-    *[("vgg", n, 0.1, True) for n in ("std", "bn")],
-    *[("dln", n, lr, False) for n in ("std", "bn") for lr in (1e-6, 1e-7)],
-    *[("dln", n, 1e-6, False) for n in ("l1", "l2", "linf")],
+    *[Experiment("vgg", n, lr) for n in ("none", "batch") for lr in (0.1, 0.5, 0.01)],
+    *[Experiment("vgg", n, 0.1) for n in ("noisy_batch", "noise", "l1", "l2", "linf")],
+    *[Experiment("vgg", n, 0.1, augment=True) for n in ("none", "batch")],
+    *[Experiment("dln", n, lr) for n in ("none", "batch") for lr in (1e-6, 1e-7)],
+    *[Experiment("dln", n, 1e-6) for n in ("l1", "l2", "linf")],
 ]
-
-
-def _name(model: str, norm: str, lr: float, augment: bool) -> str:
-    lr_text = f"{lr:g}".replace("e-0", "e-")  # 1e-06 -> 1e-6
-    return f"{model}-{norm}{'-aug' if augment else ''}-lr{lr_text}"
-
-
-EXPERIMENTS: dict[str, tuple[str, str, float, bool]] = {_name(*e): e for e in _BOOK}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _BOOK}
 
 
 def experiment_names() -> list[str]:
@@ -101,11 +152,14 @@ def base_config(model: str, scale: str | None = None, **changes: Any) -> RunConf
     return RunConfig(**{**settings, **changes})
 
 
+def named(name: str) -> Experiment:
+    """A named experiment ("vgg-bn-lr0.1"), or a one-line error listing the close ones."""
+    if name not in EXPERIMENTS:
+        close = [n for n in EXPERIMENTS if n.startswith(name.partition("-lr")[0])] or experiment_names()
+        raise ConfigError(f"unknown experiment {name!r}; try one of {', '.join(close)} (see `python -m bnlib list`)")
+    return EXPERIMENTS[name]
+
+
 def experiment(name: str, scale: str | None = None, seed: int = 0, **changes: Any) -> RunConfig:
     """The RunConfig of a named experiment at a scale (default: `default_scale()`)."""
-    if name not in EXPERIMENTS:
-        close = [n for n in EXPERIMENTS if n.split("-")[:2] == name.split("-")[:2]] or experiment_names()
-        raise ConfigError(f"unknown experiment {name!r}; try one of {', '.join(close)} (see `python -m bnlib list`)")
-    model, norm, lr, augment = EXPERIMENTS[name]
-    named = {"norm": NORM_SHORT[norm], "lr": lr, "augment": augment, "seed": seed}
-    return base_config(model, scale, **{**named, **changes})
+    return named(name).config(scale, seed, **changes)

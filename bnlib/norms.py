@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from bnlib.device import full_precision
 
-if TYPE_CHECKING:
-    from bnlib.config import NoiseParams, RunConfig
 
-NormFactory = Callable[[int, int, "RunConfig"], nn.Module]
+class Noise(Protocol):
+    """The four constants of Algorithm 1 (`bnlib.config.NoiseParams`)."""
+
+    n_mu: float
+    n_sigma: float
+    r_mu: float
+    r_sigma: float
+
+
+class NormSettings(Protocol):
+    """What a normalization reads from the run's config (a `bnlib.config.RunConfig`): this module
+    depends on no config type, so the config can check its normalization against `NORMS`."""
+
+    bn_eps: float
+    bn_momentum: float
+    noise: Noise
+
+
+NormFactory = Callable[[int, int, NormSettings], nn.Module]
 NORMS: dict[str, NormFactory] = {}
 
 
@@ -33,7 +49,7 @@ def register_norm(name: str) -> Callable[[NormFactory], NormFactory]:
     return add
 
 
-def make_norm(name: str, num_features: int, dims: int, config: RunConfig) -> nn.Module:
+def make_norm(name: str, num_features: int, dims: int, config: NormSettings) -> nn.Module:
     return NORMS[name](num_features, dims, config)
 
 
@@ -65,13 +81,12 @@ class NoiseInjection(nn.Module):
     which the training loop seeds, checkpoints and restores around probes.
     """
 
-    def __init__(self, noise: NoiseParams):
+    def __init__(self, noise: Noise):
         super().__init__()
         self.noise = noise
 
     def forward(self, a: Tensor) -> Tensor:
-        """Algorithm 1 on normalized activations of shape (N, C) or (N, C, H, W). Shown and explained
-        in chapter 02 (notebooks/02_noisy_batchnorm.ipynb)."""
+        """Algorithm 1 on normalized activations of shape (N, C) or (N, C, H, W)."""
         if not self.training:
             return a
         p = self.noise
@@ -93,8 +108,7 @@ class LpNorm(nn.Module):
 
     Per unit over the N batch elements (batch x H x W for conv):
     s_1 = mean|x| + eps,  s_2 = sqrt(mean x^2 + eps),  s_inf = max|x| + eps.
-    Like BatchNorm it keeps running averages of the mean and of s_p for evaluation mode. Shown and
-    explained in chapter 05 (notebooks/05_other_normalizations.ipynb).
+    Like BatchNorm it keeps running averages of the mean and of s_p for evaluation mode.
     """
 
     def __init__(self, num_features: int, p: float, eps: float = 1e-5, momentum: float = 0.1):
@@ -134,36 +148,36 @@ class LpNorm(nn.Module):
         return f"{self.weight.numel()}, p={self.p}, eps={self.eps}, momentum={self.momentum}"
 
 
-def _batch_norm(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+def _batch_norm(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
     return cls(num_features, eps=config.bn_eps, momentum=config.bn_momentum)
 
 
 @register_norm("none")
-def _none(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+def _none(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     return nn.Identity()
 
 
 @register_norm("batch")
-def _batch(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+def _batch(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     return _batch_norm(num_features, dims, config)
 
 
 @register_norm("noisy_batch")
-def _noisy_batch(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+def _noisy_batch(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     # Noise after BN's affine and before the non-linearity (book/protocol.md, "Noisy BatchNorm").
     return nn.Sequential(_batch_norm(num_features, dims, config), NoiseInjection(config.noise))
 
 
 @register_norm("noise")
-def _noise_only(num_features: int, dims: int, config: RunConfig) -> nn.Module:
+def _noise_only(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     # The paper's control (p. 4): the same noise on the standard network, with no normalization.
     return NoiseInjection(config.noise)
 
 
 for _name, _p in (("l1", 1), ("l2", 2), ("linf", math.inf)):
 
-    def _lp(num_features: int, dims: int, config: RunConfig, p: float = _p) -> nn.Module:
+    def _lp(num_features: int, dims: int, config: NormSettings, p: float = _p) -> nn.Module:
         return LpNorm(num_features, p, eps=config.bn_eps, momentum=config.bn_momentum)
 
     register_norm(_name)(_lp)

@@ -11,6 +11,7 @@ never interrupted. Most users call `bnlib.load_or_run`, which adds the run recor
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -190,10 +191,8 @@ def evaluate(
 
 
 def environment(device: torch.device, source: dict[str, Any]) -> dict[str, Any]:
-    from bnlib import __version__
-
     return {
-        "bnlib": __version__,
+        "bnlib": importlib.metadata.version("bnlib"),
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -328,8 +327,7 @@ class Run:
                 record.setdefault(name, []).append(to_numpy(value))
 
     def train_step(self, x: Tensor, y: Tensor, probes: Sequence[Probe] = ()) -> None:
-        """One SGD step; `probes` measure between the backward pass and the update. Shown and explained
-        in chapter 01 (notebooks/01_does_batchnorm_help.ipynb)."""
+        """One SGD step; `probes` measure between the backward pass and the update."""
         rng = RandomState.capture() if probes else None
         with devices.autocast(self.device, self.config.precision):
             out = self.model(x)

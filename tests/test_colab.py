@@ -51,7 +51,9 @@ def test_on_colab_the_set_up_cell_installs_bnlib_and_nothing_else(colab, monkeyp
     ipython = run_setup_cell("01_does_batchnorm_help")
     assert ipython.magics == [("pip", install_line().removeprefix("%pip "))]
     assert "torch" not in install_line() and "ipywidgets" not in install_line()  # Colab's own stay
-    assert colab == [] and template._chapter == "01_does_batchnorm_help"
+    from bnlib.book import plan
+
+    assert colab == [] and plan.session().chapter.NOTEBOOK == "01_does_batchnorm_help"
 
 
 def test_keep_on_drive_mounts_drive_and_keeps_the_cache_there(colab, monkeypatch, capsys):

@@ -1,6 +1,6 @@
-"""The package's two layers: the reproduction library never imports the book layer, the probes know
-nothing of scales, every chapter shows the function behind its figure from source, and the README's
-layout table names every module."""
+"""The package's two layers: the reproduction library never imports the book layer (nor names its
+pages), the probes know nothing of scales, every notebook has its chapter module, and every chapter
+shows the function behind its figure from source."""
 
 from __future__ import annotations
 
@@ -67,27 +67,41 @@ def test_every_chapter_shows_the_science_from_source(chapter):
     sources = "\n".join(c.source for c in nbformat.read(chapter, as_version=4).cells if c.cell_type == "markdown")
     shown = list(INCLUDE.finditer(sources))
     assert shown, f"{chapter.name} shows no library function from source"
-    for match in shown:
+    for match in shown:  # the file and the object the page includes exist (else the page shows nothing)
         file = ROOT / match["file"]
         module = importlib.import_module(".".join(Path(match["file"]).with_suffix("").parts))
         target = module
         for part in match["object"].split("."):
             target = getattr(target, part)
         assert file.exists() and target.__doc__, match.group(0)
-        docstring = " ".join(target.__doc__.split())
-        assert chapter.name in docstring, f"{match['object']}'s docstring must name {chapter.name}"
 
 
-def test_the_readme_layout_table_names_every_module():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Layout") :]
-    table = table[: table.index("\n## ", 3)]
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(ROOT).as_posix()
-        folder = path.parent.relative_to(ROOT).as_posix() + "/"
-        named = f"`{relative}`" in table or (path.name in ("__init__.py", "__main__.py") and f"`{folder}`" in table)
-        listed_in_folder = f"`{folder}`" in table and f"`{path.stem}`" in table
-        assert named or listed_in_folder, f"README's layout table does not mention {relative}"
+def test_the_core_names_no_page():
+    # pointers go one way: a page may say where a function is defined, the core never names a page
+    for path in CORE:
+        assert "notebooks/" not in path.read_text(), f"{path.relative_to(ROOT)} names a page of the book"
+
+
+def test_every_notebook_has_its_chapter_module_and_back():
+    from bnlib.book.chapters import CHAPTERS as MODULES
+    from bnlib.book.chapters import chapter
+
+    assert [chapter(page.stem).NOTEBOOK for page in CHAPTERS] == [page.stem for page in CHAPTERS]
+    assert {m.NOTEBOOK for m in MODULES} == {page.stem for page in CHAPTERS}
+    for module in MODULES:
+        assert module.__name__.rsplit(".", 1)[1] == f"ch{module.NOTEBOOK}"  # notebooks/NN_x is chapters/chNN_x
+
+
+def test_the_core_and_the_config_import_in_one_direction():
+    # norms is the registry the config checks a normalization against: it must not import the config
+    assert not {m for m in imported_modules(PACKAGE / "norms.py") if m.startswith("bnlib.config")}
+    # and no core module takes a name from the package's __init__ (only its submodules): no import upward
+    for path in CORE:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "bnlib":
+                for alias in node.names:
+                    submodule = (PACKAGE / f"{alias.name}.py").exists() or (PACKAGE / alias.name).is_dir()
+                    assert submodule, f"{path.relative_to(ROOT)} imports {alias.name} from bnlib's __init__"
 
 
 def test_no_reference_to_documents_outside_the_repository():

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlib import RunConfig, load_or_run
-from bnlib.book.claims import why
-from bnlib.book.claims.claim import Claim, Finding, Verdict
+from bnlib.book.chapters import ch12_why_batchnorm_works as why
+from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.errors import ConfigError
 from bnlib.models import build_model
 from bnlib.models.resnet import ResNet
@@ -212,8 +212,8 @@ def test_a_cut_record_is_the_shorter_run(cifar_tar):
 # ----------------------------------------------------------------------------- the bottom line's rule
 
 
-def _claim(verdict: Verdict) -> Claim:
-    return Claim(f"a claim {verdict}", "", "", lambda scale, v=verdict: Finding("", v))
+def _claim(verdict: Verdict, summary: str = "") -> Claim:
+    return Claim(f"a claim {verdict}", "", "", lambda scale, v=verdict: Finding("", v, summary or f"it was {v}."))
 
 
 @pytest.mark.parametrize(
@@ -232,11 +232,9 @@ def test_an_explanations_verdict_follows_its_claims(verdicts, refuted_by, expect
     assert why.verdict(explanation, "smoke") == expected
 
 
-def test_the_answer_says_which_half_of_a_partly_supported_explanation_held(monkeypatch):
-    R, N = Verdict.REPRODUCED, Verdict.NOT_REPRODUCED
-    monkeypatch.setattr(why, "_verdicts", lambda name, scale: (R, N) if "rank" in name else (R, N, R, N))
-    assert "does not predict which networks fail to train" in why._rank_partly("smoke")
-    assert "does not recover its benefit" in why._identity_partly("smoke")
-    monkeypatch.setattr(why, "_verdicts", lambda name, scale: (R, Verdict.PARTLY) if "rank" in name else (R, R, R, N))
-    assert "only in part" in why._rank_partly("smoke")
-    assert "recovers part of BatchNorm's benefit" in why._identity_partly("smoke")
+def test_the_answer_is_each_explanations_verdict_and_its_claims_own_sentences(monkeypatch):
+    claims = (_claim(Verdict.REPRODUCED, "The first held by 3x."), _claim(Verdict.NOT_REPRODUCED, "The second not."))
+    explanation = why.Explanation("It helps", "Someone (2020)", None, "p", claims)
+    monkeypatch.setattr(why, "EXPLANATIONS", (explanation,))
+    (paragraph,) = why.answer("smoke")
+    assert paragraph == "**It helps** (Someone (2020)): partly supported. The first held by 3x. The second not."

@@ -6,9 +6,22 @@ import pytest
 
 from bnlib import load_or_run
 from bnlib.book import plan
+from bnlib.book.chapters import (
+    CHAPTERS,
+    PART_ONE,
+    ch01_does_batchnorm_help,
+    ch02_noisy_batchnorm,
+    ch03_internal_covariate_shift,
+    ch04_landscape,
+    ch06_theory,
+    ch07_learning_rates,
+    ch09_curvature,
+)
+from bnlib.book.chapters.ch01_does_batchnorm_help import BN, STD
 from bnlib.book.plan import make_probe
 from bnlib.config import NoiseParams
 from bnlib.errors import ConfigError
+from bnlib.experiments import Experiment
 from bnlib.probes.hook import probe_key
 
 
@@ -20,91 +33,96 @@ def fresh_session(monkeypatch):
     plan.use(None)
 
 
-def kinds(name: str, scale: str = "cpu") -> set[str]:
-    return {probe_key(p).split("-")[0] for p in plan.probes_for(name, scale)}
+def kinds(run: Experiment, scale: str = "cpu", seed: int = 0) -> set[str]:
+    return {probe_key(p).split("-")[0] for p in plan.probes_for(run, scale, seed).values()}
 
 
 def test_a_chapter_pays_only_for_what_it_reads():
-    plan.use("03_internal_covariate_shift")
-    assert kinds("vgg-bn-lr0.1") == {"ics"}
-    plan.use("01_does_batchnorm_help")
-    assert kinds("vgg-bn-lr0.1") == {"activations"}
-    with pytest.raises(ConfigError, match="does not read 'dln-bn-lr1e-6'"):
-        plan.probes_for("dln-bn-lr1e-6", "cpu")
+    plan.use(ch03_internal_covariate_shift)
+    assert kinds(BN) == {"ics"}
+    plan.use(ch01_does_batchnorm_help)
+    assert kinds(BN) == {"activations"}
+    with pytest.raises(ConfigError, match="chapter 01_does_batchnorm_help reads dln-bn-lr1e-6"):
+        plan.probes_for(ch04_landscape.DLN_BN, "cpu")
 
 
 def test_the_book_build_trains_every_run_once_with_the_union(monkeypatch):
-    plan.use("01_does_batchnorm_help")
     monkeypatch.setenv(plan.ENV_BOOK, "all")  # what `python -m bnlib.book` sets
-    assert kinds("vgg-bn-lr0.1") == {"activations", "ics", "landscape", "hessian", "bn", "weight"}
+    plan.use(ch01_does_batchnorm_help)
+    assert kinds(BN) == {"activations", "ics", "landscape", "hessian", "bn", "weight"}
     jobs = plan.jobs("cpu")
     configs = [job.config for job in jobs]
     assert len(set(configs)) == len(configs)  # every run once
-    every_chapter = set().union(*(set(runs) for runs in plan.READS.values())) - set(plan.OPTIONAL)
-    assert {job.label.split()[0] for job in jobs if " seed " in job.label} == every_chapter
-    for chapter in plan.BEYOND:  # and Part II's own runs
-        assert {job.config for job in plan.chapter_jobs(chapter, "cpu")} <= set(configs)
-    assert sum("widget" in job.label for job in jobs) == 2  # the noisy-BN widget's two extra noise levels
+    read = {r.run.config("cpu", seed) for c in CHAPTERS for r in c.reads("cpu") if not r.optional for seed in r.seeds}
+    assert set(configs) == read  # every chapter's every seed, and nothing else
+    assert sum(job.config.steps == ch02_noisy_batchnorm.short_steps("cpu") for job in jobs) == 2  # the widget's
     assert jobs[0].config.norm == "noisy_batch" and jobs[-1].config.model in ("dln", "mlp")  # longest first
-    hessian = [p for p in next(j for j in jobs if j.label == "vgg-bn-lr0.1 seed 0").probes if "hessian" in p.name]
-    assert sorted(p.frozen_bn for p in hessian) == [False, True]  # chapters 04 and 09 share one run
+    bn = next(j for j in jobs if j.config == BN.config("cpu"))
+    assert sorted(p.frozen_bn for p in bn.probes if "hessian" in p.name) == [False, True]  # chapters 04 and 09
+
+
+def test_part_one_is_a_subset_trained_first():
+    part_one = {job.config for job in plan.jobs("cpu", PART_ONE)}
+    everything = {job.config for job in plan.jobs("cpu")}
+    assert part_one < everything and BN.config("cpu", seed=2) in part_one
 
 
 def test_a_chapter_trains_only_the_seeds_it_reads():
-    def seeds(chapter: str) -> set[int]:
-        return {job.config.seed for job in plan.chapter_jobs(chapter, "cpu") if job.label.startswith("vgg-bn-lr0.1 ")}
+    def seeds(chapter) -> set[int]:
+        jobs = plan.jobs("cpu", (chapter,))
+        return {job.config.seed for job in jobs if job.config.replace(seed=0) == BN.config("cpu")}
 
-    for chapter in plan.READS_EVERY_SEED:  # their accuracy tables: mean and spread over Fig. 1's seeds
-        assert seeds(chapter) == {0, 1, 2}
-    assert seeds("03_internal_covariate_shift") == seeds("04_landscape") == seeds("06_theory") == {0}
-    assert {job.config.seed for job in plan.chapter_jobs(None, "cpu")} == {0, 1, 2}  # the build: every seed
+    assert seeds(ch01_does_batchnorm_help) == seeds(ch02_noisy_batchnorm) == {0, 1, 2}
+    assert seeds(ch03_internal_covariate_shift) == seeds(ch04_landscape) == seeds(ch06_theory) == {0}
+    assert {job.config.seed for job in plan.jobs("cpu")} == {0, 1, 2}
 
 
-def test_a_part_two_chapter_reads_part_one_runs_of_seed_0_only():
-    from bnlib.book.beyond import lr_range
-
-    plan.use("07_learning_rates")
-    jobs = plan.chapter_jobs("07_learning_rates", "cpu")
-    named = [job for job in jobs if " seed " in job.label]
-    assert {job.config.seed for job in named} == {0} and all(not job.probes for job in named)
-    own = [job for job in jobs if " seed " not in job.label]
-    assert len(own) == 2 * (len(lr_range.RATES) - len(lr_range.SHARED))  # the shared rates are cut, not run
-    assert {job.config.steps for job in own} == {lr_range.sweep_steps("cpu")} == {1000}
+def test_a_part_two_chapter_reads_part_one_runs_and_its_own():
+    plan.use(ch07_learning_rates)
+    jobs = plan.jobs("cpu", (ch07_learning_rates,))
+    part_one = [job for job in jobs if job.config.steps == BN.config("cpu").steps]
+    assert {job.config.seed for job in part_one} == {0} and all(not job.probes for job in part_one)
+    own = [job for job in jobs if job.config.steps != BN.config("cpu").steps]
+    rates = ch07_learning_rates.RATES
+    assert len(own) == 2 * (len(rates) - len(ch07_learning_rates.SHARED))  # the shared rates are cut, not run
+    assert {job.config.steps for job in own} == {ch07_learning_rates.sweep_steps("cpu")} == {1000}
 
 
 def test_seeds_and_strides():
-    assert plan.probes_for("vgg-bn-lr0.1", "cpu", seed=1) == []
-    assert plan.seeds("vgg-bn-lr0.1") == (0, 1, 2) and plan.seeds("vgg-l1-lr0.1") == (0,)
-    assert {p.every for p in plan.probes_for("dln-bn-lr1e-6", "paper")} == {100, 50, 10, 1000}
-    assert {p.every for p in plan.probes_for("vgg-bn-lr0.1", "cpu")} == {50, 250, 500}
+    plan.use(ch01_does_batchnorm_help)
+    assert plan.probes_for(BN, "cpu", seed=1) == {}
+    assert plan.seeds(ch01_does_batchnorm_help.FIG1[BN]) == (0, 1, 2)
+    plan.use(ch04_landscape)
+    assert {p.every for p in plan.probes_for(ch04_landscape.DLN_BN, "paper").values()} == {10, 100, 1000}
+    assert {p.every for p in plan.probes_for(BN, "cpu").values()} == {50, 250, 500}
 
 
 def test_fewer_seeds_and_steps_on_request():
-    plan.use("01_does_batchnorm_help", seeds=1, steps=40)
-    assert plan.seeds("vgg-bn-lr0.1") == (0,) and plan.config("vgg-bn-lr0.1", "cpu").steps == 40
+    plan.use(ch01_does_batchnorm_help, seeds=1, steps=40)
+    assert plan.seeds(ch01_does_batchnorm_help.FIG1[BN]) == (0,) and plan.config(BN, "cpu").steps == 40
     assert plan.reduced() == "at most 1 seed per experiment; at most 40 steps per run"
-    plan.use("01_does_batchnorm_help", steps=10**6)  # more than the scale's: the scale's
-    assert plan.config("vgg-bn-lr0.1", "smoke").steps == 12
+    plan.use(ch01_does_batchnorm_help, steps=10**6)  # more than the scale's: the scale's
+    assert plan.config(BN, "smoke").steps == 12
     with pytest.raises(ConfigError, match="seeds must be a positive integer"):
-        plan.use("01_does_batchnorm_help", seeds=0)
+        plan.use(ch01_does_batchnorm_help, seeds=0)
 
 
 def test_the_cost_is_announced_before_training(cifar_tar, monkeypatch):
-    plan.use("02_noisy_batchnorm")
+    plan.use(ch02_noisy_batchnorm)
     text = plan.announce("smoke")
-    assert text.startswith("This chapter will train 8 runs at the smoke scale:")
+    assert text.startswith("This chapter will train 10 runs at the smoke scale:")
     assert "vgg-noisybn-lr0.1 seed 0: 12 steps, activations" in text and "minutes" not in text
     with monkeypatch.context() as m:  # the paper scale's arithmetic, on smoke-sized runs timed at 0.5 s a step
         m.setattr(plan, "step_seconds", lambda config, probes, steps=3: 0.5)
-        m.setattr(plan, "config", lambda name, scale, seed=0: plan.experiment(name, "smoke", seed=seed))
+        m.setattr(plan, "config", lambda run, scale, seed=0: run.config("smoke", seed))
         paper = plan.announce("paper")
     assert "about 0 min" in paper and "Estimated total on this device: about 1 minutes" in paper
-    plan.get("vgg-stdnoise-lr0.1", "smoke")
+    plan.get(ch02_noisy_batchnorm.STD_NOISE, "smoke")
     assert "vgg-stdnoise-lr0.1" not in plan.announce("smoke")  # stored runs cost nothing
 
 
 def test_step_seconds_is_a_timing_of_this_device(cifar_tar):
-    config = plan.experiment("vgg-bn-lr0.1", "smoke")
+    config = BN.config("smoke")
     seconds = plan.step_seconds(config, [make_probe("landscape", "vgg", "smoke")])
     assert 0 < seconds < 5
 
@@ -115,18 +133,21 @@ def test_unknown_probe_kind_names_the_choices():
 
 
 def test_scaled_noise():
-    assert plan.scaled_noise(1) == NoiseParams()
-    assert plan.scaled_noise(0) == NoiseParams(n_mu=0, n_sigma=1, r_mu=0, r_sigma=0)
-    assert plan.scaled_noise(2).n_sigma == pytest.approx(1.5)
+    scaled = ch02_noisy_batchnorm.scaled_noise
+    assert scaled(1) == NoiseParams()
+    assert scaled(0) == NoiseParams(n_mu=0, n_sigma=1, r_mu=0, r_sigma=0)
+    assert scaled(2).n_sigma == pytest.approx(1.5)
 
 
 def test_a_short_run_is_the_start_of_the_long_one(cifar_tar):
     # the widget's grid shows the first steps of the book's runs for k = 0 and 1
-    full = plan.noisy_run(plan.scaled_noise(1), "smoke")
-    assert full.label == "vgg-noisybn-lr0.1" and plan.noisy_run(plan.scaled_noise(0), "smoke").label == "vgg-bn-lr0.1"
-    config = full.config.replace(steps=plan.short_steps("smoke"), test_every=0)
-    short = load_or_run(config)
-    n = plan.short_steps("smoke")
+    chapter = ch02_noisy_batchnorm
+    plan.use(chapter)
+    full = chapter.noisy_run(chapter.scaled_noise(1), "smoke")
+    assert full.config == chapter.NOISY.config("smoke")
+    assert chapter.noisy_run(chapter.scaled_noise(0), "smoke").config == BN.config("smoke")
+    n = chapter.short_steps("smoke")
+    short = load_or_run(full.config.replace(steps=n, test_every=0))
     assert short.config.steps == n
     assert (short.metrics["train_loss"] == full.metrics["train_loss"][:n]).all()
 
@@ -135,11 +156,20 @@ def test_a_short_run_is_the_start_of_the_long_one(cifar_tar):
 def test_probes_follow_the_scale_schedule_on_the_papers_layers(scale):
     from bnlib.probes import LandscapeProbe
 
-    kinds = ("activations", "ics", "landscape", "landscape-random", "hessian")
+    probe_kinds = ("activations", "ics", "landscape", "landscape-random", "hessian")
     for model, ics_layers in (("vgg", (5, 10)), ("dln", (9, 17))):
-        probes = [make_probe(kind, model, scale) for kind in kinds]
+        probes = [make_probe(kind, model, scale) for kind in probe_kinds]
         by_kind = {type(p).__name__: p for p in probes}
         assert by_kind["ICSProbe"].layers == ics_layers
-        assert by_kind["ICSProbe"].every == plan.probe_every(scale, model)["ics"]
+        assert by_kind["ICSProbe"].every == plan.probe_every(scale)["ics"]
         assert {p.direction for p in probes if isinstance(p, LandscapeProbe)} == {"gradient", "random"}
         assert len({probe_key(p) for p in probes}) == len(probes)
+
+
+def test_a_chapter_reads_through_the_plan_by_typed_runs():
+    plan.use(ch09_curvature)
+    assert set(plan.probes_for(BN, "cpu")) == {"hessian", "hessian-frozen"}
+    assert set(plan.probes_for(STD, "cpu")) == {"hessian"}
+    eos = ch09_curvature.eos_run("batch", 0.01, "cpu")
+    assert eos.name.startswith("mlp-bn-lr0.01 (") and "loss=mse" in eos.name
+    assert eos.config("cpu").batch_size == 1000

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bnlib import RunConfig
-from bnlib.book import section4
+from bnlib.book.chapters import ch06_theory as section4
 from bnlib.models import build_model
 from bnlib.probes import theory
 from bnlib.train import cross_entropy, summed_squared_error

@@ -2,13 +2,13 @@
 
 | module | what |
 |---|---|
+| `chapters` | one module per chapter: the runs it reads, its measurements and figures, its claims |
+| `plan` | the run plan (generic): the runs the chapters read, the session, the probes, what trains |
+| `claims` | what a claim is (`Claim`, `Finding`, `Verdict`) and how a chapter shows its claims |
+| `measures` | measurements several chapters share: final numbers over seeds, steps to an accuracy |
+| `plotting`, `widgets`, `html` | the book's figures, its widgets (ipywidgets 7 and 8), its tables |
 | `template` | each chapter's first cells, and what its set-up and start cells do (`setup`, `start`) |
-| `build` | `python -m bnlib.book`: execute the chapters at a scale, render the HTML |
-| `plan` | the run plan: which runs the chapters read, with which seeds and probes |
-| `tables` | the numbers behind the chapters' tables, from the runs |
-| `claims` | the claims, one module per chapter: what the paper says, what we measure |
-| `section4` | Section 4's statements swept over random instances and trained networks |
-| `plotting`, `widgets` | the book's figures and its widgets (ipywidgets 7 and 8) |
+| `build`, `__main__` | `python -m bnlib.book`: train the runs, execute the chapters, render the HTML |
 | `project` | the repository address and tag |
 
 The reproduction library (`bnlib` outside this folder) never imports it.

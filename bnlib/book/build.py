@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bnlib.book import plan
+from bnlib.book.chapters import PART_ONE
 from bnlib.book.project import REPO_TAG, REPO_URL
 from bnlib.book.template import ROOT, pages, template_problems
 from bnlib.data import ENV_DATA
@@ -218,7 +219,7 @@ def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
     os.environ.update(env)
     seconds = {}
     try:
-        part_one = plan.jobs(scale, plan.PART_ONE)
+        part_one = plan.jobs(scale, PART_ONE)
         shared = {job.config for job in part_one}
         for part, jobs in (("I", part_one), ("II", [j for j in plan.jobs(scale) if j.config not in shared])):
             started = time.perf_counter()

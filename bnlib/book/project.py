@@ -9,7 +9,7 @@ REPO_TAG = "main"
 
 
 def colab_url(notebook: str) -> str:
-    """The Colab address of a chapter, e.g. colab_url("notebooks/01_does_bn_help.ipynb")."""
+    """The Colab address of a chapter, e.g. colab_url("notebooks/01_does_batchnorm_help.ipynb")."""
     path = REPO_URL.removeprefix("https://github.com/")
     return f"https://colab.research.google.com/github/{path}/blob/{REPO_TAG}/{notebook}"
 

@@ -54,17 +54,14 @@ KEEP_ON_DRIVE = False
 bnlib.book.setup({name}, keep_on_drive=KEEP_ON_DRIVE)"""
 
 
-_chapter: str | None = None
-
-
 def setup(chapter: str | None = None, keep_on_drive: bool = False) -> None:
-    """A page's first call: figure style, where runs are kept, and what this session runs on."""
+    """A page's first call: its chapter (a notebook's name; None for the pages that read every
+    chapter), the figure style, where runs are kept, and what this session runs on."""
     from bnlib import __version__
     from bnlib.book import plan, plotting
+    from bnlib.book.chapters import chapter as chapter_module
 
-    global _chapter
-    _chapter = chapter
-    plan.use(chapter)
+    plan.use(None if chapter is None else chapter_module(chapter))
     plotting.style()
     on_colab = "google.colab" in sys.modules
     if keep_on_drive and on_colab:
@@ -85,7 +82,7 @@ def start(scale: str, seeds: int | None = None, steps: int | None = None) -> Non
     from bnlib.experiments import check_scale
 
     check_scale(scale)
-    plan.use(_chapter, seeds=seeds, steps=steps)
+    plan.use(plan.session().chapter, seeds=seeds, steps=steps)
     note = f"Scale: {scale}" + (f" ({plan.reduced()})" if plan.reduced() else "") + "."
     if scale == "paper":
         note += " The paper's full protocol, in float32: on a GPU, minutes to hours per run (estimates below)."
@@ -100,11 +97,11 @@ def badge(notebook: Path) -> str:
 
 
 def _chapter_of(notebook: Path) -> str | None:
-    """A chapter's name in the run plan; None for the pages that read every chapter's runs (the
-    closing chapter, the results page)."""
-    from bnlib.book.plan import READS
+    """The chapter a page runs as (its notebook's name); None for the results page, which reads
+    every chapter's runs."""
+    from bnlib.book.chapters import CHAPTERS
 
-    return notebook.stem if notebook.stem in READS else None
+    return notebook.stem if notebook.stem in {c.NOTEBOOK for c in CHAPTERS} else None
 
 
 def _head(notebook: Path) -> list[tuple[str, str]]:

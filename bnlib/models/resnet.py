@@ -78,7 +78,7 @@ def _conv(channels_in: int, channels_out: int, stride: int = 1) -> nn.Conv2d:
 
 class ResidualBlock(nn.Module):
     """x -> ReLU(branch(x) + shortcut(x)); the branch holds two numbered blocks, and starts as
-    the variant says (chapter 11, notebooks/11_residual.ipynb)."""
+    the variant says."""
 
     def __init__(self, channels_in: int, channels_out: int, stride: int, config: RunConfig):
         super().__init__()

@@ -23,8 +23,7 @@ from bnlib.probes.hook import ProbeContext
 
 def freeze_batch_statistics(loss: BatchLoss) -> BatchLoss:
     """Put this batch's normalization statistics into `loss`'s buffers and evaluate in eval mode:
-    the same function of the weights at this point, without the gradient through the statistics
-    (chapter 09, notebooks/09_curvature.ipynb)."""
+    the same function of the weights at this point, without the gradient through the statistics."""
     inputs: dict[str, Tensor] = {}
     norms = {n: m for n, m in loss.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm | LpNorm)}
 

@@ -35,8 +35,7 @@ def ics(
     """||G - G'||, cos(G, G'), ||G|| and ||G'|| for each layer in `layers`.
 
     `grad` is the full gradient at the current weights and `next_params` the weights after the
-    update. Each layer costs one forward pass and a backward pass down to that layer only. Shown and
-    explained in chapter 03 (notebooks/03_internal_covariate_shift.ipynb).
+    update. Each layer costs one forward pass and a backward pass down to that layer only.
     """
     layer_of = model.layer_of_parameter()
     rows = []

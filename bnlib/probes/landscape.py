@@ -46,8 +46,7 @@ def landscape(
     """Loss, gradient change and their ratio at w - eta d for each absolute step size eta.
 
     `grad` is g at the current weights (computed if not given: one more pass); `direction` is d
-    (default g). Costs one forward and backward pass per step size. Shown and explained in chapter 04
-    (notebooks/04_landscape.ipynb).
+    (default g). Costs one forward and backward pass per step size.
     """
     w = loss.params
     if grad is None:

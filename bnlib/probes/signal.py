@@ -71,8 +71,7 @@ def signal_propagation(
 ) -> pd.DataFrame:
     """Per numbered layer: stable rank, mean pairwise cosine, squared channel mean and channel
     variance of its outputs on the batch, and the norm of the gradient of the loss with respect to
-    its weights. One forward and one backward pass; the model is left as it was. Chapter 10
-    (notebooks/10_initialisation.ipynb)."""
+    its weights. One forward and one backward pass; the model is left as it was."""
     with preserved_state(model):
         outputs = block_outputs(model, x)
         model.zero_grad(set_to_none=True)
@@ -117,7 +116,7 @@ def one_step_spread(
 ) -> pd.DataFrame:
     """Bjorck et al.'s diagnostic: per numbered layer, the standard deviation of its outputs on
     `eval_batch` before and after one plain SGD step at `lr` on `step_batch`, and their ratio (on a
-    copy: the model itself does not move). Chapter 07 (notebooks/07_learning_rates.ipynb)."""
+    copy: the model itself does not move)."""
     moved = copy.deepcopy(model).train()
     with torch.no_grad():
         before = {k: float(h.double().std()) for k, h in block_outputs(moved, eval_batch).items()}

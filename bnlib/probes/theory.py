@@ -44,8 +44,7 @@ def grad_through_bn(y: Tensor, gamma: Tensor, g: Tensor, eps: float = EXACT_EPS)
 
 def theorem_4_1(y: Tensor, gamma: Tensor, g: Tensor, eps: float = EXACT_EPS) -> dict[str, Tensor]:
     """Theorem 4.1 per unit: lhs = ||grad_y||^2 against the right side with the 1/m coefficient its
-    proof gives (an equality) and with the printed 1/sqrt(m) (false in general). Shown and explained
-    in chapter 06 (notebooks/06_theory.ipynb)."""
+    proof gives (an equality) and with the printed 1/sqrt(m) (false in general)."""
     m = y.shape[0]
     y_hat, sigma = normalized(y, eps)
     lhs = grad_through_bn(y, gamma, g, eps).square().sum(0)

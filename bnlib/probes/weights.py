@@ -38,8 +38,7 @@ class WeightNormProbe:
         return f"weight-norms-layers{layers}-pairs"
 
     def __call__(self, ctx: ProbeContext) -> dict[str, np.ndarray]:
-        """The three numbers per layer at this step, in float64 from the float32 weights (shown in
-        chapter 08, notebooks/08_scale_invariance.ipynb)."""
+        """The three numbers per layer at this step, in float64 from the float32 weights."""
         layers = self.layers or tuple(range(1, ctx.model.num_layers + 1))
         grads = ctx.gradient()
         rows = []

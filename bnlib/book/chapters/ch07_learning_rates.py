@@ -1,5 +1,5 @@
-"""Chapter 07: does BatchNorm work because it allows larger learning rates? (Bjorck, Gomes,
-Selman and Weinberger, 2018).
+"""Chapter 07: does BatchNorm work because it allows larger learning rates? (Bjorck, Gomes, Selman
+and Weinberger, 2018).
 
 The experiment: the book's VGG-16, with and without BatchNorm, trained for a fixed budget of steps
 (a third of the scale's run) at learning rates from 0.001 to 1, and two diagnostics:
@@ -15,62 +15,71 @@ first N steps of a run are an N-step run), so they are not trained twice.
 
 from __future__ import annotations
 
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from bnlib.book import plan, plotting
-from bnlib.config import RunConfig
+from bnlib.book.chapters.ch01_does_batchnorm_help import BN
+from bnlib.book.claims import Claim, Finding, Verdict
+from bnlib.book.plan import Read
+from bnlib.experiments import Experiment
 from bnlib.probes.signal import one_step_spread
-from bnlib.records import Record
-from bnlib.sweeps import Job
+from bnlib.records import Record, load_or_run
 from bnlib.train import first_batches, initial_model
 
+NOTEBOOK = "07_learning_rates"
+TITLE = "A wider range of learning rates"
+EXPLANATION = "BatchNorm allows larger learning rates"
+
 RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 1.0)
-NETWORKS = {"none": "std", "batch": "bn"}  # normalization -> its short name in Part I's experiments
+NETWORKS = ("none", "batch")
 SHARED = (0.01, 0.1, 0.5)  # rates Part I trains in full: their first steps are the sweep's runs
 ONE_STEP_RATES = (0.1, 1.0)
 TRAINS = 0.2  # a run "trains" if its final training accuracy is at least twice chance
+LARGER = 3.0  # "larger rates": BN's largest rate that trains at least this multiple of the standard's
+GONE = 0.5  # "most of the advantage disappears": at most this share of BN's lead remains at the matched rate
+NO_LEAD = 0.01  # a lead of at most this much (test accuracy) leaves nothing to explain
 
 
 def sweep_steps(scale: str) -> int:
     """The sweep's budget: a third of the scale's VGG run, where Part I's runs were tested."""
-    full = plan.config("vgg-bn-lr0.1", scale)
+    full = plan.capped(BN.config(scale))
     every = full.test_every or full.steps
     return max(every, full.steps // 3 // every * every)
 
 
-def sweep_config(norm: str, lr: float, scale: str) -> RunConfig:
-    """The sweep's run of one network at one rate."""
-    return plan.config("vgg-bn-lr0.1", scale).replace(norm=norm, lr=lr, steps=sweep_steps(scale))
+def sweep_run(norm: str, lr: float, scale: str) -> Experiment:
+    """The sweep's run of one network at one rate Part I does not train."""
+    return Experiment("vgg", norm, lr).but(steps=sweep_steps(scale))
 
 
-def jobs(scale: str) -> list[Job]:
-    """The runs this chapter trains itself: every rate Part I does not train."""
-    return [
-        Job(sweep_config(norm, lr, scale), (), f"{short} lr {lr:g} ({sweep_steps(scale):,} steps)")
-        for norm, short in NETWORKS.items()
-        for lr in RATES
-        if lr not in SHARED
-    ]
+def _own(scale: str) -> list[Experiment]:
+    return [sweep_run(norm, lr, scale) for norm in NETWORKS for lr in RATES if lr not in SHARED]
+
+
+def reads(scale: str) -> list[Read]:
+    shared = [Read(Experiment("vgg", norm, lr)) for norm in NETWORKS for lr in SHARED]
+    return [*shared, *(Read(run) for run in _own(scale))]
 
 
 def runs(scale: str) -> dict[tuple[str, float], Record]:
     """(normalization, rate) -> the sweep's record: trained as one sweep, or cut from Part I's."""
-    todo = jobs(scale)
-    own = {(job.config.norm, job.config.lr): record for job, record in zip(todo, plan.records(todo), strict=True)}
-    for norm in NETWORKS:
-        for lr in SHARED:
-            own[(norm, lr)] = run_at(norm, lr, scale)
-    return dict(sorted(own.items()))
+    plan.records(_own(scale), scale)  # the missing ones, as one sweep
+    return {(norm, lr): run_at(norm, lr, scale) for norm in NETWORKS for lr in RATES}
 
 
 def run_at(norm: str, lr: float, scale: str) -> Record:
     """One network's sweep run at any rate: cut from Part I's run where Part I trains that rate,
     else the sweep's record (trained now if it is not stored)."""
     if lr in SHARED:
-        return plan.get(f"vgg-{NETWORKS[norm]}-lr{lr:g}", scale).truncated(sweep_steps(scale))
-    return plan.records([Job(sweep_config(norm, lr, scale), (), f"{NETWORKS[norm]} lr {lr:g}")])[0]
+        return plan.get(Experiment("vgg", norm, lr), scale).truncated(sweep_steps(scale))
+    run = sweep_run(norm, lr, scale)
+    if lr in RATES:
+        return plan.get(run, scale)
+    return load_or_run(plan.config(run, scale), label=run.name)  # a rate of the reader's own
 
 
 def table(scale: str) -> pd.DataFrame:
@@ -162,8 +171,8 @@ def one_step(scale: str) -> pd.DataFrame:
     batch after one SGD step at each of ONE_STEP_RATES, relative to before, from the initial
     weights and from the end of Part I's run at lr 0.1."""
     rows = []
-    for norm, short in NETWORKS.items():
-        record = plan.get(f"vgg-{short}-lr0.1", scale)
+    for norm in NETWORKS:
+        record = plan.get(Experiment("vgg", norm, 0.1), scale)
         batches, loss_fn = first_batches(record.config, 2)
         for when, model in (("initial", initial_model(record.config)), ("trained", record.model())):
             for lr in ONE_STEP_RATES:
@@ -185,3 +194,119 @@ def one_step_figure(frame: pd.DataFrame, lr: float) -> plt.Figure:
     axes[0].legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- the claims
+
+
+@functools.cache
+def _table(scale: str) -> pd.DataFrame:
+    return table(scale)
+
+
+@functools.cache
+def _one_step(scale: str) -> pd.DataFrame:
+    return one_step(scale)
+
+
+def _rate(rate: float | None) -> str:
+    return "none" if rate is None else f"{rate:g}"
+
+
+def larger_rates(scale: str) -> Finding:
+    frame = _table(scale)
+    bn, std = (largest_training_rate(frame, norm) for norm in ("batch", "none"))
+    text = (
+        f"largest rate that trains (final training accuracy at least {TRAINS:.0%}) after "
+        f"{sweep_steps(scale):,} steps: BN {_rate(bn)}, standard {_rate(std)}"
+    )
+    if bn is None:
+        verdict = Verdict.NOT_REPRODUCED
+    elif std is None or bn >= LARGER * std:
+        verdict = Verdict.REPRODUCED
+    else:
+        verdict = Verdict.PARTLY if bn > std else Verdict.NOT_REPRODUCED
+    summary = (
+        f"After {sweep_steps(scale):,} steps, the largest rate at which BatchNorm trains is {_rate(bn)}, the standard "
+        f"network's {_rate(std)}."
+    )
+    return Finding(text, verdict, summary)
+
+
+def matched_rate(scale: str) -> Finding:
+    m = matched(_table(scale))
+    overall, kept = m["bn_best"] - m["standard"], m["bn_matched"] - m["standard"]
+    text = (
+        f"test accuracy at the standard network's best rate ({m['rate']:g}): standard {m['standard']:.0%}, "
+        f"BN {m['bn_matched']:.0%}; BN at its own best rate ({m['bn_rate']:g}) {m['bn_best']:.0%}: "
+        f"{kept * 100:+.0f} of BN's {overall * 100:+.0f} points remain at the matched rate"
+    )
+    if overall <= NO_LEAD:
+        verdict = Verdict.CANNOT_TELL
+    elif kept <= GONE * overall:
+        verdict = Verdict.REPRODUCED
+    else:
+        verdict = Verdict.PARTLY if kept < overall else Verdict.NOT_REPRODUCED
+    summary = (
+        f"At the standard network's best rate ({m['rate']:g}) BatchNorm keeps {kept * 100:+.0f} of the "
+        f"{overall * 100:+.0f} points of test accuracy it leads by at its own best rate."
+    )
+    return Finding(text, verdict, summary)
+
+
+def _ratio(frame: pd.DataFrame, norm: str, layer: str) -> float:
+    mine = frame[(frame["norm"] == norm) & (frame["weights"] == "trained") & (frame["lr"] == 1.0)]
+    hidden = mine[mine["layer"] < mine["layer"].max()]
+    value = hidden["ratio"].iloc[-1 if layer == "last" else 0]
+    return float(value) if np.isfinite(value) else float("inf")
+
+
+def large_step(scale: str) -> Finding:
+    frame = _one_step(scale)
+    std_first, std_last = _ratio(frame, "none", "first"), _ratio(frame, "none", "last")
+    bn_last = _ratio(frame, "batch", "last")
+    text = (
+        "activation spread after / before one SGD step at lr 1 from the trained weights: standard network "
+        f"{std_first:.3g} at its first layer, {std_last:.3g} at its last hidden layer; BN {bn_last:.3g} at its last "
+        "hidden layer"
+    )
+    blows_up, with_depth = std_last > bn_last, std_last > std_first
+    if blows_up and with_depth:
+        verdict = Verdict.REPRODUCED
+    else:
+        verdict = Verdict.PARTLY if blows_up else Verdict.NOT_REPRODUCED
+    summary = (
+        f"One step at lr 1 multiplies the spread of the standard network's last hidden layer by {std_last:.3g} "
+        f"(its first by {std_first:.3g}), BatchNorm's by {bn_last:.3g}."
+    )
+    return Finding(text, verdict, summary)
+
+
+CLAIMS = {
+    "larger_rates": Claim(
+        "BatchNorm trains at larger learning rates than the standard network",
+        "Bjorck et al. (2018): BatchNorm's main benefit is that it lets training use larger learning rates; without "
+        "it, training at large rates diverges (ResNet-110 on CIFAR-10)",
+        f"reproduced if BN's largest rate that trains is at least {LARGER:g} times the standard network's (or the "
+        "standard network trains at none); partly if it is larger; not reproduced otherwise",
+        larger_rates,
+    ),
+    "matched_rate": Claim(
+        "At the standard network's best rate most of BatchNorm's advantage disappears",
+        "Bjorck et al. (2018): at the same small rate, networks with and without BatchNorm train similarly; the gain "
+        "comes with the larger rate",
+        f"test accuracy: reproduced if BN's lead at the standard network's best rate is at most {GONE:g} of its lead "
+        "when each network uses its own best rate; partly if smaller than that lead; not reproduced otherwise; "
+        f"cannot tell if BN leads by {NO_LEAD * 100:.0f} point or less at best",
+        matched_rate,
+    ),
+    "large_step": Claim(
+        "Without BatchNorm one large step blows the activations up, more so in deeper layers",
+        "Bjorck et al. (2018): after a step at a large rate, the activations of an unnormalized network grow, "
+        "increasingly with depth; BatchNorm keeps them in check",
+        "from the trained weights of Part I's runs at lr 0.1, one step at lr 1: reproduced if the standard network's "
+        "activation spread grows more at its last hidden layer than BN's does and more than at its own first layer; "
+        "partly if only the first holds; not reproduced otherwise",
+        large_step,
+    ),
+}

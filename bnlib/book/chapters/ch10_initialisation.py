@@ -11,17 +11,26 @@ Then short training runs of the MLPs: does the state at initialisation predict w
 
 from __future__ import annotations
 
+import functools
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from bnlib.book import plan, plotting
+from bnlib.book.chapters.ch01_does_batchnorm_help import BN
+from bnlib.book.claims import Claim, Finding, Verdict, graded
+from bnlib.book.plan import Read
 from bnlib.config import RunConfig
-from bnlib.experiments import base_config, check_scale
+from bnlib.experiments import Experiment, check_scale
 from bnlib.probes.signal import signal_propagation
 from bnlib.records import Record
-from bnlib.sweeps import Job
 from bnlib.train import first_batches, initial_model
+
+NOTEBOOK = "10_initialisation"
+TITLE = "At initialisation"
+EXPLANATION = "BatchNorm avoids rank collapse at initialisation (and makes gradients explode)"
 
 MLP_DEPTHS = {"paper": (2, 5, 10, 20, 50, 100), "cpu": (2, 5, 10, 20, 50), "smoke": (2, 5)}
 VGG_DEPTHS = (11, 13, 16, 19)
@@ -32,13 +41,17 @@ TRAINS = 0.2  # a run "trains" if its final training accuracy is at least twice 
 COLLAPSED = 0.9  # "collapsed": the last hidden layer's mean pairwise cosine is at least this
 
 
-def mlp_config(norm: str, depth: int, scale: str, lr: float = 0.01) -> RunConfig:
+def mlp_run(norm: str, depth: int, lr: float = 0.01) -> Experiment:
     """A deep ReLU MLP of the scale (He-initialised; `bnlib.models.mlp`)."""
-    return plan.capped(base_config("mlp", scale, norm=norm, mlp_depth=depth, lr=lr, test_every=0))
+    return Experiment.of("mlp", norm, lr, mlp_depth=depth, test_every=0)
+
+
+def mlp_config(norm: str, depth: int, scale: str, lr: float = 0.01) -> RunConfig:
+    return plan.config(mlp_run(norm, depth, lr), scale)
 
 
 def vgg_config(norm: str, depth: int, scale: str) -> RunConfig:
-    return plan.config("vgg-bn-lr0.1", scale).replace(norm=norm, vgg_depth=depth)
+    return plan.config(BN.but(norm=norm, vgg_depth=depth), scale)
 
 
 def at_init(config: RunConfig) -> pd.DataFrame:
@@ -130,30 +143,35 @@ def signal_figure(frame: pd.DataFrame, family: str = "MLP") -> plt.Figure:
 # ----------------------------------------------------------------------------- trainability against depth
 
 
-def jobs(scale: str) -> list[Job]:
-    return [
-        Job(mlp_config(norm, depth, scale, lr), (), f"MLP depth {depth}, {plotting.label(norm)}, lr {lr:g}")
+def _trained(scale: str) -> dict[tuple[int, str, float], Experiment]:
+    return {
+        (depth, norm, lr): mlp_run(norm, depth, lr)
         for depth in TRAIN_DEPTHS[check_scale(scale)]
         for norm in NETWORKS
         for lr in TRAIN_RATES
-    ]
+    }
+
+
+def reads(scale: str) -> list[Read]:
+    return [Read(run) for run in _trained(scale).values()]
 
 
 def runs(scale: str) -> dict[tuple[int, str, float], Record]:
-    todo = jobs(scale)
-    return {(j.config.mlp_depth, j.config.norm, j.config.lr): r for j, r in zip(todo, plan.records(todo), strict=True)}
+    own = _trained(scale)
+    return dict(zip(own, plan.records(list(own.values()), scale), strict=True))
 
 
 def trainability(scale: str, signal: pd.DataFrame) -> pd.DataFrame:
     """Per MLP depth and network: its best final training accuracy over TRAIN_RATES, whether it
     trains, and its last hidden layer's mean cosine and stable rank at initialisation."""
     last = last_hidden(signal[signal["family"] == "MLP"]).set_index(["depth", "norm"])
+    trained = runs(scale)
     rows = []
     for depth in TRAIN_DEPTHS[check_scale(scale)]:
         for norm in NETWORKS:
             finals = {
                 lr: (np.nan if r.diverged else r.final["train_acc"])
-                for (d, n, lr), r in runs(scale).items()
+                for (d, n, lr), r in trained.items()
                 if d == depth and n == norm
             }
             best_lr = max(finals, key=lambda lr: -1 if np.isnan(finals[lr]) else finals[lr])
@@ -188,3 +206,136 @@ def trainability_figure(table: pd.DataFrame) -> plt.Figure:
     ax.set_title("hollow: collapsed at initialisation", fontsize="small")
     ax.legend(fontsize="small")
     return fig
+
+
+# ----------------------------------------------------------------------------- the claims
+
+YANG_FACTOR = math.sqrt(math.pi / (math.pi - 1))  # ~1.21: BN-ReLU MLP's gradient growth per layer (mean field)
+GROWS = 1.1  # a fitted per-layer growth factor this large is "explosion"
+MEAN_SHIFT = 10.0  # the standard network's mean^2 / variance must rise this much from first to last layer
+
+
+@functools.cache
+def _signal(scale: str):
+    return signal_table(scale)
+
+
+def _deepest(scale: str) -> int:
+    return max(MLP_DEPTHS[check_scale(scale)])
+
+
+def rank_collapse(scale: str) -> Finding:
+    last = last_hidden(_signal(scale))
+    mlp = last[last["family"] == "MLP"].set_index(["depth", "norm"])
+    deep = [d for d in MLP_DEPTHS[scale] if d >= 10] or list(MLP_DEPTHS[scale])
+    higher = all(mlp.loc[(d, "none"), "mean cosine"] > mlp.loc[(d, "batch"), "mean cosine"] for d in deep)
+    d = _deepest(scale)
+    std, bn = mlp.loc[(d, "none")], mlp.loc[(d, "batch")]
+    text = (
+        f"last hidden layer of the {d}-layer MLP at initialisation: mean pairwise cosine standard "
+        f"{std['mean cosine']:.3f}, BN {bn['mean cosine']:.3f}; stable rank standard {std['stable rank']:.2f}, "
+        f"BN {bn['stable rank']:.2f}; the standard network more collinear than BN at every depth from "
+        f"{deep[0]}: {'yes' if higher else 'no'}"
+    )
+    collapsed = std["mean cosine"] >= COLLAPSED and bn["mean cosine"] < COLLAPSED
+    summary = (
+        f"At initialisation, the last hidden layer of the {d}-layer MLP has a mean pairwise cosine of "
+        f"{std['mean cosine']:.3f} without BatchNorm and {bn['mean cosine']:.3f} with it."
+    )
+    return Finding(text, graded([higher, collapsed]), summary)
+
+
+def gradient_explosion(scale: str) -> Finding:
+    d = _deepest(scale)
+    bn, std = (gradient_growth(_signal(scale), "MLP", d, norm) for norm in ("batch", "none"))
+    text = (
+        f"growth of the weight gradient's norm per layer toward the input, fitted over the {d}-layer MLP: "
+        f"BN {bn:.3f}, standard {std:.3f} (mean-field theory for BN: {YANG_FACTOR:.3f})"
+    )
+    if bn >= GROWS and std < GROWS:
+        verdict = Verdict.REPRODUCED
+    else:
+        verdict = Verdict.PARTLY if bn >= GROWS else Verdict.NOT_REPRODUCED
+    summary = (
+        f"With BatchNorm the weight gradient grows by {bn:.3f} per layer toward the input (mean-field theory: "
+        f"{YANG_FACTOR:.3f}), without it by {std:.3f}."
+    )
+    return Finding(text, verdict, summary)
+
+
+def mean_shift(scale: str) -> Finding:
+    frame = _signal(scale)
+    checks, parts = [], []
+    for family, depths in (("MLP", MLP_DEPTHS[scale]), ("VGG", VGG_DEPTHS)):
+        d = max(depths)
+        rises = {}
+        for norm in NETWORKS:
+            mine = frame[(frame["family"] == family) & (frame["depth"] == d) & (frame["norm"] == norm)]
+            hidden = mine[mine["layer"] < mine["layer"].max()]["mean^2 / variance"]
+            rises[norm] = hidden.iloc[-1] / hidden.iloc[0]
+        checks.append(rises["none"] >= MEAN_SHIFT and rises["batch"] < MEAN_SHIFT)
+        parts.append(f"{family}-{d}: standard x{rises['none']:.3g}, BN x{rises['batch']:.3g}")
+    text = "squared channel mean over channel variance, last hidden layer against the first: " + "; ".join(parts)
+    summary = (
+        f"Without BatchNorm the channel means drift with depth in {sum(checks)} of the 2 families ("
+        + "; ".join(parts)
+        + ")."
+    )
+    return Finding(text, graded(checks), summary)
+
+
+def predicts_training(scale: str) -> Finding:
+    table = trainability(scale, _signal(scale))
+    collapsed, healthy = table[table["collapsed at init"]], table[~table["collapsed at init"]]
+    text = (
+        f"{len(collapsed)} of {len(table)} MLPs collapsed at initialisation (mean cosine >= {COLLAPSED}); "
+        f"of them {int((~collapsed['trains']).sum())} fail to train; of the others {int(healthy['trains'].sum())} "
+        f"of {len(healthy)} train (best of lr {', '.join(f'{r:g}' for r in TRAIN_RATES)})"
+    )
+    summary = (
+        f"Of the {len(collapsed)} MLPs collapsed at initialisation {int((~collapsed['trains']).sum())} fail to "
+        f"train; of the other {len(healthy)}, {int(healthy['trains'].sum())} train."
+    )
+    if collapsed.empty:
+        return Finding(text, Verdict.CANNOT_TELL, summary)
+    checks = [not collapsed["trains"].any(), bool(healthy["trains"].all())]
+    return Finding(text, graded(checks), summary)
+
+
+CLAIMS = {
+    "rank_collapse": Claim(
+        "Without BatchNorm, deep ReLU networks map a batch to nearly collinear representations at initialisation; "
+        "with it they do not",
+        "Daneshmand et al. (2020): BatchNorm provably keeps the rank of the representations high at any depth "
+        "(linear networks; seen for ReLU), where unnormalized networks' rank collapses",
+        f"reproduced if at every MLP depth from 10 the standard network's last hidden layer has a higher mean "
+        f"cosine than BN's, and at the deepest it is at least {COLLAPSED} while BN's is below; partly if one "
+        "of the two holds; not reproduced otherwise",
+        rank_collapse,
+    ),
+    "gradient_explosion": Claim(
+        "But BatchNorm makes the gradient explode with depth at initialisation",
+        f"Yang et al. (2019): in BatchNorm ReLU MLPs the gradient grows by a constant factor per layer toward the "
+        f"input (about {YANG_FACTOR:.2f} in norm), which no initialisation removes",
+        f"on the deepest MLP: reproduced if BN's fitted per-layer growth is at least {GROWS} and the standard "
+        "network's is not; partly if both are; not reproduced if BN's is not",
+        gradient_explosion,
+    ),
+    "mean_shift": Claim(
+        "Without normalization the channel means drift with depth, toward a constant function",
+        "Brock et al. (2021): in unnormalized networks the squared channel means grow with depth relative to the "
+        "variance; BatchNorm removes this mean shift",
+        f"on the deepest MLP and VGG: reproduced if in both the standard network's mean^2 / variance rises at least "
+        f"{MEAN_SHIFT:g}-fold from its first to its last hidden layer while BN's does not; partly if in one",
+        mean_shift,
+    ),
+    "predicts_training": Claim(
+        "Rank collapse at initialisation predicts which networks fail to train",
+        "Daneshmand et al. (2020): networks whose representations collapse at initialisation train slowly or not "
+        "at all; restoring the rank makes them trainable",
+        f"short runs of the MLPs (best of two rates): reproduced if every collapsed network fails to train (final "
+        f"training accuracy below {TRAINS:.0%}) and every other one trains; partly if one of the two holds; "
+        "cannot tell if none collapsed",
+        predicts_training,
+    ),
+}

@@ -1,0 +1,521 @@
+"""Chapter 06, the theory of Section 4 and appendix C checked numerically: every statement's two
+sides computed, over many random instances and on the trained VGG with BatchNorm.
+
+Random instances are single BN units: a batch y of m values with a chosen batch standard deviation
+sigma, a gain gamma, and an upstream gradient g = dL/dz with a non-zero mean (so every term of the
+bounds matters). The formulas live in `bnlib.probes.theory`; this module sweeps them. The sweeps
+are computed once per process (`sweeps`): the chapter's tables and figures, its claims and its
+closing paragraph all read the same numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from bnlib.book import plan
+from bnlib.book.chapters.ch01_does_batchnorm_help import BN
+from bnlib.book.claims import Claim, Finding, Verdict
+from bnlib.book.plan import Read
+from bnlib.config import RunConfig
+from bnlib.models import NumberedNet
+from bnlib.probes import theory
+from bnlib.probes.activations import chosen_units
+from bnlib.records import Record
+from bnlib.train import first_batch, initial_model, summed_squared_error
+
+NOTEBOOK = "06_theory"
+TITLE = "The theory, checked"
+
+THEORY_MS = (2, 4, 16, 64, 256)  # batch sizes of the random instances
+
+
+def reads(scale: str) -> list[Read]:
+    return [Read(BN, (0,), ("bn-scale",))]
+
+
+def random_instances(
+    m: int, n: int, seed: int, gamma: float | None = None, sigma: float | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """n random units as the columns of (m, n) float64 tensors y and g, and gamma (n,). gamma and
+    the batch standard deviation of y are drawn at random (gamma in [0.1, 3.1], sigma in [0, 5])
+    unless given."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randn(m, n, generator=gen, dtype=torch.float64)
+    y = (y - y.mean(0)) / y.std(0, unbiased=False)
+    spread = torch.full((n,), float(sigma), dtype=torch.float64) if sigma else torch.rand(n, generator=gen) * 5
+    y = y * spread + torch.randn(n, generator=gen, dtype=torch.float64)
+    gains = torch.full((n,), float(gamma), dtype=torch.float64) if gamma else torch.rand(n, generator=gen) * 3 + 0.1
+    g = torch.randn(m, n, generator=gen, dtype=torch.float64) + torch.randn(n, generator=gen, dtype=torch.float64)
+    return y, gains.double(), g
+
+
+def smooth_downstream(z: Tensor) -> Tensor:
+    """A smooth, non-convex stand-in for the layers above a BN unit: L(z) for a batch z of shape (m,)."""
+    weights = torch.linspace(-1, 2, len(z), dtype=z.dtype)
+    return (torch.sin(1.3 * z) * weights).sum() + 0.2 * (z * weights).sum() ** 2 + (z**4).sum() / 10
+
+
+def theorem_4_1_sweep(
+    ms: Sequence[int], n: int = 200, seed: int = 0, gamma: float | None = None, sigma: float | None = None
+) -> pd.DataFrame:
+    """Theorem 4.1 on n random units per batch size m: ||grad_y L_hat||^2 against the right side
+    with the proof's 1/m and the printed 1/sqrt(m); also ||dL/dz||^2, what the layer would get
+    without BN."""
+    parts = []
+    for m in ms:
+        y, gains, g = random_instances(m, n, seed + m, gamma, sigma)
+        out = theory.theorem_4_1(y, gains, g)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "m": m,
+                    "lhs": out["lhs"].numpy(),
+                    "rhs_1_over_m": out["rhs_1_over_m"].numpy(),
+                    "rhs_printed": out["rhs_printed"].numpy(),
+                    "plain": g.square().sum(0).numpy(),
+                    "gamma_sq_over_sigma_sq": out["gamma_sq_over_sigma_sq"].numpy(),
+                }
+            )
+        )
+    table = pd.concat(parts, ignore_index=True)
+    # the size of the bound's terms (for m = 2 both sides are 0 up to rounding)
+    scale = (table["gamma_sq_over_sigma_sq"] * table["plain"]).clip(lower=1e-300)
+    return table.assign(
+        relative_error_1_over_m=(table["lhs"] - table["rhs_1_over_m"]).abs() / scale,
+        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * scale,
+    )
+
+
+def theorem_4_1_counterexample() -> dict[str, float]:
+    """The smallest counterexample to the printed Theorem 4.1: m = 2, y = (0, 1), g = (0, 1),
+    gamma = 1. BN maps any two distinct values to (-1, 1), so the gradient reaching y is 0, while
+    the printed right side is 4 (1 - 1/2 - 1/sqrt 2) < 0."""
+    y = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    g = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    out = theory.theorem_4_1(y, torch.ones(1, dtype=torch.float64), g)
+    return {k: float(v[0]) for k, v in out.items()}
+
+
+def theorem_4_2_sweep(ms: Sequence[int], n: int = 25, seed: int = 0) -> pd.DataFrame:
+    """Theorem 4.2 on n random units per batch size, with `smooth_downstream` as the loss above:
+    the first display's two sides (its proof's eq. 50, an identity), the second display's right side,
+    and the quantities of its hypotheses."""
+    rows = []
+    for m in ms:
+        y, gains, _ = random_instances(m, n, seed + m)
+        for j in range(n):
+            out = theory.theorem_4_2(y[:, j], gains[j], torch.tensor(0.3, dtype=torch.float64), smooth_downstream)
+            rows.append({"m": m, **{k: float(v) for k, v in out.items()}})
+    table = pd.DataFrame(rows)
+    scale = table[["lhs", "rhs"]].abs().max(axis=1).clip(lower=1e-300)
+    return table.assign(
+        relative_error=(table["lhs"] - table["rhs"]).abs() / scale,
+        second_holds=table["lhs"] <= table["rhs_second"] + 1e-9 * scale,
+        proof_step_holds=table["v_H_v"] <= table["g_H_g"],
+    )
+
+
+GRADIENT_SCALES = (1e-3, 1.0, 1e3)  # Theorem 4.4's printed form is checked with gradients of these sizes
+
+
+def theorem_4_4_sweep(
+    ms: Sequence[int], lam: float = 2.5, n: int = 200, seed: int = 0, scales: Sequence[float] = GRADIENT_SCALES
+) -> pd.DataFrame:
+    """Theorem 4.4 on n random units per batch size and per size of the upstream gradient (g times
+    each of `scales`): g_hat against the consistent right side (an equality) and the printed one,
+    whose terms scale differently with the gradient (a squared norm squared against squared norms)."""
+    parts = []
+    for m in ms:
+        y, gains, g = random_instances(m, n, seed + m)
+        for factor in scales:
+            out = theory.theorem_4_4(y, gains, g * factor, lam)
+            size = gains.square() / y.var(0, unbiased=False) * out["g"]  # gamma^2/sigma^2 g: the terms' size
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "m": m,
+                        "gradient scale": factor,
+                        "lhs": out["lhs"].numpy(),
+                        "rhs": out["rhs"].numpy(),
+                        "rhs_printed": out["rhs_printed"].numpy(),
+                        "size": size.numpy(),
+                    }
+                )
+            )
+    table = pd.concat(parts, ignore_index=True)
+    scale = table["size"].clip(lower=1e-300)
+    return table.assign(
+        relative_error=(table["lhs"] - table["rhs"]).abs() / scale,
+        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * scale,
+    )
+
+
+def worst_input_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Theorem 4.4's maximisation over inputs with spectral norm <= lam, gradients held fixed, for n
+    random gradients per batch size: the bound lam^2 ||a||^2, the rank-one input that attains it,
+    and the largest value over random inputs."""
+    rows = []
+    for m in ms:
+        gradients = torch.randn(n, m, generator=torch.Generator().manual_seed(seed + m), dtype=torch.float64)
+        rows += [{"m": m, **theory.worst_input_gradient(a, lam, seed=seed + j)} for j, a in enumerate(gradients)]
+    return pd.DataFrame(rows)
+
+
+def theorem_c_1_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Theorem C.1 on n random units per batch size (`bnlib.probes.theory.theorem_c_1`): the bounds
+    of both sides and whether the statement holds, is violated, or is undecided by the bounds."""
+    rows = []
+    for m in ms:
+        y, gains, _ = random_instances(m, n, seed + m)
+        beta = torch.tensor(0.3, dtype=torch.float64)
+        for j in range(n):
+            rows.append({"m": m, **theory.theorem_c_1(y[:, j], gains[j], beta, smooth_downstream, lam)})
+    return pd.DataFrame(rows)
+
+
+def observation_4_3_sweep(ms: Sequence[int], n: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Observation 4.3: max |BN(y) - y| with gamma = sigma, beta = mu, per batch size."""
+    return pd.DataFrame(
+        [{"m": m, "max_abs_difference": float(theory.observation_4_3(random_instances(m, n, seed + m)[0]))} for m in ms]
+    )
+
+
+def lemma_4_5_sweep(dims: Sequence[int], n: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Lemma 4.5 on n random pairs (W0, W*) per size d x d with <W0, W*> > 0: the distance to the
+    BN optimum k W* against the lemma's right side, and the plain distance to W*."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for d in dims:
+        while sum(r["d"] == d for r in rows) < n:
+            w0, w_star = torch.randn(d, d, generator=gen), torch.randn(d, d, generator=gen)
+            if torch.sum(w0 * w_star) <= 0:
+                continue
+            rows.append({"d": d, **{k: float(v) for k, v in theory.lemma_4_5(w0, w_star).items()}})
+    table = pd.DataFrame(rows)
+    return table.assign(relative_error=(table["lhs"] - table["rhs"]).abs() / table["lhs"].abs())
+
+
+def bn_scale_over_training(record: Record) -> pd.DataFrame:
+    """From a run's BN-scale probe: per probed step and BN layer, the median over units of
+    gamma^2 / sigma^2, the share of units where it is below 1, and the share with <g, y_hat> > 0."""
+    data = record.probes[record.probe_key("bn-scale")]
+    layers = sorted({int(k[1:].split(".")[0]) for k in data if k.startswith("L")})
+    rows = []
+    for i, step in enumerate(data["step"]):
+        for k in layers:
+            ratio, dot = data[f"L{k}.gamma_sq_over_sigma_sq"][i], data[f"L{k}.g_dot_y_hat"][i]
+            rows.append(
+                {
+                    "step": int(step),
+                    "layer": k,
+                    "median gamma^2/sigma^2": float(np.median(ratio)),
+                    "share below 1": float(np.mean(ratio < 1)),
+                    "share <g, y_hat> > 0": float(np.mean(dot > 0)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def hypotheses_on_network(model: NumberedNet, x: Tensor, y: Tensor, loss_fn, n_units: int = 2) -> pd.DataFrame:
+    """Theorem 4.2's hypotheses on a network's BN layers, for `n_units` units per layer (the same
+    units the activation probe tracks): g^T H_jj g >= 0 (convex along the gradient) and
+    <g, y_hat> > 0, on one batch."""
+    rows = []
+    for k in theory.bn_layers(model):
+        units = chosen_units(model, k, n_units).tolist()
+        out = theory.downstream_curvature(model, k, units, x, y, loss_fn)
+        for j, unit in enumerate(units):
+            rows.append(
+                {"layer": k, "unit": unit, "g_H_g": float(out["g_H_g"][j]), "g_dot_y_hat": float(out["g_dot_y_hat"][j])}
+            )
+    return pd.DataFrame(rows)
+
+
+def hypotheses_start_and_end(record: Record, n_units: int = 2, batch: int = 32) -> pd.DataFrame:
+    """`hypotheses_on_network` for a run's initial and final network, on the first `batch` samples
+    of its first batch (each unit costs a double-backward pass through the layers above it)."""
+    x, y, loss_fn = first_batch(record.config)
+    x, y = x[:batch], y[:batch]
+    parts = [
+        hypotheses_on_network(model, x, y, loss_fn, n_units).assign(network=name)
+        for name, model in (("initial", initial_model(record.config)), ("trained", record.model()))
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def theorem_4_1_on_network(model: NumberedNet, x: Tensor, y: Tensor, loss_fn) -> pd.DataFrame:
+    """Theorem 4.1 (1/m form) on every unit of every BN layer of a network, with BN's own eps:
+    both sides, and gamma^2 / sigma^2."""
+    terms = theory.bn_layer_terms(model, theory.bn_layers(model), x, y, loss_fn)
+    parts = []
+    for k, t in terms.items():
+        out = theory.theorem_4_1(t["y"].double(), t["gamma"].double(), t["g"].double(), eps=float(t["eps"]))
+        parts.append(pd.DataFrame({"layer": k, **{name: v.numpy() for name, v in out.items()}}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def scale_invariance(factors: Sequence[float], seed: int = 0) -> pd.DataFrame:
+    """What Lemma 4.5 rests on: a deep linear network with BN (8 layers of 10 x 10) has the same
+    loss when a layer's weights are multiplied by k > 0. Loss at k W_1 over the loss at W_1."""
+    config = RunConfig(model="dln", norm="batch", dln_depth=8, dln_dim=10, bn_eps=1e-30, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    x, target = torch.randn(100, 10, generator=gen), torch.randn(100, 10, generator=gen)
+    model = initial_model(config).double()
+    x, target = x.double(), target.double()
+    weight = model.layer(1).weight
+    base = summed_squared_error(model(x), target).item()
+    rows = []
+    with torch.no_grad():
+        original = weight.clone()
+        for k in factors:
+            weight.copy_(original * k)
+            rows.append({"k": k, "loss ratio": summed_squared_error(model(x), target).item() / base})
+        weight.copy_(original)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the trained network
+
+
+@functools.cache
+def hypotheses(scale: str) -> pd.DataFrame:
+    """Theorem 4.2's hypotheses on the initial and trained VGG with BN at lr 0.1 (computed once per
+    process: about half a minute at the cpu scale)."""
+    return hypotheses_start_and_end(plan.get(BN, scale))
+
+
+# ----------------------------------------------------------------------------- the claims
+
+IDENTITY_TOLERANCE = 1e-8  # relative error under which two sides computed independently are "equal"
+EXACT = 1e-10  # |BN(y) - y| under which Observation 4.3's layer returns its input
+INVARIANT = 1e-9  # |loss ratio - 1| under which scaling a layer leaves the loss unchanged
+MOST, HALF = 0.9, 0.5  # shares of units for "reproduced" and "partly" on the trained network
+C1_MS = (4, 16, 64)
+
+
+@functools.cache
+def sweeps() -> dict[str, pd.DataFrame]:
+    """Every random-instance check of Section 4, computed once per process."""
+    return {
+        "4.1": theorem_4_1_sweep(THEORY_MS),
+        "4.2": theorem_4_2_sweep(THEORY_MS[1:]),
+        "4.3": observation_4_3_sweep(THEORY_MS),
+        "4.4": theorem_4_4_sweep(THEORY_MS),
+        "4.4 inputs": worst_input_sweep(THEORY_MS[1:4]),
+        "C.1": theorem_c_1_sweep(C1_MS),
+        "4.5": lemma_4_5_sweep((2, 10, 50)),
+        "invariance": scale_invariance((0.01, 100)),
+    }
+
+
+def _share(share: float) -> Verdict:
+    return Verdict.REPRODUCED if share >= MOST else Verdict.PARTLY if share >= HALF else Verdict.NOT_REPRODUCED
+
+
+def theorem_4_1(scale: str) -> Finding:
+    table = sweeps()["4.1"]
+    error, violated = table["relative_error_1_over_m"].max(), table["printed_violated"].mean()
+    proof = (
+        f"with 1/m (the proof's own algebra) the two sides are equal (largest relative error {error:.1e})"
+        if error <= IDENTITY_TOLERANCE
+        else f"with 1/m the two sides differ by up to {error:.1e} (relative)"
+    )
+    text = (
+        f"{len(table)} random units, m = {', '.join(map(str, THEORY_MS))}: the printed form is violated by "
+        f"{violated:.0%} of them (smallest counterexample: m = 2, ||grad||^2 = 0 > "
+        f"{theorem_4_1_counterexample()['rhs_printed']:.3f}); {proof}"
+    )
+    summary = f"Theorem 4.1 as printed fails on {violated:.0%} of the random units; {proof}."
+    return Finding(text, Verdict.REPRODUCED if violated == 0 else Verdict.NOT_REPRODUCED, summary)
+
+
+def theorem_4_2(scale: str) -> Finding:
+    table = sweeps()["4.2"]
+    error = table["relative_error"].max()
+    equal = error <= IDENTITY_TOLERANCE
+    text = f"{len(table)} random units: the first display's two sides are " + (
+        f"equal (eq. 50; largest relative error {error:.1e})" if equal else f"apart by up to {error:.1e} (relative)"
+    )
+    summary = f"Theorem 4.2's first display: its two sides agree to a relative {error:.1e} on every random unit."
+    return Finding(text, Verdict.REPRODUCED if equal else Verdict.NOT_REPRODUCED, summary)
+
+
+def theorem_4_2_second(scale: str) -> Finding:
+    table = sweeps()["4.2"]
+    holds, step = table["second_holds"], table["proof_step_holds"]
+    text = (
+        f"{len(table)} random units: holds on {holds.mean():.0%}; the proof's step v^T H v <= g^T H g holds on "
+        f"{step.mean():.0%}, and where it holds the display holds on {holds[step].mean():.0%}"
+    )
+    if holds.all():
+        verdict = Verdict.REPRODUCED
+    else:
+        verdict = Verdict.PARTLY if holds[step].all() else Verdict.NOT_REPRODUCED
+    summary = f"Its second display holds on {holds.mean():.0%} of the random units, {holds[step].mean():.0%} of those "
+    summary += "where the proof's step holds."
+    return Finding(text, verdict, summary)
+
+
+def theorem_4_2_hypotheses(scale: str) -> Finding:
+    h = hypotheses(scale)
+    trained = h[h["network"] == "trained"]
+    convex, positive = (trained["g_H_g"] >= 0).mean(), (trained["g_dot_y_hat"] > 0).mean()
+    initial = h[h["network"] == "initial"]
+    text = (
+        f"VGG with BN at lr 0.1, {len(trained)} sampled units: g^T H g >= 0 for {convex:.0%} after training "
+        f"({(initial['g_H_g'] >= 0).mean():.0%} at initialisation); <g, y_hat> > 0 for {positive:.0%} "
+        f"({(initial['g_dot_y_hat'] > 0).mean():.0%} at initialisation)"
+    )
+    summary = (
+        f"On the trained VGG its hypotheses hold for {convex:.0%} (local convexity) and {positive:.0%} "
+        "(<g, y_hat> > 0) of the sampled units."
+    )
+    return Finding(text, _share(min(convex, positive)), summary)
+
+
+def observation_4_3(scale: str) -> Finding:
+    largest = sweeps()["4.3"]["max_abs_difference"].max()
+    text = f"largest |BN(y) - y| with gamma = sigma, beta = mu: {largest:.1e}"
+    summary = f"With gamma = sigma and beta = mu BatchNorm returns its input to within {largest:.1e} (Observation 4.3)."
+    return Finding(text, Verdict.REPRODUCED if largest <= EXACT else Verdict.NOT_REPRODUCED, summary)
+
+
+def theorem_4_4(scale: str) -> Finding:
+    table, inputs = sweeps()["4.4"], sweeps()["4.4 inputs"]
+    by_scale = table.groupby("gradient scale")["printed_violated"].mean()
+    attained = ((inputs["rank_one"] - inputs["bound"]).abs() <= 1e-9 * inputs["bound"]).all()
+    never_above = (inputs["largest_random"] <= inputs["bound"] * (1 + 1e-12)).all()
+    error = table["relative_error"].max()
+    worst = (
+        "the worst input gives lam^2 ||grad_y||^2 (attained by a rank-one input; never exceeded by random ones)"
+        if attained and never_above
+        else "the worst-input bound lam^2 ||grad_y||^2 fails"
+    )
+    corollary = (
+        f"the consistent form is an equality (largest relative error {error:.1e})"
+        if error <= IDENTITY_TOLERANCE
+        else f"the consistent form is off by up to {error:.1e}"
+    )
+    text = (
+        "the printed form is violated by "
+        + ", ".join(f"{share:.0%} of units at gradient scale {factor:g}" for factor, share in by_scale.items())
+        + f"; {worst}; {corollary}"
+    )
+    violated = table["printed_violated"].any()
+    summary = (
+        f"Theorem 4.4 as printed fails on {table['printed_violated'].mean():.0%} of the random units; {corollary}."
+    )
+    return Finding(text, Verdict.NOT_REPRODUCED if violated else Verdict.REPRODUCED, summary)
+
+
+def theorem_c_1(scale: str) -> Finding:
+    counts = sweeps()["C.1"]["verdict"].value_counts()
+    held, violated, undecided = (int(counts.get(k, 0)) for k in ("holds", "violated", "undecided"))
+    text = (
+        f"{int(counts.sum())} random units, m = {', '.join(map(str, C1_MS))}, worst inputs bounded from both sides: "
+        f"holds on {held}, violated on {violated}, undecided by the bounds on {undecided}"
+    )
+    summary = f"Theorem C.1 holds on {held}, fails on {violated} and is undecided on {undecided} of the random units."
+    return Finding(text, Verdict.NOT_REPRODUCED if violated else Verdict.REPRODUCED, summary)
+
+
+def lemma_4_5(scale: str) -> Finding:
+    error = sweeps()["4.5"]["relative_error"].max()
+    ratios = sweeps()["invariance"]["loss ratio"]
+    equal = error <= IDENTITY_TOLERANCE
+    invariant = ((ratios - 1).abs() <= INVARIANT).all()
+    text = (
+        ("an equality for k W*, k = <W*, W0>/||W*||^2 " if equal else "not an equality ")
+        + f"(largest relative error {error:.1e}); the BN network's loss when a layer is scaled by 0.01 or 100: "
+        f"ratios {ratios.iloc[0]:.12f}, {ratios.iloc[1]:.12f}"
+    )
+    summary = f"Lemma 4.5's bound is an equality for k W* to a relative {error:.1e}."
+    return Finding(text, Verdict.REPRODUCED if equal and invariant else Verdict.NOT_REPRODUCED, summary)
+
+
+def sigma_large(scale: str) -> Finding:
+    table = bn_scale_over_training(plan.get(BN, scale))
+    last = table[table["step"] == table["step"].max()]
+    below, ratio = last["share below 1"], last["median gamma^2/sigma^2"]
+    share = float(below.mean())
+    text = (
+        f"VGG + BN at lr 0.1, last probed step: {share:.0%} of units have gamma^2/sigma^2 < 1 "
+        f"(per layer {below.min():.0%} to {below.max():.0%}); median ratio per layer {ratio.min():.2f} to "
+        f"{ratio.max():.2f}"
+    )
+    summary = f"On the trained VGG, gamma^2/sigma^2 is below 1 for {share:.0%} of the units."
+    return Finding(text, _share(share), summary)
+
+
+CLAIMS = {
+    "theorem_4_1": Claim(
+        "Theorem 4.1: BN shrinks the gradient reaching a layer's outputs",
+        "||grad L_hat||^2 <= gamma^2/sigma^2 (||g||^2 - <1, g>^2/m - <g, y_hat>^2/sqrt(m)) (p. 9)",
+        "reproduced if the printed inequality holds on every random unit; not reproduced if it fails on any",
+        theorem_4_1,
+    ),
+    "theorem_4_2": Claim(
+        "Theorem 4.2, first display: the curvature along the gradient",
+        "v^T (d^2 L_hat/dy^2) v <= gamma^2/sigma^2 v^T H v - gamma/(m sigma^2) <g, y_hat> ||v||^2 (p. 9)",
+        f"reproduced if the two sides, computed independently, agree to a relative {IDENTITY_TOLERANCE:g} on every "
+        "random unit (the proof's eq. 50 is an equality); not reproduced otherwise",
+        theorem_4_2,
+    ),
+    "theorem_4_2_second": Claim(
+        "Theorem 4.2, second display",
+        'if H "preserves the relative norms of g and grad L_hat": the same with g^T H g in place of v^T H v (p. 9)',
+        "reproduced if it holds on every random unit; partly if it holds on every unit where the proof's step "
+        "(v^T H v <= g^T H g, our reading of the hypothesis) holds, but not on all; not reproduced otherwise",
+        theorem_4_2_second,
+    ),
+    "theorem_4_2_hypotheses": Claim(
+        "Theorem 4.2's hypotheses hold in practice",
+        'H PSD along the gradient and <g, y_hat> > 0 are "both fairly mild assumptions" (p. 9)',
+        f"on a trained VGG with BN: reproduced if both hold for at least {MOST:.0%} of sampled units; partly if for "
+        f"at least {HALF:.0%}; not reproduced otherwise",
+        theorem_4_2_hypotheses,
+    ),
+    "observation_4_3": Claim(
+        "Observation 4.3: with gamma = sigma, beta = mu, BN returns its input",
+        "so every minimum of the standard landscape exists in the BN landscape (p. 9)",
+        f"reproduced if |BN(y) - y| <= {EXACT:g} on every random batch",
+        observation_4_3,
+    ),
+    "theorem_4_4": Claim(
+        "Theorem 4.4: the worst-case weight gradient is smaller with BN",
+        "g_hat <= gamma^2/sigma^2 (g^2 - m mu_g^2 - lambda^2 <grad L, y_hat>^2), the maximum over inputs "
+        "||X|| <= lambda, gradients held fixed (p. 9)",
+        "reproduced if the printed inequality holds on every random unit, at every gradient scale; not reproduced "
+        "if it fails on any",
+        theorem_4_4,
+    ),
+    "theorem_c_1": Claim(
+        "Theorem C.1: the worst-case curvature along the weight gradient is smaller with BN",
+        "max over ||X|| <= lambda of the BN network's quadratic form < gamma^2/sigma^2 (the standard network's "
+        "maximum - lambda^4 kappa) (appendix C)",
+        "reproduced if no random unit violates it (each side's maximum bounded from below and above); not "
+        "reproduced if one does",
+        theorem_c_1,
+    ),
+    "lemma_4_5": Claim(
+        "Lemma 4.5: BN's scale invariance puts an optimum closer to the initialization",
+        "||W0 - W_hat*||^2 <= ||W0 - W*||^2 - (||W*||^2 - <W*, W0>)^2 / ||W*||^2 (p. 10)",
+        f"reproduced if the identity for k W* holds to a relative {IDENTITY_TOLERANCE:g} on every random pair and "
+        f"the BN network's loss is unchanged (to {INVARIANT:g}) when a layer is scaled",
+        lemma_4_5,
+    ),
+    "sigma_large": Claim(
+        "sigma_j is large, so the factor gamma^2/sigma^2 flattens the landscape",
+        '"sigma_j tends to be large and highly uncontrolled in practice ... thus the scaling by gamma/sigma may '
+        'contribute to the relative flatness" (p. 9)',
+        f"on a trained VGG with BN: reproduced if at least {MOST:.0%} of units have gamma^2/sigma^2 < 1 at the last "
+        f"probed step; partly if at least {HALF:.0%}; not reproduced otherwise",
+        sigma_large,
+    ),
+}
