@@ -1,44 +1,52 @@
-"""Every run the book reads at a scale, with its probes: each run's training time and numbers.
+"""Every run the book reads at a scale: its training time (probes included), how it ended, and what
+each chapter's own runs cost (a run several chapters read counts for the first that reads it).
 
-    python benchmarks/book_runs.py [--scale cpu]
+    python benchmarks/book_runs.py [--scale cpu] [--runs]
 
-Runs go through the run records and the book's run plan (`bnlib.book.plan.jobs`, what the book
-build trains up front), so after a build this only loads them and prints the recorded times, which
-include the probes; missing runs are trained first, as one sweep. The measurement behind the cpu
-scale's choice (book/scales.md).
+It reads the stored run records (after a build of the book), trains nothing, and says which runs
+are missing. The times are those recorded while the build trained the runs, two side by side on one
+thread each; report them beside the machine's reference (`python benchmarks/throughput.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import os
 
 from bnlib.book import plan
+from bnlib.book.chapters import CHAPTERS
+from bnlib.records import stored_record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="cpu")
+    parser.add_argument("--runs", action="store_true", help="a line per run, not only per chapter")
     args = parser.parse_args()
-    started = time.perf_counter()
+    os.environ[plan.ENV_BOOK] = "all"  # the runs with every chapter's probes, as the build trains them
     plan.use(None)
-    jobs = plan.jobs(args.scale)
-    part_one = {job.config for job in plan.jobs(args.scale, plan.PART_ONE)}
-    records = plan.records(jobs)
-    totals = {"Part I": 0.0, "Part II": 0.0}
-    print(f"{'run':58s} part  status    steps  probes  train time  train acc  test acc  train loss")
-    for job, record in zip(jobs, records, strict=True):
-        f = record.final
-        part = "Part I" if job.config in part_one else "Part II"
-        totals[part] += record.wall_time_s
-        accs = f"{f['train_acc']:9.3f} {f['test_acc']:9.3f}" if "test_acc" in f else f"{'':9s} {'':9s}"
-        print(
-            f"{job.name:58s} {part[5:]:4s}  {record.status:8s} {f['steps']:6.0f}  {len(job.probes):6d}  "
-            f"{record.wall_time_s:8.1f} s {accs}  {f['train_loss']:.4g}",
-            flush=True,
-        )
-    print(", ".join(f"{part}: {seconds:.0f} s of training" for part, seconds in totals.items()))
-    print(f"this call took {time.perf_counter() - started:.0f} s")
+    seen: set = set()
+    total, missing = 0.0, 0
+    print(f"{'chapter':32s} {'runs':>5s} {'training time':>14s}  how they ended")
+    for chapter in CHAPTERS:
+        own = [job for job in plan.jobs(args.scale, (chapter,)) if job.config not in seen]
+        seen |= {job.config for job in own}
+        seconds, ended = 0.0, {}
+        for job in own:
+            record = stored_record(job.config)
+            if record is None:
+                missing += 1
+                continue
+            seconds += record.wall_time_s
+            ended[record.status] = ended.get(record.status, 0) + 1
+            if args.runs:
+                print(f"  {job.name:70s} {record.status:8s} {record.final['steps']:6.0f} {record.wall_time_s:8.1f} s")
+        total += seconds
+        shown = ", ".join(f"{n} {status}" for status, n in sorted(ended.items()))
+        print(f"{chapter.NOTEBOOK:32s} {len(own):5d} {seconds:12.0f} s  {shown}", flush=True)
+    print(f"every run: {total:.0f} s of training ({total / 2 / 60:.1f} minutes on two workers)")
+    if missing:
+        print(f"{missing} runs are not stored yet: build the book first (python -m bnlib.book --scale {args.scale})")
 
 
 if __name__ == "__main__":

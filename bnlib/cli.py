@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from bnlib.config import RunConfig
-from bnlib.data import resolve_location
+from bnlib.data import ENV_DATA, fetch, resolve_location
 from bnlib.errors import BnlibError
 from bnlib.experiments import SCALES, default_scale, experiment, experiment_names
 from bnlib.norms import NORMS
-from bnlib.records import load_or_run, stored_record
+from bnlib.records import load_or_run, record_state, space_needed, stored_record
+from bnlib.storage import check_cache
 from bnlib.train import RunOptions
 
 
@@ -57,10 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     many.add_argument("--steps", type=int, help="override the number of steps")
     many.add_argument("--data", help="CIFAR-10 location (default: $BNLIB_DATA, else torchvision's download)")
     many.add_argument("--address", help="a running Ray cluster, host:port (default: a local one on this machine)")
-    many.add_argument("--workers", type=int, help="local Ray: CPUs to use (default: all)")
-    many.add_argument("--threads", type=int, default=1, help="CPU threads per run (default: 1)")
+    many.add_argument("--workers", type=_positive, help="local Ray: CPUs to use (default: all)")
+    many.add_argument("--threads", type=_positive, default=1, help="CPU threads per run (default: 1)")
     many.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one of at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1; give at least 1")
+    return value
 
 
 def _numbers(kind: type):
@@ -82,7 +95,9 @@ def _config(args: argparse.Namespace) -> RunConfig:
     overrides = {k: v for k, v in (("lr", args.lr), ("steps", args.steps), ("norm", args.norm)) if v is not None}
     config = experiment(args.experiment, args.scale, seed=args.seed, **overrides)
     if config.on_cifar:
-        resolve_location(args.data)  # checks the data path before anything is written
+        kind, path = resolve_location(args.data)  # checks the data path before anything is written
+        if kind == "url" and args.command == "run":  # a URL can only be checked by fetching it
+            fetch(args.data or os.environ[ENV_DATA], path)
     return config
 
 
@@ -103,16 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args, scale)
         config = _config(args)
-        options = RunOptions(data=args.data)
         if args.command == "show":
+            options = RunOptions(data=args.data)
             print(json.dumps(config.to_dict(), indent=1))
-            record = stored_record(config, options)  # reads only: nothing is decoded or trained
-            if record is None:
-                print("not run yet")
-            else:
-                print(json.dumps({"status": record.status, "final": record.final, "path": str(record.path)}, indent=1))
+            state = record_state(config, options)  # reads only: nothing is decoded or trained
+            if state != "stored":
+                print(state)
+                return 0
+            record = stored_record(config, options)
+            print(json.dumps({"status": record.status, "final": record.final, "path": str(record.path)}, indent=1))
             return 0
-        options.device, options.progress = args.device, False if args.quiet else None
+        options = RunOptions(data=args.data, device=args.device, progress=False if args.quiet else None)
+        check_cache(space_needed(config, options))  # every check before the plan is printed
         print(f"{args.experiment}: {_summary(config, scale)}", flush=True)
         record = load_or_run(config, options=options)
         final = ", ".join(f"{k}={v:.4g}" for k, v in record.final.items())

@@ -11,6 +11,7 @@ change the result (device, progress bar, checkpoint interval) live in `bnlib.tra
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -25,6 +26,9 @@ PRECISIONS = ("float32", "bf16")
 VGG_DEPTHS = (11, 13, 16, 19)
 RESIDUALS = ("plain", "skipinit", "fixup")
 LOSSES = ("cross_entropy", "mse")
+INITS = ("default", "lsuv", "broken")
+# Normalizations whose output for an example depends on that example alone (see RunConfig.can_die)
+PER_EXAMPLE = ("none", "layer", "group", "weight_std")
 MAX_SEED = 2**32 - 1
 MAX_LR = 1e6  # beyond this, float32 arithmetic in the update overflows
 
@@ -138,10 +142,32 @@ class RunConfig:
     dln_dim: int = 10
     dln_samples: int = 1000
 
-    # Normalization details the paper leaves open
+    # Normalization details the paper leaves open, and those of the ablation ladder's normalizations
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     noise: NoiseParams = field(default_factory=NoiseParams)
+    ghost_batch: int = 16  # "ghost": statistics over sub-batches of this many examples
+    norm_groups: int = 32  # "group": GroupNorm's groups at full width (times `width`, as channels are)
+
+    # Variations of the training loop (Part II's tests, the ablation ladder); the defaults are the
+    # paper's plain SGD from the model's own initialisation.
+    warmup_steps: int = 0  # the rate rises linearly from lr / warmup_steps to lr over these steps
+    clip_norm: float | None = None  # the gradient's global norm clipped to this (None: not clipped)
+    # "lsuv": then every layer rescaled to unit output variance on a batch (Mishkin and Matas, 2016);
+    # "broken": then every weight w replaced by 2|w| (Daneshmand et al.'s broken BatchNorm network, whose
+    # representations collapse with depth even with BatchNorm)
+    init: str = "default"
+    # After every step, rescale each hidden layer's weights to their initial norm: the weights that
+    # feed a normalization keep their scale invariance but lose its auto-tuning of the rate.
+    fixed_weight_norm: bool = False
+
+    # Stop a run when its metric is decided; the record then ends early and says why (its status):
+    # "reached" once the training accuracy, averaged over the last SPEED_WINDOW steps, reaches
+    # `target_acc` (or the loss, so averaged, falls to `target_loss`); "dead" once every training
+    # example gives the same output (`stop_dead`; see bnlib.train.dead_layer).
+    target_acc: float | None = None
+    target_loss: float | None = None
+    stop_dead: bool = True
 
     # Measurement schedule and divergence rule
     log_every: int = 10  # training loss/accuracy are kept every step; checked for divergence this often
@@ -201,11 +227,34 @@ class RunConfig:
             put("noise", NoiseParams(**self.noise))
         elif not isinstance(self.noise, NoiseParams):
             raise ConfigError(f"noise must be a NoiseParams, not {type(self.noise).__name__}")
+        put("ghost_batch", _integer("ghost_batch", self.ghost_batch, 2, 10**6))
+        put("norm_groups", _integer("norm_groups", self.norm_groups, 1, 10**6))
+        put("warmup_steps", _integer("warmup_steps", self.warmup_steps, 0, 10**9))
+        if self.clip_norm is not None:
+            put("clip_norm", _real("clip_norm", self.clip_norm, 0, 1e12, low_open=True))
+        put("init", _choice("init", self.init, INITS))
+        for name in ("fixed_weight_norm", "stop_dead"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        if self.target_acc is not None:
+            put("target_acc", _real("target_acc (a training accuracy)", self.target_acc, 0, 1, low_open=True))
+        if self.target_loss is not None:
+            put("target_loss", _real("target_loss", self.target_loss, 0, 1e300))
+        if not self.can_die:  # the same run: the same config, and so the same key
+            put("stop_dead", False)
         put("log_every", _integer("log_every", self.log_every, 1, 10**9))
         put("test_every", _integer("test_every (0: only at the end)", self.test_every, 0, 10**9))
         if self.divergence_bound is None:
             put("divergence_bound", 1e3 if self.on_cifar else 1e12)
         put("divergence_bound", _real("divergence_bound", self.divergence_bound, 0, 1e300, low_open=True))
+
+    @property
+    def can_die(self) -> bool:
+        """Whether a run can be proven dead (see `stop_dead`): a chain of layers (VGG, the MLP) whose
+        output for an example depends on that example alone (no batch statistics, no noise), trained
+        by plain SGD (with momentum or weight decay, weights keep moving after their gradient
+        vanishes)."""
+        return self.model in ("vgg", "mlp") and self.norm in PER_EXAMPLE and not self.momentum and not self.weight_decay
 
     @property
     def on_cifar(self) -> bool:
@@ -230,6 +279,15 @@ class RunConfig:
         return cls(**data)
 
     def digest(self, *extra: Any) -> str:
-        """A short stable hash of this config (and any extra JSON-able values)."""
-        payload = json.dumps([self.to_dict(), *extra], sort_keys=True, default=str)
+        """A short stable hash of this config (and any extra JSON-able values). It hashes the fields
+        that differ from RunConfig's defaults, so a field added later, at its default, leaves the
+        key of every run stored before it as it was."""
+        defaults = _defaults()
+        changed = {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+        payload = json.dumps([changed, *extra], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return RunConfig().to_dict()

@@ -2,8 +2,12 @@
 
 Where CIFAR-10 comes from, in order: the `location` argument (the CLI's --data), else the
 environment variable BNLIB_DATA, else torchvision's canonical download into the cache. A location
-may be (a) a folder holding torchvision's download, (b) a canonical `cifar-10-batches-py` folder,
-or (c) an image-folder tree `train/<class>/*`, `test/<class>/*`, or a .tar.gz of one.
+may be (a) a folder holding torchvision's download, (b) a canonical `cifar-10-batches-py` folder or
+the canonical archive `cifar-10-python.tar.gz`, (c) an image-folder tree `train/<class>/*`,
+`test/<class>/*`, or a .tar.gz of one, or (d) an http(s) URL of the canonical archive on a mirror
+the user trusts: downloaded into the cache with a progress bar, resumed where an interrupted
+download stopped, and checked against the archive's published MD5 before anything is decoded (a
+URL ending in `#md5=<hex>` names another checksum, e.g. for a repacked copy).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import json
 import os
 import pickle
 import tarfile
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +28,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from bnlib.errors import DataError
-from bnlib.storage import cache_dir, load_npz, read_json, save_npz, write_json
+from bnlib.errors import DataError, warn
+from bnlib.storage import cache_dir, exclusive, load_npz, read_json, save_npz, write_json
 
 ENV_DATA = "BNLIB_DATA"
 CIFAR_CLASSES = (
@@ -42,10 +45,13 @@ CIFAR_CLASSES = (
     "truck",
 )
 HOW_TO_PROVIDE = (
-    "provide CIFAR-10 in one of three ways: (a) go online and let torchvision download it "
+    "provide CIFAR-10 in one of four ways: (a) go online and let torchvision download it "
     "(the default), (b) point BNLIB_DATA or --data at a canonical cifar-10-batches-py folder, or "
-    "(c) point them at an image-folder tree train/<class>/*, test/<class>/* or a .tar.gz of one"
+    "(c) point them at an image-folder tree train/<class>/*, test/<class>/* or a .tar.gz of one, or "
+    "(d) point them at an http(s) URL of cifar-10-python.tar.gz on a mirror you trust"
 )
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"  # the archive's published checksum (torchvision's too)
 _TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _DECODER_VERSION = 1  # bump when decoding changes, so stale caches are rebuilt
 
@@ -83,15 +89,19 @@ def resolve_location(location: str | os.PathLike | None) -> tuple[str, Path]:
         location = os.environ.get(ENV_DATA) or None
     if location is None:
         return "torchvision", cache_dir() / "data" / "torchvision"
+    if is_url(location):
+        url, _ = _split_checksum(str(location))
+        return "url", _download_folder(url) / CIFAR_ARCHIVE
     path = Path(location).expanduser()
     if not path.exists():
         raise DataError(f"data path {path} does not exist; fix BNLIB_DATA or --data, or {HOW_TO_PROVIDE}")
     if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
         raise DataError(f"data path {path} cannot be read (permissions); make it readable")
     if path.is_file():
-        if path.name.endswith(_TAR_SUFFIXES):
-            return "image-tar", path
-        raise DataError(f"data path {path} is a file but not a .tar.gz of an image folder; {HOW_TO_PROVIDE}")
+        if not path.name.endswith(_TAR_SUFFIXES):
+            raise DataError(f"data path {path} is a file but not a .tar.gz of an image folder; {HOW_TO_PROVIDE}")
+        _check_archive(path)
+        return ("cifar-archive" if path.name == CIFAR_ARCHIVE else "image-tar"), path
     if not path.is_dir():
         raise DataError(f"data path {path} is neither a file nor a folder; {HOW_TO_PROVIDE}")
     for candidate in (path, path / "cifar-10-batches-py"):
@@ -102,6 +112,45 @@ def resolve_location(location: str | os.PathLike | None) -> tuple[str, Path]:
             _check_readable(_image_files(candidate))
             return "image-folder", candidate
     raise DataError(f"data path {path} holds no CIFAR-10 in a known layout; {HOW_TO_PROVIDE}")
+
+
+# The first bytes of the archive formats tarfile reads (a plain tar says "ustar" at byte 257)
+_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+
+
+def _check_archive(path: Path) -> None:
+    """That a .tar.gz location is a tar archive (gzip, bzip2, xz or plain), from its first bytes,
+    before anything starts: one line saying what it is not."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if any(head.startswith(magic) for magic in _MAGIC) or head[257:262] == b"ustar":
+        return
+    shown = "is empty" if not head else f"starts with {head[:12]!r}"
+    raise DataError(
+        f"data path {path} is not a tar archive (gzip, bzip2, xz or plain): it {shown}; give the canonical "
+        f"{CIFAR_ARCHIVE}, a .tar.gz of an image folder, or a folder"
+    )
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    return str(location).startswith(("http://", "https://"))
+
+
+def _split_checksum(location: str) -> tuple[str, str]:
+    """A URL and the MD5 its archive must have: the canonical one, or a `#md5=<hex>` fragment's."""
+    url, _, fragment = location.partition("#")
+    if not fragment:
+        return url, CIFAR_MD5
+    md5 = fragment.removeprefix("md5=")
+    if not fragment.startswith("md5=") or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5.lower()):
+        raise DataError(
+            f"the URL's fragment #{fragment} is not #md5=<32 hex digits>; drop it for the canonical archive"
+        )
+    return url, md5.lower()
+
+
+def _download_folder(url: str) -> Path:
+    return cache_dir() / "data" / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -135,6 +184,8 @@ def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
     kind_for_record = kind
     if kind == "torchvision":
         path, kind = _download(path), "cifar-python"
+    if kind == "url":
+        path, kind = fetch(str(location or os.environ.get(ENV_DATA)), path), "cifar-archive"
     cache_file = _cache_file(kind, path)
     if cache_file.exists():
         try:
@@ -142,10 +193,14 @@ def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
             if not cache_file.with_suffix(".json").exists():
                 write_json(cache_file.with_suffix(".json"), cifar.source)
             return cifar
-        except Exception as e:
-            warnings.warn(f"decoded copy {cache_file} is damaged ({_one_line(e)}); decoding again", stacklevel=2)
+        except Exception:
+            warn(f"decoded copy {cache_file} is damaged; decoding again")
     # Nothing is written before the copy decodes whole; two processes decoding at once only lose time
-    decoded = {"cifar-python": _read_cifar_python, "image-folder": _read_image_folder}.get(kind, _read_image_tar)
+    decoded = {
+        "cifar-python": _read_cifar_python,
+        "cifar-archive": _read_cifar_archive,
+        "image-folder": _read_image_folder,
+    }.get(kind, _read_image_tar)
     train_x, train_y, test_x, test_y = decoded(path)
     source = _describe(kind_for_record, path, train_x, train_y, test_x, test_y)
     arrays = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
@@ -153,7 +208,7 @@ def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
         save_npz(cache_file, {**arrays, "source": np.array(json.dumps(source, sort_keys=True))})
         write_json(cache_file.with_suffix(".json"), source)
     except OSError as e:  # the arrays are in memory: a full disk costs the next run a decode, not this one
-        warnings.warn(f"could not keep the decoded copy in {cache_file.parent} ({e.strerror})", stacklevel=2)
+        warn(f"could not keep the decoded copy in {cache_file.parent} ({e.strerror})")
     return Cifar10(**arrays, source=source)
 
 
@@ -165,6 +220,10 @@ def known_source(location: str | os.PathLike | None = None) -> dict[str, Any] | 
         path, kind = path / "cifar-10-batches-py", "cifar-python"
         if not path.is_dir():
             return None
+    if kind == "url":
+        if not path.is_file():  # not downloaded (and checked) yet
+            return None
+        kind = "cifar-archive"
     sidecar = _cache_file(kind, path).with_suffix(".json")
     try:
         return read_json(sidecar)
@@ -204,6 +263,81 @@ def _describe(kind: str, path: Path, *arrays: np.ndarray) -> dict[str, Any]:
     }
 
 
+def fetch(location: str, target: Path) -> Path:
+    """The archive at a URL, downloaded into `target` once: with a progress bar, resuming what an
+    interrupted download left (`target`.part, an HTTP Range request), and kept under its name only
+    once its MD5 is the one expected (`_split_checksum`); a mismatch keeps nothing."""
+    url, md5 = _split_checksum(location)
+    if target.is_file():  # only an archive whose checksum matched is ever kept under this name
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(target.with_name(target.name + ".lock")):
+        if not target.is_file():
+            _download_part(url, target.with_name(target.name + ".part"))
+            _verify(target.with_name(target.name + ".part"), md5, url)
+            os.replace(target.with_name(target.name + ".part"), target)
+    return target
+
+
+def _download_part(url: str, part: Path) -> None:
+    """Download `url` into `part`, appending to what an earlier, interrupted download left there."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    done = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and done:  # nothing left to fetch: the earlier download got it all
+            return
+        raise DataError(f"cannot download {url}: the server answered {e.code} ({e.reason}); check the URL") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e.strerror or type(e).__name__
+        raise DataError(f"cannot download {url} ({reason}); check the address and the connection") from None
+    with response:
+        if done and response.status != 206:  # the server ignored the range: start again
+            done = 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length and length.isdigit() else None
+        show = os.environ.get("BNLIB_PROGRESS") != "0"
+        try:
+            with (
+                open(part, "ab" if done else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=done,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"downloading {CIFAR_ARCHIVE}",
+                    disable=not show,
+                ) as bar,
+            ):
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException):  # a dropped connection: what arrived is kept
+            raise DataError(f"the download of {url} stopped early; run again to resume it") from None
+    if total is not None and part.stat().st_size < total:
+        raise DataError(f"the download of {url} stopped early; run again to resume it")
+
+
+def _verify(part: Path, md5: str, url: str) -> None:
+    h = hashlib.md5()
+    with open(part, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != md5:
+        part.unlink()
+        raise DataError(
+            f"the archive downloaded from {url} has MD5 {h.hexdigest()}, not {md5}: it is not the canonical "
+            f"{CIFAR_ARCHIVE} (or arrived damaged); nothing was kept, use another mirror"
+        )
+
+
 def _download(root: Path) -> Path:
     """torchvision's canonical download (checksummed) into root; the folder it extracts."""
     folder = root / "cifar-10-batches-py"
@@ -239,15 +373,39 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
 
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_batch(source: Path | io.BytesIO, where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    path = where or source
     try:
-        with open(path, "rb") as f:
+        with source if isinstance(source, io.BytesIO) else open(source, "rb") as f:
             batch = _ArraysOnlyUnpickler(f, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except Exception as e:
         raise DataError(f"cannot read CIFAR batch {path} ({_one_line(e)}); re-download it or {HOW_TO_PROVIDE}") from e
     return np.ascontiguousarray(data), labels
+
+
+def _read_cifar_archive(path: Path) -> tuple[np.ndarray, ...]:
+    """The canonical archive, cifar-10-python.tar.gz: its batches read straight from the tarball."""
+    names = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+    blobs: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and name in names:
+                    blobs[name] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise DataError(f"cannot read {path} as {CIFAR_ARCHIVE} ({_one_line(e)}); {HOW_TO_PROVIDE}") from None
+    missing = [n for n in names if n not in blobs]
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}: it is not {CIFAR_ARCHIVE}; {HOW_TO_PROVIDE}")
+    batches = [_read_batch(io.BytesIO(blobs[n]), f"{path}:{n}") for n in names]
+    return (
+        np.concatenate([x for x, _ in batches[:5]]),
+        np.concatenate([y for _, y in batches[:5]]),
+        *batches[5],
+    )
 
 
 def _read_cifar_python(folder: Path) -> tuple[np.ndarray, ...]:

@@ -14,10 +14,16 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         try:
             device = torch.device(requested)
-        except RuntimeError as e:
-            raise ConfigError(f"unknown device {requested!r}; use cpu or cuda") from e
+        except RuntimeError:
+            raise ConfigError(f"unknown device {requested!r}; use cpu, or cuda on a machine with a GPU") from None
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"bnlib runs on cpu or cuda, not {requested!r}; use cpu, or cuda on a machine with a GPU")
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device cuda was asked for but no GPU is visible; use --device cpu")
+            raise ConfigError(f"device {requested!r} was asked for but no GPU is visible here; use cpu")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {requested!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -15,3 +15,11 @@ class DataError(BnlibError):
 
 class CacheError(BnlibError):
     """The cache folder (BNLIB_CACHE) is not a writable folder with enough free space."""
+
+
+def warn(message: str) -> None:
+    """Tell the user about something bnlib repairs by itself (a damaged file it recomputes): one
+    plain line on stderr, without Python's file:line and source line."""
+    import sys
+
+    print(f"bnlib: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)

@@ -35,8 +35,8 @@ _SCALE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "vgg": dict(width=0.125, train_per_class=1000, test_per_class=200, steps=3000, test_every=100, log_every=10),
         "dln": dict(steps=2500, log_every=10),
-        "resnet": dict(width=0.25, train_per_class=1000, test_per_class=200, steps=400, test_every=100, log_every=10),
-        "mlp": dict(mlp_width=256, train_per_class=1000, test_per_class=200, steps=500, test_every=100, log_every=10),
+        "resnet": dict(width=0.25, train_per_class=1000, test_per_class=200, steps=800, test_every=100, log_every=10),
+        "mlp": dict(mlp_width=256, train_per_class=1000, test_per_class=200, steps=1000, test_every=100, log_every=10),
     },
     "smoke": {
         "vgg": dict(width=0.0625, train_per_class=20, test_per_class=10, steps=12, test_every=6, log_every=3),

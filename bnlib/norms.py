@@ -1,8 +1,16 @@
 """Normalization layers, chosen by name through one registry.
 
-Every model calls `make_norm(name, num_features, dims, config)` after each hidden weight layer, so
-a new normalization (LayerNorm, GroupNorm, ...) is one `@register_norm` function here and touches
-no call site. `dims` is 2 for conv feature maps (N, C, H, W) and 1 for features (N, C).
+Every model builds each hidden block as `weighted(name, layer)` (the weight layer, reparametrized
+for the normalizations that act on the weights) followed by `make_norm(name, num_features, dims,
+config)` (the normalization of its output), so a new normalization is one `@register_norm`
+function here and touches no call site. `dims` is 2 for conv feature maps (N, C, H, W) and 1 for
+features (N, C).
+
+The registry holds the paper's (BatchNorm, its noisy version and the noise alone, l1 / l2 /
+l-infinity) and the ablation ladder's, each of which keeps or removes one ingredient of BatchNorm:
+BatchNorm without the gradient through its statistics, centering only, scaling only, ghost batches,
+LayerNorm, GroupNorm, and centered weight normalization (scale invariance without normalizing
+activations).
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ class NormSettings(Protocol):
     bn_eps: float
     bn_momentum: float
     noise: Noise
+    ghost_batch: int
+    norm_groups: int
+    width: float
 
 
 NormFactory = Callable[[int, int, NormSettings], nn.Module]
@@ -181,3 +192,190 @@ for _name, _p in (("l1", 1), ("l2", 2), ("linf", math.inf)):
         return LpNorm(num_features, p, eps=config.bn_eps, momentum=config.bn_momentum)
 
     register_norm(_name)(_lp)
+
+
+# ----------------------------------------------------------------------------- the ablation ladder
+
+
+class BatchStatistics(nn.Module):
+    """BatchNorm with one of its ingredients removed: per unit over the batch (and H, W),
+    y = gamma (x - m) / s + beta, with running averages of m and s for evaluation mode as in
+    BatchNorm, where
+
+    * "detached": m, s are the batch mean and standard deviation (sqrt(var + eps)), held as constants
+      in the backward pass (no gradient through the statistics: Ioffe and Szegedy's section 2);
+    * "center": m the batch mean, s = 1 (centering only: Salimans and Kingma's mean-only BatchNorm);
+    * "scale": m = 0, s the batch standard deviation about the mean (scaling only, no centering).
+    """
+
+    def __init__(self, num_features: int, which: str, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        if which not in ("detached", "center", "scale"):
+            raise ValueError(f"which must be detached, center or scale, not {which!r}")
+        self.which, self.eps, self.momentum = which, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = full_precision(x)
+        if self.training:
+            mean, var = x.mean(_reduce_dims(x)), x.var(_reduce_dims(x), unbiased=False)
+            with torch.no_grad():
+                count = x.numel() // x.shape[1]
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * count / max(count - 1, 1), self.momentum)
+            if self.which == "detached":
+                mean, var = mean.detach(), var.detach()
+        else:
+            mean, var = self.running_mean, self.running_var
+        m = torch.zeros_like(mean) if self.which == "scale" else mean
+        s = torch.ones_like(var) if self.which == "center" else (var + self.eps).sqrt()
+        k = self.weight / s
+        return torch.addcmul(_per_channel(self.bias - m * k, x), x, _per_channel(k, x))
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, which={self.which}, eps={self.eps}, momentum={self.momentum}"
+
+
+class GhostBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose training-mode statistics come from sub-batches ("ghost batches") of `ghost`
+    examples (Hoffer, Hubara and Soudry, 2017): the batch is split in order, each part normalized by
+    its own mean and variance; the running averages take the mean of the parts' statistics once per
+    step. Evaluation mode is BatchNorm's. For (N, C) and (N, C, H, W) inputs."""
+
+    def __init__(self, num_features: int, ghost: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.ghost = ghost
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected a 2D or 4D input, got {x.dim()}D")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return super().forward(x)
+        x = full_precision(x)
+        n = x.shape[0]
+        if n % self.ghost:  # a batch that does not split evenly (a probe's, an odd last batch): part by part
+            parts = torch.split(x, self.ghost)
+            return torch.cat([self._normalize(p.unsqueeze(0)).squeeze(0) for p in parts]).contiguous(
+                memory_format=_layout(x)
+            )
+        return (
+            self._normalize(x.reshape(n // self.ghost, self.ghost, *x.shape[1:]))
+            .reshape(x.shape)
+            .contiguous(memory_format=_layout(x))
+        )
+
+    def _normalize(self, parts: Tensor) -> Tensor:
+        """Each part (the first dimension) normalized by its own statistics; the running averages
+        take the mean of the parts' statistics."""
+        dims = (1, *range(3, parts.dim()))  # per part: its examples (and H, W)
+        mean, var = parts.mean(dims, keepdim=True), parts.var(dims, unbiased=False, keepdim=True)
+        with torch.no_grad():
+            count = parts[0].numel() // parts.shape[2]
+            self.running_mean.lerp_(mean.reshape(len(parts), -1).mean(0), self.momentum)
+            unbiased = var.reshape(len(parts), -1).mean(0) * count / max(count - 1, 1)
+            self.running_var.lerp_(unbiased, self.momentum)
+        shape = (1, 1, -1, *([1] * (parts.dim() - 3)))
+        return (parts - mean) / (var + self.eps).sqrt() * self.weight.view(shape) + self.bias.view(shape)
+
+
+def _layout(x: Tensor) -> torch.memory_format:
+    return (
+        torch.channels_last
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
+
+
+class CenteredWeights(nn.Module):
+    """A weight layer (conv or linear) whose effective weights are centered and normalized per
+    output unit, then scaled by a learnable gain (centered weight normalization: Huang et al.,
+    2017; Salimans and Kingma, 2016): W_hat = g (W - mean(W)) / ||W - mean(W)||. The loss is
+    invariant to the scale of W, as with BatchNorm, but no activation is normalized. `weight` is the
+    raw W (the parameter SGD updates); the gain starts at the initial ||W - mean(W)|| per unit
+    (`reset_gain`, after initialisation), so the network starts as the one without it, centered."""
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear):
+        super().__init__()
+        self.layer = layer
+        self.gain = nn.Parameter(torch.ones(layer.weight.shape[0]))
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.layer.weight
+
+    @property
+    def bias(self) -> nn.Parameter | None:
+        return self.layer.bias
+
+    def effective_weight(self) -> Tensor:
+        w = self.layer.weight
+        centered = w - w.mean(dim=tuple(range(1, w.dim())), keepdim=True)
+        norms = centered.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return centered * (self.gain / norms).view(-1, *([1] * (w.dim() - 1)))
+
+    @torch.no_grad()
+    def reset_gain(self) -> None:
+        w = self.layer.weight
+        self.gain.copy_((w - w.mean(dim=tuple(range(1, w.dim())), keepdim=True)).flatten(1).norm(dim=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.layer, nn.Conv2d):
+            return self.layer._conv_forward(x, self.effective_weight(), self.layer.bias)
+        return nn.functional.linear(x, self.effective_weight(), self.layer.bias)
+
+
+# Normalizations that act on the weight layer rather than after it: name -> wrapper of the layer
+WEIGHT_NORMS: dict[str, Callable[[nn.Module], nn.Module]] = {"weight_std": CenteredWeights}
+
+
+def weighted(name: str, layer: nn.Module) -> nn.Module:
+    """The weight layer of a block under normalization `name`: wrapped for a normalization of the
+    weights (`WEIGHT_NORMS`), as it is otherwise."""
+    return WEIGHT_NORMS[name](layer) if name in WEIGHT_NORMS else layer
+
+
+def _groups(num_features: int, config: NormSettings) -> int:
+    """GroupNorm's groups: `norm_groups` at full width, scaled with the width as the channels are
+    (so each group holds as many channels as in the full network), and dividing the channels."""
+    return math.gcd(num_features, max(1, round(config.norm_groups * config.width)))
+
+
+@register_norm("batch_detached")
+def _batch_detached(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    return BatchStatistics(num_features, "detached", eps=config.bn_eps, momentum=config.bn_momentum)
+
+
+@register_norm("batch_center")
+def _batch_center(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    return BatchStatistics(num_features, "center", eps=config.bn_eps, momentum=config.bn_momentum)
+
+
+@register_norm("batch_scale")
+def _batch_scale(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    return BatchStatistics(num_features, "scale", eps=config.bn_eps, momentum=config.bn_momentum)
+
+
+@register_norm("ghost")
+def _ghost(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    return GhostBatchNorm(num_features, config.ghost_batch, eps=config.bn_eps, momentum=config.bn_momentum)
+
+
+@register_norm("layer")
+def _layer(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    # Over each example's units (and H, W), with BatchNorm's per-unit affine: GroupNorm with one group.
+    return nn.GroupNorm(1, num_features, eps=config.bn_eps)
+
+
+@register_norm("group")
+def _group(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    return nn.GroupNorm(_groups(num_features, config), num_features, eps=config.bn_eps)
+
+
+@register_norm("weight_std")
+def _weight_std(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    return nn.Identity()  # the weights are normalized instead (`weighted`)

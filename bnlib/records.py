@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 
 from bnlib.config import RunConfig
 from bnlib.data import known_source, load_cifar10
-from bnlib.errors import CacheError, ConfigError
+from bnlib.errors import CacheError, ConfigError, warn
 from bnlib.models import NumberedNet, build_model
 from bnlib.probes.hook import Probe, probe_key
 from bnlib.storage import (
@@ -53,10 +52,11 @@ from bnlib.storage import (
     save_npz,
     write_json,
 )
-from bnlib.train import FINAL_WINDOW, RunOptions, TrainResult, initial_model, train
+from bnlib.train import FINAL_WINDOW, SPEED_WINDOW, RunOptions, TrainResult, build_model_at_seed, train
 
-SCHEMA_VERSION = 2  # 2: strict JSON (non-finite numbers encoded explicitly), validated on load
-STATUSES = ("finished", "diverged")
+SCHEMA_VERSION = 3  # 2: strict JSON, validated on load; 3: keys of the changed fields only, early stops
+# How a run ended: all its steps; the loss out of bounds; its target reached; its network dead
+STATUSES = ("finished", "diverged", "reached", "dead")
 _MB = 1 << 20
 
 
@@ -78,6 +78,24 @@ class Record:
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    def smoothed(self, metric: str = "train_acc") -> np.ndarray:
+        """A per-step training metric averaged over the last SPEED_WINDOW steps (NaN before there are
+        that many): "the training accuracy at step t" of the speed measures and the target stops."""
+        values = pd.Series(self.metrics[metric], dtype=float)
+        return values.rolling(SPEED_WINDOW).mean().to_numpy()
+
+    def highest(self, metric: str = "train_acc") -> float:
+        """The highest `smoothed` value over the run (NaN if it is shorter than SPEED_WINDOW)."""
+        values = self.smoothed(metric)
+        values = values[~np.isnan(values)]
+        return float(values.max()) if len(values) else float("nan")
+
+    def steps_to(self, accuracy: float) -> int | None:
+        """The first step at which the training accuracy (`smoothed`) reaches `accuracy`; None if the
+        run never did (within its steps; a dead run never will)."""
+        hit = np.flatnonzero(self.smoothed() >= accuracy)
+        return int(self.metrics["step"][hit[0]]) if len(hit) else None
 
     def truncated(self, steps: int) -> Record:
         """The record a run of the same config stopped after `steps` steps would have: nothing before
@@ -110,7 +128,7 @@ class Record:
         """The run's final network (from model.pt), on the CPU in training mode."""
         if self.path is None:
             raise ValueError("this record has no folder to load the model from")
-        model = initial_model(self.config)
+        model = build_model_at_seed(self.config)
         model.load_state_dict(torch.load(self.path / "model.pt", weights_only=True))
         return model
 
@@ -207,33 +225,76 @@ def stored_record(config: RunConfig, options: RunOptions | None = None) -> Recor
     return load_record(runs_dir() / config.digest(SCHEMA_VERSION, fingerprint))
 
 
+class _Stale(Exception):
+    """A record written by another version of bnlib (another schema): recomputed without a word."""
+
+
 def load_record(path: Path) -> Record | None:
-    """The record stored at `path`, or None if there is none; a damaged one warns and gives None."""
+    """The record stored at `path`, or None if there is none; a damaged one warns (one line) and
+    gives None, so that it is recomputed."""
+    try:
+        return _read_record(path)
+    except _Stale:
+        return None
+    except Exception as e:
+        warn(f"run record {path} is damaged ({_reason(e)}); it will be recomputed")
+        return None
+
+
+def _read_quietly(path: Path) -> Record | None:
+    """The record at `path` if it reads back whole and current; None otherwise, without a word."""
+    try:
+        return _read_record(path)
+    except Exception:
+        return None
+
+
+def _read_record(path: Path) -> Record | None:
+    """The record at `path` (None if there is none), raising if it is damaged or stale."""
     meta_path = path / "record.json"
     if not meta_path.exists():
         return None
+    meta = read_json(meta_path)
+    if isinstance(meta, dict) and meta.get("schema") != SCHEMA_VERSION:
+        raise _Stale(f"schema {meta.get('schema')}")
+    _check_meta(meta)
+    for name, digest in meta["files"].items():
+        if file_sha256(path / name) != digest:
+            raise ValueError(f"{name} does not match its checksum")
+    probes = {key: load_npz(path / f"probe-{key}.npz") for key in meta["probes"]}
+    return Record(
+        config=RunConfig.from_dict(meta["config"]),
+        status=meta["status"],
+        metrics=load_npz(path / "metrics.npz"),
+        probes=probes,
+        final=meta["final"],
+        wall_time_s=meta["wall_time_s"],
+        environment=meta["environment"],
+        path=path,
+    )
+
+
+def _reason(error: Exception) -> str:
+    """A damaged file's error in a few words (the libraries' own messages can run to lines)."""
+    text = " ".join(str(error).split())
+    return text if isinstance(error, ValueError | KeyError) and len(text) <= 120 else type(error).__name__
+
+
+def record_state(config: RunConfig, options: RunOptions | None = None) -> str:
+    """What is stored for `config`, without training or decoding anything: "stored", "not run yet",
+    or why what is there will be recomputed (damaged, or written by another version of bnlib)."""
+    options = options or RunOptions()
+    fingerprint = data_fingerprint(config, options, decode=False)
+    path = None if fingerprint is None else runs_dir() / config.digest(SCHEMA_VERSION, fingerprint)
+    if path is None or not (path / "record.json").exists():
+        return "not run yet"
     try:
-        meta = read_json(meta_path)
-        if isinstance(meta, dict) and meta.get("schema") != SCHEMA_VERSION:
-            return None
-        _check_meta(meta)
-        for name, digest in meta["files"].items():
-            if file_sha256(path / name) != digest:
-                raise ValueError(f"{name} does not match its checksum")
-        probes = {key: load_npz(path / f"probe-{key}.npz") for key in meta["probes"]}
-        return Record(
-            config=RunConfig.from_dict(meta["config"]),
-            status=meta["status"],
-            metrics=load_npz(path / "metrics.npz"),
-            probes=probes,
-            final=meta["final"],
-            wall_time_s=meta["wall_time_s"],
-            environment=meta["environment"],
-            path=path,
-        )
+        _read_record(path)
+    except _Stale:
+        return "written by another version of bnlib; it will be recomputed when it next runs"
     except Exception as e:
-        warnings.warn(f"run record {path} is damaged ({e}); it will be recomputed", stacklevel=2)
-        return None
+        return f"damaged ({_reason(e)}); it will be recomputed when it next runs"
+    return "stored"
 
 
 _META_TYPES = {
@@ -360,9 +421,17 @@ def load_or_run(
         )
     probes = check_probes(probes)
     options = options or RunOptions()
+    options.check()  # again: an option may have been changed since the options were made
     check_cache(space_needed(config, options))
     key = record_key(config, options)
     path = runs_dir() / key
+    # First without the lock: a record is only ever replaced whole, so one that reads back complete
+    # is final, and readers of a stored run (two chapters executing side by side) never wait on
+    # each other. Anything else (missing, damaged, short of a probe) is decided under the lock.
+    record = _read_quietly(path)
+    if record is not None and all(probe_key(p) in record.probes for p in probes):
+        record.label = label
+        return record
     with exclusive(runs_dir() / f"{key}.lock", on_wait=_say_waiting):
         record = load_record(path)
         missing = [p for p in probes if record is None or probe_key(p) not in record.probes]

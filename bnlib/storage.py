@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -50,7 +51,9 @@ def check_cache(needed_bytes: int = 0) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise CacheError(f"{where} is not writable ({e.strerror}); point BNLIB_CACHE at a writable folder") from e
+        raise CacheError(
+            f"{where} {_why_not_writable(existing, e)}; point BNLIB_CACHE at a folder you can write to"
+        ) from None
     free = shutil.disk_usage(existing).free
     if free < needed_bytes:
         raise CacheError(
@@ -58,6 +61,19 @@ def check_cache(needed_bytes: int = 0) -> Path:
             "free some space or point BNLIB_CACHE at a larger disk"
         )
     return root
+
+
+def _why_not_writable(folder: Path, error: OSError) -> str:
+    """What is wrong with a folder no file can be created in, in words."""
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot be written: {folder} does not let you create files (permissions)"
+    if error.errno == errno.EROFS:
+        return f"cannot be written: {folder} is on a read-only file system"
+    if error.errno == errno.ENOSPC:
+        return f"cannot be written: the disk holding {folder} is full"
+    if error.errno in (errno.ENOENT, errno.EINVAL, errno.EOPNOTSUPP):
+        return f"cannot be written: {folder} is a virtual file system (like /proc or /sys) that holds no files"
+    return f"cannot be written: creating a file in {folder} failed ({error.strerror})"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

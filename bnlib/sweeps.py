@@ -24,18 +24,21 @@ another, with the same thread count, so the records are the same.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import os
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from bnlib import reaper
 from bnlib.config import RunConfig
 from bnlib.data import ENV_DATA, resolve_location
 from bnlib.errors import BnlibError, ConfigError
@@ -134,10 +137,14 @@ def sweep(
     each. Everything that can be checked is checked before anything runs: the jobs, the data
     location, the cache (writable, with room for every run) and, for a cluster, its address."""
     started = time.perf_counter()
+    _check_count("threads", threads)
+    if workers is not None:
+        _check_count("workers", workers)
     jobs = _jobs(jobs, probes)
     if address:
         check_address(address)
     options = options or RunOptions()
+    options.check()
     if any(job.config.on_cifar for job in jobs):
         resolve_location(options.data)
     check_cache(sum(space_needed(job.config, options) for job in jobs))
@@ -149,13 +156,13 @@ def sweep(
             outcomes[i] = Outcome(job, "stored", record.status, record.final, record.wall_time_s)
         else:
             todo.append(i)
-    ray = _ray(required=require_ray or address is not None) if todo or address else None
-    if ray is not None:
-        _connect(ray, address, workers)
+    ray = _ray(required=require_ray or address is not None) if todo or address else None  # installed?
     if any(jobs[i].config.on_cifar for i in todo):
         from bnlib.data import load_cifar10
 
-        load_cifar10(options.data)  # decoded once here, not once per worker
+        load_cifar10(options.data)  # decoded (or downloaded) once here, not once per worker, before Ray starts
+    if ray is not None:
+        _connect(ray, address, workers)
     if ray is None:
         for i in _progress(todo, jobs, progress):
             outcomes[i] = _outcome(jobs[i], run_job(jobs[i], options, threads))
@@ -165,6 +172,11 @@ def sweep(
     if progress:
         print(result.summary(), file=sys.stderr, flush=True)
     return result
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
 def _jobs(jobs: Sequence[RunConfig | Job], probes: Sequence[Probe]) -> list[Job]:
@@ -181,6 +193,23 @@ def _jobs(jobs: Sequence[RunConfig | Job], probes: Sequence[Probe]) -> list[Job]
             raise ConfigError(f"a sweep takes RunConfigs or Jobs, not {type(job).__name__}")
         out.append(Job(job.config, tuple(check_probes(job.probes)), job.label))
     return out
+
+
+@contextlib.contextmanager
+def ray_closed_after() -> Iterator[None]:
+    """Shut down, on leaving, a local Ray that the sweeps inside started (one that was already
+    running is left alone): a book build leaves no Ray behind in the process that called it."""
+    try:
+        import ray
+    except ImportError:
+        yield
+        return
+    running = ray.is_initialized()
+    try:
+        yield
+    finally:
+        if not running and ray.is_initialized():
+            ray.shutdown()
 
 
 def _ray(required: bool):
@@ -219,16 +248,21 @@ def _connect(ray, address: str | None, workers: int | None) -> None:
     if ray.is_initialized():
         return
     settings = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    notices = io.StringIO()  # Ray's start-up notices (token authentication, ...): shown only if it fails
     try:
-        if address:
-            ray.init(address=address, **settings)
-        else:
-            ray.init(num_cpus=workers or os.cpu_count(), object_store_memory=128 << 20, **settings)
+        with contextlib.redirect_stdout(notices), contextlib.redirect_stderr(notices):
+            if address:
+                ray.init(address=address, **settings)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count(), object_store_memory=128 << 20, **settings)
     except Exception as e:  # ConnectionError, TimeoutError, RuntimeError, ValueError: all mean "no cluster"
+        print(notices.getvalue(), end="", file=sys.stderr)
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         message = " ".join(str(e).split())[:200]
         hint = "start one with `ray start --head`, or drop --address to run on this machine" if address else INSTALL_RAY
         raise BnlibError(f"cannot start or reach {where} ({type(e).__name__}: {message}); {hint}") from None
+    if not address:
+        reaper.watch()  # if this process is killed, the local Ray it started goes with it
 
 
 def _worker_environment(options: RunOptions) -> dict[str, str]:

@@ -16,7 +16,6 @@ import os
 import platform
 import subprocess
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +30,18 @@ from tqdm.auto import tqdm
 from bnlib import device as devices
 from bnlib.config import RunConfig
 from bnlib.data import BatchSampler, ImageSplit, balanced_subset, dln_data, load_cifar10
-from bnlib.errors import ConfigError
-from bnlib.models import NumberedNet, build_model
+from bnlib.errors import ConfigError, warn
+from bnlib.models import NumberedNet, build_model, init_lsuv
 from bnlib.probes.hook import Probe, ProbeContext, RandomState, due, preserved_state, probe_key, to_numpy
 from bnlib.storage import atomic_write
 
 ENV_PROGRESS = "BNLIB_PROGRESS"
 ENV_CHECKPOINT = "BNLIB_CHECKPOINT_S"
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 FINAL_WINDOW = 100  # final training loss and accuracy: means over the last 100 steps' batches
+# "The training accuracy at step t": the mean over the batches of steps t - 24 .. t. A run's speed
+# (steps to an accuracy, `Record.steps_to`) and its stop at a target (`RunConfig.target_acc`) use it.
+SPEED_WINDOW = 25
 
 
 @dataclass
@@ -55,6 +57,27 @@ class RunOptions:
     # CPU threads for this run (None: torch's current setting). A run is bit-identical on the CPU only
     # to runs with the same thread count (the order of its float sums depends on it); it is recorded.
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every option, checked before anything starts or is written: a one-line ConfigError that
+        names the fix (an unknown device, CUDA without a GPU, a thread count below 1, ...)."""
+        if self.device is not None:
+            if not isinstance(self.device, str):
+                raise ConfigError(f"device must be a string such as 'cpu' or 'cuda', not {self.device!r}")
+            devices.pick_device(self.device)
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)):
+            raise ConfigError(f"threads must be a whole number of CPU threads (or None), not {self.threads!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(
+                f"threads must be at least 1, not {self.threads}; use e.g. 1, or None for torch's setting"
+            )
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ConfigError(f"progress must be True, False or None, not {self.progress!r}")
+        if self.data is not None and not isinstance(self.data, str | os.PathLike):
+            raise ConfigError(f"data must be a path or URL (a string), not {type(self.data).__name__}")
 
 
 @dataclass
@@ -93,10 +116,27 @@ def sgd(model: NumberedNet, config: RunConfig) -> torch.optim.SGD:
             {"params": [p for p in params if id(p) in hidden], "lr": config.weight_lr},
             {"params": [p for p in params if id(p) not in hidden]},
         ]
+    elif config.residual == "fixup":  # Fixup's recipe: its scalar biases and multipliers, and every bias, at lr / 10
+        scalars = {id(p) for name, p in model.named_parameters() if name.endswith((".bias", ".scale"))}
+        params = [
+            {"params": [p for p in params if id(p) in scalars], "lr": config.lr / 10},
+            {"params": [p for p in params if id(p) not in scalars]},
+        ]
     try:
-        return torch.optim.SGD(params, **settings, fused=True)
+        optimizer = torch.optim.SGD(params, **settings, fused=True)
     except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on the CPU
-        return torch.optim.SGD(params, **settings)
+        optimizer = torch.optim.SGD(params, **settings)
+    for group in optimizer.param_groups:  # the rates warm-up scales (`set_rate`)
+        group["base_lr"] = group["lr"]
+    return optimizer
+
+
+def set_rate(optimizer: torch.optim.Optimizer, config: RunConfig, step: int) -> None:
+    """The rate of every parameter group at `step`: its base rate, times (step + 1) / warmup_steps
+    during the warm-up."""
+    factor = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
 
 
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -123,13 +163,14 @@ def summed_squared_error(pred: Tensor, y: Tensor) -> Tensor:
 
 @dataclass
 class _Task:
-    """The data side of a run: a batch source, the loss, and (VGG only) the test set."""
+    """The data side of a run: a batch source, the loss, and (on CIFAR-10) the training and test sets."""
 
     next_batch: Callable[[], tuple[Tensor, Tensor]]
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     test: ImageSplit | None
     sampler: BatchSampler | None
     source: dict[str, Any]
+    train: ImageSplit | None = None
 
 
 def _make_task(config: RunConfig, device: torch.device, options: RunOptions) -> _Task:
@@ -143,15 +184,59 @@ def _make_task(config: RunConfig, device: torch.device, options: RunOptions) -> 
     train = ImageSplit(cifar.train_x[train_idx], cifar.train_y[train_idx], cifar.mean, cifar.std, device)
     test = ImageSplit(cifar.test_x[test_idx], cifar.test_y[test_idx], cifar.mean, cifar.std, device)
     sampler = BatchSampler(train, config.batch_size, config.seed, config.augment)
-    return _Task(sampler.next, LOSSES[config.loss], test, sampler, cifar.source)
+    return _Task(sampler.next, LOSSES[config.loss], test, sampler, cifar.source, train)
 
 
-def initial_model(config: RunConfig) -> NumberedNet:
-    """The network a run of `config` starts from (the same Glorot draw as `train`), on the CPU in
-    training mode; torch's random state is left as it was."""
+def initial_model(config: RunConfig, options: RunOptions | None = None) -> NumberedNet:
+    """The network a run of `config` starts from (the same draw as `train`, and for init "lsuv" the
+    same rescaling, which reads the data), on the CPU in training mode; torch's random state is left
+    as it was."""
+    model = build_model_at_seed(config)
+    if config.init == "lsuv":
+        init_lsuv(model, lsuv_batch(_make_task(config, torch.device("cpu"), options or RunOptions())))
+    return model
+
+
+def build_model_at_seed(config: RunConfig) -> NumberedNet:
+    """The network of `config` as its seed draws it (before any data-dependent initialisation), on
+    the CPU in training mode; torch's random state is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return build_model(config).train()
+
+
+def lsuv_batch(task: _Task) -> Tensor:
+    """The batch LSUV rescales the layers on: the first LSUV_EXAMPLES training examples in order
+    (not drawn from the sampler, so the run's batches are the same with or without LSUV)."""
+    if task.train is None:
+        raise ConfigError("init 'lsuv' needs CIFAR-10 data (the VGG, ResNet or MLP)")
+    return task.train.standardise(task.train.images[:LSUV_EXAMPLES])
+
+
+LSUV_EXAMPLES = 256
+
+
+@torch.no_grad()
+def dead_layer(model: NumberedNet, split: ImageSplit, batch_size: int = 1000) -> int | None:
+    """The first numbered hidden layer whose output (after its activation) is zero for every example
+    of `split`, or None. With such a layer the network gives every example the same output, and
+    under plain SGD it stays so: no gradient reaches that layer or those below it again, and the
+    layers above it see the same input for every example. Only for networks whose output for an
+    example depends on that example alone (`RunConfig.can_die`)."""
+    alive: set[int] = set()
+    blocks = model.blocks()[:-1]  # the hidden layers: every numbered block but the classifier
+    hooks = [
+        block.register_forward_hook(lambda m, i, out, k=k: alive.add(k) if bool(out.any()) else None)
+        for k, block in enumerate(blocks, 1)
+    ]
+    try:
+        for x, _ in split.batches(batch_size):
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    dead = [k for k in range(1, len(blocks) + 1) if k not in alive]
+    return dead[0] if dead else None
 
 
 def first_batch(config: RunConfig, options: RunOptions | None = None) -> tuple[Tensor, Tensor, Callable]:
@@ -239,17 +324,25 @@ class Run:
         memory_format = torch.channels_last if config.model in ("vgg", "resnet") else torch.preserve_format
         self.model.to(self.device, memory_format=memory_format)
         self.model.train()
+        if config.init == "lsuv":
+            init_lsuv(self.model, lsuv_batch(self.task))
+        # the hidden layers' initial norms, which fixed_weight_norm restores after every step
+        self.initial_norms = {k: self.model.layer(k).weight.detach().norm() for k in range(1, self.model.num_layers)}
         self.optimizer = sgd(self.model, config)
         if config.precision != "float32" and config.model == "dln":
             raise ConfigError("the DLN's summed losses (~1e5) need precision 'float32'")
         devices.autocast(self.device, config.precision)  # refuses bf16 without CUDA, before any step
         self.step = 0
+        self.spoiled = False  # a checkpoint failed half-way through loading into this run
         self.loss_buf = torch.full((config.steps,), float("nan"), device=self.device)
         self.acc_buf = torch.full((config.steps,), float("nan"), device=self.device)
         self.checked = 0  # losses before this step are known finite and in bounds
         self.tests: list[tuple[int, float, float]] = []
         self.probe_out: dict[str, dict[str, list]] = {probe_key(p): {"step": []} for p in self.probes}
         self.diverged_at: int | None = None
+        self.stopped = ""  # why the run ended early: "reached" its target, or "dead" (RunConfig.target_acc)
+        self.first_gradient = torch.ones((), device=self.device)  # the largest |gradient| of layer #1's weights
+        self.zero_streak, self.dead_patience = 0, 3  # log points with that gradient zero; how many before a proof
         self.elapsed = 0.0
 
     # ---------------------------------------------------------------- checkpoints
@@ -266,6 +359,7 @@ class Run:
             "loss": self.loss_buf[: self.step].cpu(),
             "acc": self.acc_buf[: self.step].cpu(),
             "checked": self.checked,
+            "dead_watch": [self.zero_streak, self.dead_patience],
             "tests": [list(t) for t in self.tests],
             "probes": {
                 k: {n: [torch.as_tensor(v) for v in vs] for n, vs in d.items()} for k, d in self.probe_out.items()
@@ -283,6 +377,7 @@ class Run:
         self.loss_buf[: self.step] = state["loss"].to(self.device)
         self.acc_buf[: self.step] = state["acc"].to(self.device)
         self.checked = int(state["checked"])
+        self.zero_streak, self.dead_patience = (int(v) for v in state["dead_watch"])
         self.tests = [(int(step), float(acc), float(loss)) for step, acc, loss in state["tests"]]
         self.probe_out = {
             k: {n: [v.item() if n == "step" else v.numpy() for v in vs] for n, vs in d.items()}
@@ -296,11 +391,17 @@ class Run:
             return False
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # torch's own message advises unsafe loading: never shown
+            warn(f"checkpoint {path} is damaged; the run restarts from step 0")
+            return False
+        try:
             if state.get("version") != CHECKPOINT_VERSION or state["config_digest"] != self.digest():
-                raise ValueError("checkpoint belongs to another config")
+                warn(f"checkpoint {path} belongs to another version or config; the run restarts from step 0")
+                return False
             self.load_state_dict(state)
-        except Exception as e:  # a stale or damaged checkpoint costs a restart, not a crash
-            warnings.warn(f"ignoring checkpoint {path} ({e}); starting from step 0", stacklevel=2)
+        except Exception:  # a checkpoint that loads but does not fit costs a restart, not a crash
+            warn(f"checkpoint {path} is damaged; the run restarts from step 0")
+            self.spoiled = True  # whatever it loaded is discarded: `train` starts afresh
             return False
         return True
 
@@ -329,14 +430,24 @@ class Run:
     def train_step(self, x: Tensor, y: Tensor, probes: Sequence[Probe] = ()) -> None:
         """One SGD step; `probes` measure between the backward pass and the update."""
         rng = RandomState.capture() if probes else None
+        set_rate(self.optimizer, self.config, self.step)
         with devices.autocast(self.device, self.config.precision):
             out = self.model(x)
         loss = self.task.loss_fn(out, y)
         loss.backward()
         if probes:
             self.run_probes(probes, x, y, rng)
+        if self.config.clip_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        if self.config.stop_dead:  # read only at log points (a sync); zero when no gradient reaches layer #1
+            self.first_gradient = self.model.layer(1).weight.grad.detach().abs().max()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.config.fixed_weight_norm:
+            with torch.no_grad():
+                for k, norm in self.initial_norms.items():
+                    weight = self.model.layer(k).weight
+                    weight.mul_(norm / weight.norm())
         # Written into device buffers: no host synchronisation until the next log point.
         self.loss_buf[self.step] = loss.detach()
         if self.config.on_cifar:
@@ -351,6 +462,26 @@ class Run:
             return True
         self.checked = self.step
         return False
+
+    def decided(self) -> bool:
+        """Sync point: whether the run's metric is decided (RunConfig.target_acc, target_loss,
+        stop_dead); if so `stopped` says how."""
+        cfg = self.config
+        if self.step >= SPEED_WINDOW and (cfg.target_acc is not None or cfg.target_loss is not None):
+            recent = slice(self.step - SPEED_WINDOW, self.step)
+            reached_acc = cfg.target_acc is not None and self.acc_buf[recent].mean().item() >= cfg.target_acc
+            reached_loss = cfg.target_loss is not None and self.loss_buf[recent].mean().item() <= cfg.target_loss
+            if reached_acc or reached_loss:
+                self.stopped = "reached"
+        if not self.stopped and cfg.stop_dead and self.task.train is not None:
+            # the proof (a pass over the training set) only after layer #1's gradient has been zero at
+            # several log points in a row, and less often each time it finds a unit still alive
+            self.zero_streak = self.zero_streak + 1 if self.first_gradient.item() == 0 else 0
+            if self.zero_streak >= self.dead_patience:
+                if dead_layer(self.model, self.task.train) is not None:
+                    self.stopped = "dead"
+                self.dead_patience *= 2
+        return bool(self.stopped)
 
     def test(self) -> None:
         if self.task.test is not None:
@@ -369,7 +500,7 @@ class Run:
             self.step += 1
             self.elapsed += time.perf_counter() - started
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                if self.check_divergence():
+                if self.check_divergence() or self.decided():
                     return
                 bar.update(self.step - bar.n)
                 bar.set_postfix(loss=f"{self.loss_buf[self.step - 1].item():.4g}", refresh=False)
@@ -399,7 +530,7 @@ class Run:
             final |= {"train_acc": float(np.mean(acc[window])) if n else float("nan"), "test_acc": self.tests[-1][1]}
         probes = {k: {name: np.stack(v) for name, v in d.items()} for k, d in self.probe_out.items() if d["step"]}
         return TrainResult(
-            status="diverged" if self.diverged_at is not None else "finished",
+            status="diverged" if self.diverged_at is not None else self.stopped or "finished",
             steps_done=n,
             metrics=metrics,
             probes=probes,
@@ -419,7 +550,8 @@ def train(config: RunConfig, probes: Sequence[Probe] = (), options: RunOptions |
     options = options or RunOptions()
     with _threads(options.threads):
         run = Run(config, probes, options)
-        run.try_resume()
+        if not run.try_resume() and run.spoiled:  # a checkpoint that failed half-way through loading
+            run = Run(config, probes, options)
         label = f"{config.model}/{config.norm} lr={config.lr:g} seed={config.seed}"
         show = _progress_enabled(options.progress)
         with tqdm(total=config.steps, initial=run.step, desc=label, disable=not show, leave=False) as bar:

@@ -99,3 +99,15 @@ def cifar_tar(tmp_path: Path, cifar_arrays: dict[str, np.ndarray], monkeypatch: 
     path = write_image_tar(tmp_path / "cifar.tar.gz", cifar_arrays)
     monkeypatch.setenv("BNLIB_DATA", str(path))
     return path
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`python -m bnlib ARGS` in this process: its exit status, stdout and stderr."""
+    from bnlib.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

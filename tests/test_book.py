@@ -129,14 +129,34 @@ def test_the_pages_run_with_ipywidgets_7(colab_widgets, monkeypatch):
     assert nb.cells[0].outputs[0]["text"].startswith("7.")
 
 
+@pytest.fixture(scope="module")
+def colab_executions(book_env, colab_widgets, smoke_site) -> dict[str, object]:
+    """Every page executed once with Colab's ipywidgets 7, two at a time on one thread each, as the
+    book build executes them (with ipywidgets 8): page name -> the executed notebook, or the error
+    that stopped it. After the smoke book build (`smoke_site`): its sweep trained every run, so
+    these executions only load them. The kernels see the environment set here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def execute(page: Path):
+        nb = nbformat.read(page, as_version=4)
+        try:
+            build.run_notebook(nb, page.parent, hang_after_s=120)  # a stuck cell fails: a hang detector
+        except Exception as error:  # the test of that page fails with it
+            return error
+        return nb
+
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**book_env, **colab_widgets, "OMP_NUM_THREADS": "1"}.items():
+            env.setenv(name, value)
+        with ThreadPoolExecutor(max_workers=build.PAGE_WORKERS) as pool:
+            return dict(zip([p.stem for p in template.pages()], pool.map(execute, template.pages()), strict=True))
+
+
 @pytest.mark.parametrize("notebook", template.pages(), ids=lambda p: p.stem)
-def test_notebook_runs_at_smoke_scale_with_ipywidgets_7(notebook, book_env, colab_widgets, monkeypatch):
-    # A hang detector, not a speed test (timings go in benchmarks and notes): a stuck cell fails.
-    # Colab's ipywidgets 7 here; the smoke book build below executes them with ipywidgets 8.
-    for name, value in {**book_env, **colab_widgets}.items():
-        monkeypatch.setenv(name, value)
-    nb = nbformat.read(notebook, as_version=4)
-    build.run_notebook(nb, notebook.parent, hang_after_s=120)  # a cell's error fails the test
+def test_notebook_runs_at_smoke_scale_with_ipywidgets_7(notebook, colab_executions):
+    nb = colab_executions[notebook.stem]
+    if isinstance(nb, Exception):  # a cell's error, or a hang
+        raise nb
     if "widgets.live(" in "".join(c.source for c in nb.cells):  # the widgets displayed, and their state was saved
         assert nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     shown = _outputs(nb)
@@ -249,12 +269,56 @@ _TABLE_CHECK = """() => {
 }"""
 
 
+# A chapter opens with its question: its set-up cells fold away, so the first thing a reader sees
+# after the title and its Colab link is prose, not code.
+_OPENS_WITH_PROSE = """() => {
+  const main = document.querySelector("main") || document.body;
+  const shown = (e) => e.offsetParent !== null;
+  const items = [...main.querySelectorAll("p, div.cell_input")].filter(shown);
+  const prose = items.findIndex((e) => e.tagName === "P" && !e.textContent.includes("Open this page in Colab"));
+  const code = items.findIndex((e) => e.tagName !== "P");
+  return code === -1 || (prose !== -1 && prose < code);
+}"""
+
+
+def _dark_mode_problems(page, path: str, screenshots: Path) -> list[str]:
+    """In the theme's dark mode, every figure must carry its own light background: a transparent
+    one leaves dark text and lines on a dark page. Checked on a screenshot of each figure."""
+    from PIL import Image
+
+    page.evaluate(
+        "() => { document.documentElement.dataset.theme = 'dark'; document.documentElement.dataset.mode = 'dark'; }"
+    )
+    page.wait_for_timeout(200)
+    problems = []
+    figures = page.locator("main img")
+    for i in range(figures.count()):
+        figure = figures.nth(i)
+        box = figure.bounding_box()
+        if not figure.is_visible() or box is None or box["width"] < 150:
+            continue  # logos, icons and figures behind a closed tab
+        shot = screenshots / f"{path.replace('/', '_')}-{i}.png"
+        figure.screenshot(path=str(shot))
+        pixels = Image.open(shot).convert("L")
+        # 4 px in from each corner (past the theme's rounded border). The theme dims images in dark
+        # mode (white shows as ~180); a transparent figure shows the page's own dark grey (< 60).
+        corners = [pixels.getpixel((x, y)) for x in (4, pixels.width - 5) for y in (4, pixels.height - 5)]
+        if min(corners) < 128:
+            problems.append(f"{path}: figure {i} is dark at its corners in dark mode (transparent background?)")
+    page.evaluate(
+        "() => { document.documentElement.dataset.theme = 'light'; document.documentElement.dataset.mode = 'light'; }"
+    )
+    return problems
+
+
 def test_every_page_renders_in_chromium(smoke_site, served, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    # a missing file is a response, not a failed request: every one the page asks for must exist
+    page.on("response", lambda r: problems.append(f"{r.status} for {r.url}") if r.status >= 400 else None)
     checked = {}
     for path in _book_pages(smoke_site):
         page.goto(f"{served}/{path}", wait_until="networkidle")
@@ -274,6 +338,9 @@ def test_every_page_renders_in_chromium(smoke_site, served, browser, tmp_path):
             if not links or not all(link.endswith(expected) for link in links):
                 problems.append(f"{path}: Colab links {links} do not point at {expected}")
         problems += [f"{path}: {problem}" for problem in page.evaluate(_TABLE_CHECK)]
+        if path.startswith("notebooks/") and not page.evaluate(_OPENS_WITH_PROSE):
+            problems.append(f"{path}: the page shows code before its first sentence")
+        problems += _dark_mode_problems(page, path, tmp_path)
         checked[path] = {"images": len(images), "math": page.locator("mjx-container").count()}
     assert not problems, "\n".join(problems)
     assert any(v["math"] for v in checked.values()) and any(v["images"] > 1 for v in checked.values())

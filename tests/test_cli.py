@@ -45,7 +45,7 @@ def test_run_with_seed_and_overrides(capsys):
     "args,message",
     [
         (["run", "vgg-bn-lr0.3", "--scale", "smoke"], "unknown experiment 'vgg-bn-lr0.3'"),
-        (["run", "vgg-bn-lr0.1", "--norm", "group", "--scale", "smoke"], "unknown normalization 'group'"),
+        (["run", "vgg-bn-lr0.1", "--norm", "grouped", "--scale", "smoke"], "unknown normalization 'grouped'"),
         (["run", "vgg-bn-lr0.1", "--scale", "huge"], "invalid choice: 'huge'"),
         (["run", "vgg-bn-lr0.1", "--lr", "0", "--scale", "smoke"], "learning rate must be positive"),
         (["run", "vgg-bn-lr0.1", "--lr", "-0.1", "--scale", "smoke"], "learning rate must be positive"),

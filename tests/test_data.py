@@ -62,7 +62,7 @@ def test_torchvision_download_is_the_default(tmp_path, cifar_arrays, monkeypatch
     assert len(calls) == 1  # downloaded once
 
 
-def test_offline_without_data_lists_the_three_ways(monkeypatch):
+def test_offline_without_data_lists_the_ways(monkeypatch):
     from torchvision.datasets import utils
 
     def offline(*args, **kwargs):
@@ -100,7 +100,8 @@ def test_damaged_cache_is_rebuilt(cifar_tar, cifar_arrays, isolated_cache):
         (lambda p: p / "missing", "does not exist"),
         (lambda p: (p / "notes.txt").write_text("hi") and p / "notes.txt", "not a .tar.gz"),
         (lambda p: (p / "empty").mkdir() or p / "empty", "no CIFAR-10 in a known layout"),
-        (lambda p: (p / "bad.tar.gz").write_bytes(os.urandom(2000)) and p / "bad.tar.gz", "cannot read"),
+        (lambda p: (p / "bad.tar.gz").write_bytes(b"x" + os.urandom(2000)) and p / "bad.tar.gz", "not a tar archive"),
+        (lambda p: (p / "text.tar.gz").write_text("just text\n") and p / "text.tar.gz", "starts with b'just text"),
     ],
 )
 def test_bad_locations_fail_with_one_line_and_write_nothing(tmp_path, make, match, isolated_cache):

@@ -102,8 +102,8 @@ def test_every_registered_norm_keeps_shape(name, dims, shape):
 
 
 def test_unknown_norm_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown normalization 'group'"):
-        RunConfig(norm="group")
+    with pytest.raises(ConfigError, match="unknown normalization 'instance'"):
+        RunConfig(norm="instance")
 
 
 def test_noise_on_a_channels_last_batch_keeps_its_layout_and_distribution():

@@ -1,5 +1,5 @@
 """Part II's library: the ResNet family and the MLPs, the signal and weight-norm probes, the squared
-loss, the rate of the weights, cut records, and the bottom line's rule, each against a known answer."""
+loss, the rate of the weights and cut records, each against a known answer."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlib import RunConfig, load_or_run
-from bnlib.book.chapters import ch12_why_batchnorm_works as why
-from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.errors import ConfigError
 from bnlib.models import build_model
 from bnlib.models.resnet import ResNet
@@ -207,34 +205,3 @@ def test_a_cut_record_is_the_shorter_run(cifar_tar):
         np.testing.assert_array_equal(cut.probes[key][name], values)
     with pytest.raises(ValueError, match="no test accuracy at step 6"):
         long.truncated(6)
-
-
-# ----------------------------------------------------------------------------- the bottom line's rule
-
-
-def _claim(verdict: Verdict, summary: str = "") -> Claim:
-    return Claim(f"a claim {verdict}", "", "", lambda scale, v=verdict: Finding("", v, summary or f"it was {v}."))
-
-
-@pytest.mark.parametrize(
-    "verdicts,refuted_by,expected",
-    [
-        ((Verdict.REPRODUCED, Verdict.REPRODUCED), False, why.SUPPORTED),
-        ((Verdict.NOT_REPRODUCED, Verdict.NOT_REPRODUCED), False, why.NOT_SUPPORTED),
-        ((Verdict.REPRODUCED, Verdict.PARTLY), False, why.PARTLY),
-        ((Verdict.REPRODUCED, Verdict.CANNOT_TELL), False, why.CANNOT_TELL),
-        ((Verdict.REPRODUCED, Verdict.REPRODUCED), True, why.NOT_SUPPORTED),  # the refutation holds
-        ((Verdict.NOT_REPRODUCED,), True, why.SUPPORTED),
-    ],
-)
-def test_an_explanations_verdict_follows_its_claims(verdicts, refuted_by, expected):
-    explanation = why.Explanation("e", "s", "c", "p", tuple(_claim(v) for v in verdicts), refuted_by)
-    assert why.verdict(explanation, "smoke") == expected
-
-
-def test_the_answer_is_each_explanations_verdict_and_its_claims_own_sentences(monkeypatch):
-    claims = (_claim(Verdict.REPRODUCED, "The first held by 3x."), _claim(Verdict.NOT_REPRODUCED, "The second not."))
-    explanation = why.Explanation("It helps", "Someone (2020)", None, "p", claims)
-    monkeypatch.setattr(why, "EXPLANATIONS", (explanation,))
-    (paragraph,) = why.answer("smoke")
-    assert paragraph == "**It helps** (Someone (2020)): partly supported. The first held by 3x. The second not."

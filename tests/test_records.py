@@ -11,7 +11,7 @@ import torch
 import bnlib.records as records
 from bnlib import RunConfig, load_or_run
 from bnlib.probes.hook import FunctionProbe
-from bnlib.records import frame, record_key, runs_dir
+from bnlib.records import Record, frame, record_key, runs_dir
 
 DLN = RunConfig(model="dln", dln_depth=5, dln_dim=4, dln_samples=40, lr=3e-4, steps=15, log_every=5, norm="batch")
 NORM_PROBE = FunctionProbe("weight-norm", 5, lambda ctx: {"norm": ctx.model.layer(1).weight.norm()})
@@ -60,12 +60,15 @@ def test_only_missing_probes_are_computed(monkeypatch):
     assert len(ran) == 1
 
 
-def test_damaged_record_warns_and_is_recomputed():
+def test_damaged_record_warns_and_is_recomputed(capsys):
     record = load_or_run(DLN)
     metrics = record.path / "metrics.npz"
     metrics.write_bytes(metrics.read_bytes()[:50])
-    with pytest.warns(UserWarning, match="damaged"):
-        again = load_or_run(DLN)
+    capsys.readouterr()
+    again = load_or_run(DLN)
+    err = capsys.readouterr().err
+    assert err.startswith(f"bnlib: warning: run record {record.path} is damaged (metrics.npz does not match")
+    assert err.endswith("; it will be recomputed\n") and err.count("\n") == 1
     np.testing.assert_array_equal(again.metrics["train_loss"], record.metrics["train_loss"])
 
 
@@ -141,3 +144,14 @@ def test_a_record_gives_back_its_final_and_initial_networks():
     moved = train(DLN.replace(lr=1e-30, steps=1)).model_state
     for name, value in start.named_parameters():
         torch.testing.assert_close(value.detach(), moved[name], rtol=0, atol=1e-20)
+
+
+def test_the_highest_smoothed_accuracy_of_a_run_and_of_one_too_short_to_smooth():
+    from synthetic import record
+
+    from bnlib.experiments import Experiment
+
+    run = record(Experiment("vgg", "batch", 0.1), steps_to=200)
+    assert run.highest() == pytest.approx(run.smoothed()[-1]) and run.highest() > 0.4
+    short = Record(run.config, "finished", {k: v[:5] for k, v in run.metrics.items()}, {}, run.final, 1.0, {})
+    assert np.isnan(short.highest())  # shorter than the window: no smoothed value, and no warning

@@ -175,7 +175,7 @@ def test_a_cache_that_is_not_writable(capsys, cifar_tar, isolated_cache, monkeyp
 
     monkeypatch.setattr(bnlib.storage.tempfile, "mkstemp", refuse)  # root may write anywhere: simulate
     code, err = run_cli(capsys, "sweep", "vgg-bn-lr0.1", "--scale", "smoke")
-    assert code == 2 and "is not writable (Permission denied)" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "does not let you create files (permissions)" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(CacheError):
         sweep(smoke_grid(), progress=False)
     assert not isolated_cache.exists()

@@ -18,12 +18,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from bnlib.book import plan
-from bnlib.book.chapters import PART_ONE
 from bnlib.book.project import REPO_TAG, REPO_URL
 from bnlib.book.template import ROOT, pages, template_problems
 from bnlib.data import ENV_DATA
@@ -34,6 +34,7 @@ from bnlib.storage import ENV_CACHE
 # A cell that makes no progress (no new output and no CPU) for this long is a hang and fails the
 # build. A long cell that is working is not: there is no limit on a cell's total time.
 HANG_AFTER_S = {"smoke": 120, "cpu": 600, "paper": 1800}
+PAGE_WORKERS = 2  # pages executed at a time, one thread each (the machines the book is built on have 2 cores)
 
 
 def toc_notebooks() -> list[Path]:
@@ -73,15 +74,29 @@ def run_notebook(nb, cwd: Path, hang_after_s: float) -> float:
     timeout after the last cell now and then (13 s notebooks taking 75-176 s, in and outside
     Jupyter Book); running the cells one by one on the same client never did.
     """
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
-    # record_timing=False: timing metadata on the cells would change the notebook's hash in the
-    # execution cache, and Jupyter Book would then execute every chapter a second time
-    client = NotebookClient(
-        nb, timeout=None, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
-    )
+    with tempfile.TemporaryDirectory(prefix="bnlib-kernel-") as sockets:
+        # The kernel speaks over local sockets (IPC), not TCP: nothing leaves this machine, and the
+        # kernel has nothing to warn about. record_timing=False: timing metadata on the cells would
+        # change the notebook's hash in the execution cache, and Jupyter Book would then execute
+        # every chapter a second time.
+        km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=None,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(cwd)}},
+        )
+        return _run_cells(client, nb, hang_after_s)
+
+
+def _run_cells(client, nb, hang_after_s: float) -> float:
     started = time.perf_counter()
-    with client.setup_kernel():
+    with client.setup_kernel(cleanup_kc=True):  # the manager is ours (IPC), so shut its kernel down too
         for channel in (client.kc.shell_channel, client.kc.iopub_channel):
             _poll_every_second(channel)
         watchdog = Watchdog(client.km.provisioner.process.pid, hang_after_s)
@@ -208,23 +223,52 @@ def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
     print(f"{Path(notebook).name}: executed in {seconds:.0f} s", flush=True)
 
 
+def execute_pages(
+    notebooks: list[Path], cache_path: Path, hang_after_s: float, env: dict[str, str], seconds: dict[str, float]
+) -> bool:
+    """Execute the pages into the cache, PAGE_WORKERS at a time (each on one thread: the runs are
+    trained already, so a page mostly imports, loads and draws, one core's work); their seconds go
+    into `seconds`. Returns whether any page was executed; the first failure is raised once all
+    have ended."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = env | {"OMP_NUM_THREADS": "1"}  # two pages on two threads each would oversubscribe the cores
+    seconds |= {notebook.stem: 0.0 for notebook in notebooks}  # printed in the book's order
+
+    def execute(notebook: Path) -> bool:
+        began = time.perf_counter()
+        done = execute_into_cache(notebook, cache_path, hang_after_s, env)
+        seconds[notebook.stem] = time.perf_counter() - began
+        return done
+
+    _cached(notebooks[0], cache_path)  # creates the cache's database here, before two processes race to
+    with ThreadPoolExecutor(max_workers=PAGE_WORKERS) as pool:
+        futures = [pool.submit(execute, notebook) for notebook in notebooks]
+    results = [future.exception() or future.result() for future in futures]
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return any(results)
+
+
 def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
     """Train every run the book reads, with the union of the probes its chapters read, as sweeps
-    across this machine's cores (`bnlib.sweep`: one thread per run): Part I's runs, then Part II's
-    own, so that the chapters only load them. Returns the seconds each part took. Without Ray the
+    across this machine's cores (`bnlib.sweep`: one thread per run), so that the chapters only load
+    them. Some chapters read more seeds where seed 0 reached its target, so the sweeps run in rounds
+    until nothing the chapters read is missing. Returns the seconds each round took. Without Ray the
     sweeps run one config after another."""
-    from bnlib.sweeps import sweep
+    from bnlib.sweeps import ray_closed_after, sweep
 
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     seconds = {}
     try:
-        part_one = plan.jobs(scale, PART_ONE)
-        shared = {job.config for job in part_one}
-        for part, jobs in (("I", part_one), ("II", [j for j in plan.jobs(scale) if j.config not in shared])):
-            started = time.perf_counter()
-            sweep(jobs).raise_if_failed("the book's runs")
-            seconds[f"training Part {part}'s runs ({len(jobs)})"] = time.perf_counter() - started
+        with ray_closed_after():
+            while todo := [job for job in plan.jobs(scale) if plan.untrained(job)]:
+                started = time.perf_counter()
+                sweep(todo).raise_if_failed("the book's runs")
+                seconds[f"training round {len(seconds) + 1} ({len(todo)} runs)"] = time.perf_counter() - started
+                plan.refresh()
     finally:
         for name, value in saved.items():
             if value is None:
@@ -261,11 +305,7 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
             env[name] = str(Path(env[name]).expanduser().absolute())
     started = time.perf_counter()
     seconds = pretrain(scale, env)
-    executed = False
-    for notebook in toc_notebooks():
-        began = time.perf_counter()
-        executed |= execute_into_cache(notebook, out / "jupyter_cache", HANG_AFTER_S[scale], env)
-        seconds[notebook.stem] = time.perf_counter() - began
+    executed = execute_pages(toc_notebooks(), out / "jupyter_cache", HANG_AFTER_S[scale], env, seconds)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
         str(jupyter_book if jupyter_book.exists() else shutil.which("jupyter-book") or "jupyter-book"),

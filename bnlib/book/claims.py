@@ -27,6 +27,9 @@ class Verdict(str, Enum):
     PARTLY = "partly"
     NOT_REPRODUCED = "not reproduced"
     CANNOT_TELL = "cannot tell at this scale"
+    # An identity that holds by algebra, checked numerically: it shows a mechanism is present (or a
+    # step of a proof is right), never that it explains anything, and is never counted as evidence.
+    BY_CONSTRUCTION = "holds by construction"
 
     def __str__(self) -> str:
         return self.value
@@ -79,6 +82,14 @@ def graded(checks: Iterable[bool]) -> Verdict:
     return Verdict.PARTLY if any(checks) else Verdict.NOT_REPRODUCED
 
 
+def majority(checks: Iterable[bool]) -> Verdict:
+    """Reproduced if every check holds, partly if at least half do, not reproduced otherwise."""
+    checks = list(checks)
+    if all(checks):
+        return Verdict.REPRODUCED
+    return Verdict.PARTLY if sum(checks) >= len(checks) / 2 else Verdict.NOT_REPRODUCED
+
+
 # ----------------------------------------------------------------------------- how chapters show claims
 
 
@@ -91,12 +102,12 @@ def table_of(scale: str, chapters: Iterable[ModuleType]) -> pd.DataFrame:
             found = claim.finding(scale)
             rows.append(
                 {
+                    "chapter": chapter.TITLE,
                     "claim": claim.claim,
                     "paper says": claim.paper,
                     "we measure": found.measured,
                     "rule": claim.rule,
                     "verdict": str(found.verdict),
-                    "chapter": chapter.TITLE,
                 }
             )
     return pd.DataFrame(rows)
@@ -126,7 +137,7 @@ def chapter_table(chapter: ModuleType, scale: str) -> HTML:
     frame = table_of(scale, [chapter]).drop(columns="chapter")
     if chapter in PART_TWO:
         frame = frame.rename(columns=PART_TWO_COLUMNS)
-    return HTML(table_html(frame, caption=scale_note(scale)))
+    return HTML(table_html(frame, caption=scale_note(scale), fold="rule"))
 
 
 def findings(chapter: ModuleType, scale: str) -> Markdown:

@@ -97,7 +97,12 @@ def reduced() -> str:
 
 def seeds(read: Read) -> tuple[int, ...]:
     """The seeds a read asks for, or fewer if the parameters cell asked for fewer."""
-    return read.seeds[: _session.seeds] if _session.seeds else read.seeds
+    return limit(read.seeds)
+
+
+def limit(seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """The first of `seeds`, as many as the parameters cell allows (all of them if it set none)."""
+    return seeds[: _session.seeds] if _session.seeds else seeds
 
 
 def capped(cfg: RunConfig) -> RunConfig:
@@ -178,7 +183,7 @@ def make_probe(kind: str | Probe, model: str, scale: str) -> Probe:
     return make[kind]()
 
 
-def _named(kind: str | Probe) -> str:
+def named(kind: str | Probe) -> str:
     """How a chapter names a probe in a record it reads: its kind, or the probe's key."""
     return kind if isinstance(kind, str) else probe_key(kind)
 
@@ -201,7 +206,7 @@ def _wanted(scale: str, session: Session) -> dict[RunConfig, dict[str, Probe]]:
         for read in chapter.reads(scale):
             for seed in read.seeds:
                 probes = wanted.setdefault(read.run.config(scale, seed), {})
-                probes |= {_named(kind): make_probe(kind, read.run.model, scale) for kind in read.probes}
+                probes |= {named(kind): make_probe(kind, read.run.model, scale) for kind in read.probes}
     return wanted
 
 
@@ -229,15 +234,26 @@ def stored(run: Experiment, scale: str, seed: int = 0) -> Record | None:
     return stored_record(config(run, scale, seed))
 
 
-def records(runs: list[Experiment], scale: str) -> list[Record]:
-    """The seed-0 records of several runs, the missing ones trained first as one sweep
-    (`bnlib.sweep`: across this machine's cores when Ray is installed, else one after another)."""
+def records(runs: list[Experiment | tuple[Experiment, int]], scale: str) -> list[Record]:
+    """The records of several runs (seed 0, or (run, seed) pairs), the missing ones trained first as
+    one sweep (`bnlib.sweep`: across this machine's cores when Ray is installed, else one after
+    another). Reads that depend on what is stored (a chapter that runs more seeds where seed 0
+    reached its target) are read again afterwards."""
     from bnlib.sweeps import sweep
 
-    todo = [job for job in (_job(run, scale, 0) for run in runs) if untrained(job)]
+    pairs = [item if isinstance(item, tuple) else (item, 0) for item in runs]
+    todo = [job for job in (_job(run, scale, seed) for run, seed in pairs) if untrained(job)]
     if len(todo) > 1:  # one run trains in this process, without starting Ray
         sweep(todo).raise_if_failed("the chapter's runs")
-    return [get(run, scale) for run in runs]
+    if todo:
+        refresh()
+    return [get(run, scale, seed) for run, seed in pairs]
+
+
+def refresh() -> None:
+    """Read the chapters' reads again: some depend on what is stored (a chapter that runs more seeds
+    where seed 0 reached its target), so they change when runs finish."""
+    _wanted.cache_clear()
 
 
 # ----------------------------------------------------------------------------- the jobs: what trains
@@ -330,15 +346,19 @@ def announce(scale: str) -> str:
     for job in todo:
         cfg = job.config
         kinds = ", ".join(sorted({probe_key(p).split("-")[0] for p in job.probes})) or "no probes"
-        line = f"  {job.name}: {cfg.steps:,} steps, {kinds}"
+        stops = cfg.target_acc is not None or cfg.target_loss is not None  # it ends at its target, if sooner
+        line = f"  {job.name}: {'up to ' if stops else ''}{cfg.steps:,} steps, {kinds}"
         if scale == "paper":
             key = (cfg.replace(seed=0), tuple(map(probe_key, job.probes)))
             if key not in timed:
                 timed[key] = step_seconds(cfg, list(job.probes))
             total += timed[key] * cfg.steps
-            line += f", about {timed[key] * cfg.steps / 60:.0f} min"
+            line += f", {'at most' if stops else 'about'} {timed[key] * cfg.steps / 60:.0f} min"
         lines.append(line)
     if scale == "paper":
-        lines.append(f"Estimated total on this device: about {total / 60:.0f} minutes (from a short timing of each).")
+        lines.append(
+            f"Estimated total on this device: at most {total / 60:.0f} minutes (from a short timing of each; "
+            "runs that stop at their target take less)."
+        )
         lines.append("For fewer seeds or steps set `seeds` or `steps` in the parameters cell and run it again.")
     return "\n".join(lines)

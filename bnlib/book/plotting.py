@@ -33,7 +33,18 @@ NORM_LABELS = {
 def style() -> None:
     """The book's figure style."""
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
-    plt.rcParams.update({"figure.figsize": (7.5, 3.6), "figure.dpi": 100, "axes.titleweight": "bold"})
+    # An opaque white background: Jupyter's inline figures are transparent by default, and dark text
+    # on a transparent figure is unreadable in the book's dark mode.
+    plt.rcParams.update(
+        {
+            "figure.figsize": (7.5, 3.6),
+            "figure.dpi": 100,
+            "axes.titleweight": "bold",
+            "figure.facecolor": "white",
+            "savefig.facecolor": "white",
+            "savefig.transparent": False,
+        }
+    )
 
 
 def smooth(frame: pd.DataFrame, window: int, by: list[str] | None = None) -> pd.DataFrame:
@@ -171,14 +182,14 @@ def ics_diagram(k: int = 6, i: int = 4) -> plt.Figure:
 
 
 SITE_LABELS = {
-    "input": "input of the layer",
+    "norm_out": "pre-activation (the paper's site)",
     "norm_in": "before the normalization",
-    "norm_out": "after the normalization",
+    "input": "after the ReLU (the next layer's input)",
 }
 
 
-def unit_ridge(record, layer: int, unit: int = 0, site: str = "input", ax: plt.Axes | None = None) -> plt.Axes:
-    """`ridge` for one tracked unit of a layer at a site ("input", "norm_in", "norm_out"), from a
+def unit_ridge(record, layer: int, unit: int = 0, site: str = "norm_out", ax: plt.Axes | None = None) -> plt.Axes:
+    """`ridge` for one tracked unit of a layer at a site ("norm_out", "norm_in", "input"), from a
     run record's activation probe, in the colour of the run's normalization. Only the probed steps
     t (not their successors t + 1) are drawn."""
     levels = record.probes["activations"]["quantile_levels"][0]

@@ -35,6 +35,9 @@ scale = bnlib.book.default_scale()  # "cpu": the published pages, minutes; "pape
 seeds = None  # fewer seeds than the book's, e.g. 1 (None: the book's)
 steps = None  # fewer steps per run than the scale's, e.g. 500 (None: the scale's)"""
 START_CELL = "bnlib.book.start(scale, seeds, steps)  # what this page will train (at the paper scale: how long)"
+# On the static pages the three cells above fold behind a toggle, so that a page opens with its
+# question; in the notebook and on Colab they are there to run.
+HIDDEN = "hide-cell"
 
 
 def setup_cell(chapter: str | None) -> str:
@@ -51,6 +54,9 @@ import bnlib.book
 # True keeps run records and checkpoints on your Google Drive (Colab only), so that a run
 # interrupted by a runtime reset resumes from its last checkpoint there.
 KEEP_ON_DRIVE = False
+# CIFAR-10 comes from torchvision's download, which can be very slow. If it is, point BNLIB_DATA at
+# cifar-10-python.tar.gz on a mirror you trust (it is checked against the archive's MD5), e.g.
+# import os; os.environ["BNLIB_DATA"] = "https://your.mirror/cifar-10-python.tar.gz"
 bnlib.book.setup({name}, keep_on_drive=KEEP_ON_DRIVE)"""
 
 
@@ -123,6 +129,8 @@ def template_problems(notebook: Path) -> list[str]:
             problems.append(f"{notebook.name}: the cell after the title must be the {name} cell")
     if "parameters" not in cells[2]["metadata"].get("tags", []):
         problems.append(f"{notebook.name}: the parameters cell must be tagged 'parameters' (papermill)")
+    if any(HIDDEN not in cell["metadata"].get("tags", []) for cell in cells[1:4]):
+        problems.append(f"{notebook.name}: the set-up, parameters and start cells must be tagged {HIDDEN!r}")
     for cell in cells:
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"{notebook.name}: committed with outputs; strip them")
@@ -144,9 +152,9 @@ def apply_template(notebook: Path) -> None:
         rest = rest[1:]
     head = [
         nbformat.v4.new_markdown_cell(f"{title}\n\n{badge(notebook)}", id="title"),
-        nbformat.v4.new_code_cell(setup_cell(_chapter_of(notebook)), id="setup"),
-        nbformat.v4.new_code_cell(PARAMETERS_CELL, id="parameters", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(START_CELL, id="start"),
+        nbformat.v4.new_code_cell(setup_cell(_chapter_of(notebook)), id="setup", metadata={"tags": [HIDDEN]}),
+        nbformat.v4.new_code_cell(PARAMETERS_CELL, id="parameters", metadata={"tags": ["parameters", HIDDEN]}),
+        nbformat.v4.new_code_cell(START_CELL, id="start", metadata={"tags": [HIDDEN]}),
     ]
     for cell in rest:
         if cell.cell_type == "code":

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from bnlib.config import RunConfig
 from bnlib.models.numbered import Block, NumberedNet
-from bnlib.norms import make_norm
+from bnlib.norms import make_norm, weighted
 
 
 class DeepLinearNet(NumberedNet):
@@ -20,7 +20,11 @@ class DeepLinearNet(NumberedNet):
     def __init__(self, depth: int, dim: int, config: RunConfig):
         super().__init__()
         hidden = [
-            Block(nn.Linear(dim, dim, bias=False), make_norm(config.norm, dim, 1, config), nn.Identity())
+            Block(
+                weighted(config.norm, nn.Linear(dim, dim, bias=False)),
+                make_norm(config.norm, dim, 1, config),
+                nn.Identity(),
+            )
             for _ in range(depth - 1)
         ]
         self.hidden = nn.Sequential(*hidden)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from bnlib.config import RunConfig
 from bnlib.models.numbered import Block, NumberedNet
-from bnlib.norms import make_norm
+from bnlib.norms import make_norm, weighted
 
 
 class MLP(NumberedNet):
@@ -27,7 +27,7 @@ class MLP(NumberedNet):
         sizes = [inputs] + [width] * depth
         self.hidden = nn.Sequential(
             *[
-                Block(nn.Linear(a, b), make_norm(config.norm, b, 1, config), nn.ReLU())
+                Block(weighted(config.norm, nn.Linear(a, b)), make_norm(config.norm, b, 1, config), nn.ReLU())
                 for a, b in itertools.pairwise(sizes)
             ]
         )

@@ -19,7 +19,16 @@ classifier.
   and its first convolution scaled down by (number of blocks)^(-1/2); every branch outputs zero
   at initialisation.
 
-Initialisation (`init_resnet`): He-normal convolutions (fan out), as is usual for ResNets.
+Initialisation (`init_resnet`): He-normal convolutions (fan out), as is usual for ResNets; biases
+zero. The convolutions of the unnormalized and SkipInit networks carry biases (DeepMind's SkipInit
+does); BatchNorm's own shift makes them redundant there, and Fixup has its scalar biases instead.
+
+The blocks are He et al.'s original ("post-activation") ones, ReLU(x + branch), for every variant:
+Fixup's recipe is written for them; De and Smith describe SkipInit on pre-activation blocks, x +
+alpha branch. With the ReLU after the sum, a SkipInit block is still exactly the identity at
+initialisation (its input, a ReLU's output, is non-negative), but during training the sum is
+rectified, so the skip path is not a pure identity: a choice that makes the four variants differ
+only in their normalization and initialisation.
 """
 
 from __future__ import annotations
@@ -72,8 +81,15 @@ class Shortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
 
 
-def _conv(channels_in: int, channels_out: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=stride, padding=1, bias=False)
+def _conv(channels_in: int, channels_out: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(channels_in, channels_out, kernel_size=3, stride=stride, padding=1, bias=bias)
+
+
+def _biased(config: RunConfig) -> bool:
+    """Whether the body's convolutions carry biases: without normalization and without Fixup's
+    scalar biases (the unnormalized network and SkipInit, as DeepMind's SkipInit has them); a
+    normalization's own shift (BatchNorm's beta) makes them redundant."""
+    return config.norm == "none" and config.residual in ("plain", "skipinit")
 
 
 class ResidualBlock(nn.Module):
@@ -86,8 +102,9 @@ class ResidualBlock(nn.Module):
         fixup = self.residual == "fixup"
         first_norm = ScalarBias() if fixup else make_norm(config.norm, channels_out, 2, config)
         second_norm = ScalarAffine() if fixup else make_norm(config.norm, channels_out, 2, config)
-        self.first = Block(_conv(channels_in, channels_out, stride), first_norm, nn.ReLU())
-        self.second = Block(_conv(channels_out, channels_out), second_norm, nn.Identity())
+        bias = _biased(config)
+        self.first = Block(_conv(channels_in, channels_out, stride, bias), first_norm, nn.ReLU())
+        self.second = Block(_conv(channels_out, channels_out, bias=bias), second_norm, nn.Identity())
         self.shortcut = Shortcut(channels_in, channels_out, stride)
         if self.residual == "skipinit":
             self.alpha = nn.Parameter(torch.zeros(()))
@@ -102,7 +119,13 @@ class ResidualBlock(nn.Module):
         return out * self.alpha if self.residual == "skipinit" else out
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.branch(x) + self.shortcut(x))
+        # Fixup's downsampling shortcut sees the branch's first scalar bias too (x + bias1a)
+        skip = (
+            self.shortcut(x + self.shift_in.bias)
+            if self.residual == "fixup" and self.shortcut.stride > 1
+            else self.shortcut(x)
+        )
+        return F.relu(self.branch(x) + skip)
 
 
 class ResNet(NumberedNet):
@@ -116,7 +139,7 @@ class ResNet(NumberedNet):
         channels = [max(1, round(c * width)) for c in (16, 32, 64)]
         fixup = config.residual == "fixup"
         stem_norm = ScalarBias() if fixup else make_norm(config.norm, channels[0], 2, config)
-        self.stem = Block(_conv(3, channels[0]), stem_norm, nn.ReLU())
+        self.stem = Block(_conv(3, channels[0], bias=_biased(config)), stem_norm, nn.ReLU())
         blocks, previous = [], channels[0]
         for stage, c in enumerate(channels):
             for i in range(n):

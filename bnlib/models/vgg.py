@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from bnlib.config import RunConfig
 from bnlib.models.numbered import Block, NumberedNet
-from bnlib.norms import make_norm
+from bnlib.norms import make_norm, weighted
 
 # Channel counts per conv layer, "M" = 2x2 max-pool. Depth = conv layers + 3 in the ImageNet VGG;
 # for CIFAR the usual variant (also ours) replaces the three-layer classifier by one linear layer.
@@ -33,7 +33,7 @@ class VGG(NumberedNet):
                 layers.append(nn.MaxPool2d(2))
                 continue
             out = max(1, round(int(item) * width))
-            conv = nn.Conv2d(channels, out, kernel_size=3, padding=1)
+            conv = weighted(config.norm, nn.Conv2d(channels, out, kernel_size=3, padding=1))
             layers.append(Block(conv, make_norm(config.norm, out, 2, config), nn.ReLU()))
             channels = out
         self.features = nn.Sequential(*layers)

@@ -5,13 +5,14 @@ the batch (and over H and W for conv layers, which count as batch dimensions as 
 by quantiles for ridge and histogram plots, plus its mean and variance (Fig. 8's moments). Measured
 at up to three sites of layer #k, the key names saying which ("L3.input.quantiles"):
 
-* "input": the values that enter layer #k, i.e. the previous block's output after its activation
-  (and any pooling): what the paper calls the layer's input distribution (Section 2, Fig. 1c).
-  Its units are the layer's input channels.
+* "norm_out": the normalization's output, after its affine map and, for noisy BN, after the step's
+  own noise; before the activation. In a network without normalization it is the weight layer's
+  output. This is where the paper's histograms of Figs. 1c, 2, 6 and 8 are taken: "a random input"
+  of layer #k is its pre-activation (the figures have negative values, which no ReLU output has).
 * "norm_in": the weight layer's output, entering the normalization (sigma_j of Section 4 is its
   spread).
-* "norm_out": the normalization's output, after its affine map and, for noisy BN, after the step's
-  own noise; before the activation.
+* "input": the values that enter layer #k, i.e. the previous block's output after its activation
+  (and any pooling); its units are the layer's input channels.
 
 With `pairs=True` a probe also runs one step after each probed step, so that the change of the
 moments "between two successive steps" (Fig. 8) is measured at t and t + 1.
@@ -147,17 +148,21 @@ def successive_changes(probe_frame: pd.DataFrame, layer: int, site: str) -> pd.D
     return pd.concat(parts, axis=1).rename_axis(["step", "unit"]).reset_index()
 
 
-def drifts(probe_frame: pd.DataFrame, layer: int, site: str) -> pd.DataFrame:
-    """Fig. 8b per unit: mu_t - mu_0 and var_t - var_0 at every probed step, and the relative
-    drifts |mu_t - mu_0| / sd_0 and |sd_t - sd_0| / sd_0 (sd the unit's spread at the first step)."""
+def drifts(probe_frame: pd.DataFrame, layer: int, site: str, start: int = 0) -> pd.DataFrame:
+    """Fig. 8b per unit, from the first probed step at or after `start` (t0): mu_t - mu_t0 and
+    var_t - var_t0 at every probed step from t0, and the drifts relative to the unit's typical
+    spread over those steps, |mu_t - mu_t0| / s and |sd_t - sd_t0| / s with s the median of sd_t:
+    how far the distribution moved, in units of its own width (a spread that starts near zero and
+    grows is not measured against its vanishing start)."""
     mean, var = _moments(probe_frame, layer, site, "mean"), _moments(probe_frame, layer, site, "var")
+    mean, var = mean[mean.index >= start], var[var.index >= start]
     sd = var.clip(lower=0) ** 0.5
-    sd0 = sd.iloc[0].replace(0, np.nan)
+    typical = sd.median().replace(0, np.nan)
     columns = {
         "drift_mean": mean - mean.iloc[0],
         "drift_var": var - var.iloc[0],
-        "relative_drift_mean": (mean - mean.iloc[0]).abs() / sd0,
-        "relative_drift_sd": (sd - sd.iloc[0]).abs() / sd0,
+        "relative_drift_mean": (mean - mean.iloc[0]).abs() / typical,
+        "relative_drift_sd": (sd - sd.iloc[0]).abs() / typical,
     }
     return (
         pd.concat([v.stack().rename(k) for k, v in columns.items()], axis=1).rename_axis(["step", "unit"]).reset_index()

@@ -5,7 +5,8 @@ Smith, 2021; De and Smith, 2020) and at a single large step (Bjorck et al., 2018
 All are plain functions of a model and a batch, in the model's training mode (batch statistics),
 with the model left exactly as it was:
 
-* `signal_propagation`: per numbered layer, the stable rank and mean pairwise cosine of the batch's
+* `signal_propagation`: per numbered layer, the numerical rank (Daneshmand et al.'s measure), the
+  centered effective rank, the stable rank and the mean pairwise cosine of the batch's
   representations (rank collapse), the average squared channel mean and channel variance (Brock
   et al.'s signal propagation plots), and the norm of the loss's gradient with respect to the
   layer's weights (gradient explosion);
@@ -27,11 +28,16 @@ from bnlib.models import NumberedNet
 from bnlib.probes.hook import preserved_state
 
 
-def block_outputs(model: NumberedNet, x: Tensor) -> dict[int, Tensor]:
-    """The output of every numbered block (after its activation) on the batch x, by layer number."""
+def block_outputs(model: NumberedNet, x: Tensor, site: str = "output") -> dict[int, Tensor]:
+    """Every numbered block's output on the batch x, by layer number: after its activation
+    ("output"), or its weight layer's, before any normalization ("norm_in")."""
+    if site not in ("output", "norm_in"):
+        raise ValueError(f"site must be output or norm_in, not {site!r}")
     captured: dict[int, Tensor] = {}
     hooks = [
-        block.register_forward_hook(lambda m, inputs, output, k=k: captured.__setitem__(k, output.detach()))
+        (block if site == "output" else block.layer).register_forward_hook(
+            lambda m, inputs, output, k=k: captured.__setitem__(k, output.detach())
+        )
         for k, block in enumerate(model.blocks(), 1)
     ]
     try:
@@ -48,6 +54,25 @@ def stable_rank(h: Tensor) -> float:
     h = h.flatten(1).double()
     singular = torch.linalg.svdvals(h)
     return float(singular.square().sum() / singular[0].square()) if singular[0] > 0 else 0.0
+
+
+def numerical_rank(h: Tensor) -> int:
+    """The rank of the (batch, features) matrix of representations as Daneshmand et al. (2020)
+    measure it: torch's matrix rank in float32, singular values below max(m, n) * eps * s_max
+    counting as zero (a representation collapsed toward one direction has few above)."""
+    h = h.flatten(1).float()
+    return int(torch.linalg.matrix_rank(h / h.norm().clamp_min(1e-30)))
+
+
+def effective_rank(h: Tensor) -> float:
+    """The entropy-based effective rank (Roy and Vetterli, 2007) of the centered representations:
+    exp of the entropy of the normalized singular values; it ignores the common mean that a ReLU
+    adds, which alone makes uncentered representations look collinear."""
+    h = h.flatten(1).double()
+    singular = torch.linalg.svdvals(h - h.mean(0))
+    p = singular / singular.sum().clamp_min(1e-300)
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
 
 
 def mean_cosine(h: Tensor) -> float:
@@ -83,6 +108,8 @@ def signal_propagation(
         rows.append(
             {
                 "layer": k,
+                "rank": numerical_rank(h),
+                "effective rank": effective_rank(h),
                 "stable rank": stable_rank(h),
                 "mean cosine": mean_cosine(h),
                 "channel mean^2": mean_sq,
@@ -113,23 +140,40 @@ def one_step_spread(
     eval_batch: Tensor,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     lr: float,
+    site: str = "output",
 ) -> pd.DataFrame:
-    """Bjorck et al.'s diagnostic: per numbered layer, the standard deviation of its outputs on
-    `eval_batch` before and after one plain SGD step at `lr` on `step_batch`, and their ratio (on a
-    copy: the model itself does not move)."""
+    """Bjorck et al.'s diagnostic: per numbered layer, the standard deviation of its outputs at
+    `site` (`block_outputs`) on `eval_batch` before and after one plain SGD step at `lr` on
+    `step_batch`, and their ratio; and the share of the layer's units (channels) whose activation
+    is zero for every example of `eval_batch` after the step ("dead share"). On a copy: the model
+    itself does not move."""
     moved = copy.deepcopy(model).train()
     with torch.no_grad():
-        before = {k: float(h.double().std()) for k, h in block_outputs(moved, eval_batch).items()}
+        before = {k: float(h.double().std()) for k, h in block_outputs(moved, eval_batch, site).items()}
     moved.zero_grad(set_to_none=True)
     loss_fn(moved(step_batch[0]), step_batch[1]).backward()
     with torch.no_grad():
         for p in moved.parameters():
             if p.grad is not None:
                 p.sub_(lr * p.grad)
-        after = {k: float(h.double().std()) for k, h in block_outputs(moved, eval_batch).items()}
+        after = {k: float(h.double().std()) for k, h in block_outputs(moved, eval_batch, site).items()}
+        dead = {k: _dead_share(h) for k, h in block_outputs(moved, eval_batch).items()}
     return pd.DataFrame(
         [
-            {"layer": k, "spread before": before[k], "spread after": after[k], "ratio": after[k] / before[k]}
+            {
+                "layer": k,
+                "spread before": before[k],
+                "spread after": after[k],
+                "ratio": after[k] / before[k],
+                "dead share": dead[k],
+            }
             for k in before
         ]
     )
+
+
+def _dead_share(h: Tensor) -> float:
+    """The share of units (channels) of a layer's output that are zero for every example (and
+    position) of the batch."""
+    dims = (0, *range(2, h.dim()))
+    return float((h.abs().amax(dim=dims) == 0).double().mean())

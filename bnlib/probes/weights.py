@@ -38,20 +38,25 @@ class WeightNormProbe:
         return f"weight-norms-layers{layers}-pairs"
 
     def __call__(self, ctx: ProbeContext) -> dict[str, np.ndarray]:
-        """The three numbers per layer at this step, in float64 from the float32 weights."""
+        """The three numbers per layer at this step, in float64 from the float32 weights, and the
+        angle the optimizer's update is about to turn the weights by (`angular_update`, radians:
+        with momentum and weight decay it is not the gradient's step alone)."""
         layers = self.layers or tuple(range(1, ctx.model.num_layers + 1))
         grads = ctx.gradient()
+        following = ctx.next_params(grads)
         rows = []
         for k in layers:
             name = ctx.model.weight_name(k)
-            w, g = ctx.model.layer(k).weight.detach().double(), grads[name].double()
-            rows.append(torch.stack([w.square().sum(), g.square().sum(), (w * g).sum()]))
+            w, g, after = ctx.model.layer(k).weight.detach().double(), grads[name].double(), following[name].double()
+            cosine = (w * after).sum() / (w.norm() * after.norm())
+            rows.append(torch.stack([w.square().sum(), g.square().sum(), (w * g).sum(), cosine.clamp(-1, 1).arccos()]))
         table = torch.stack(rows).cpu().numpy()
         return {
             "layer": np.asarray(layers),
             "weight_sq": table[:, 0],
             "grad_sq": table[:, 1],
             "weight_dot_grad": table[:, 2],
+            "angular_update": table[:, 3],
         }
 
 
@@ -61,7 +66,7 @@ def norm_growth(frame: pd.DataFrame, lr: float, layers: Sequence[int] | None = N
     -2 eta <W_t, g_t> + eta^2 ||g_t||^2 (what plain SGD gives any network), and the cosine of W and g."""
     wide = {
         q: frame[frame["quantity"] == q].pivot(index="step", columns="index", values="value").sort_index()
-        for q in ("layer", "weight_sq", "grad_sq", "weight_dot_grad")
+        for q in ("layer", "weight_sq", "grad_sq", "weight_dot_grad", "angular_update")
     }
     numbers = wide["layer"].iloc[0].astype(int).tolist()
     rows = []
@@ -83,6 +88,7 @@ def norm_growth(frame: pd.DataFrame, lr: float, layers: Sequence[int] | None = N
                     "SGD gives": -2 * lr * dot + lr**2 * g,
                     "cos(W, g)": dot / np.sqrt(w * g) if w * g > 0 else 0.0,
                     "effective lr": lr / w,
+                    "angular update": wide["angular_update"].at[step, i],
                 }
             )
     return pd.DataFrame(rows)

@@ -16,7 +16,8 @@ keyed by name), each with the rule that decides it. A notebook `notebooks/NN_nam
 | `ch09_curvature` | frozen or active statistics (Ghorbani et al., 2019), the edge of stability (Cohen et al., 2021) |
 | `ch10_initialisation` | rank collapse, mean shift, exploding gradients (Daneshmand et al., 2020; Yang et al., 2019) |
 | `ch11_residual` | residual networks and the identity (De and Smith, 2020; Zhang et al., 2019) |
-| `ch12_why_batchnorm_works` | every explanation with its verdict, and the book's answer |
+| `ch12_batchnorm_apart` | the ablation ladder: how much of BatchNorm's speed-up each ingredient recovers |
+| `ch13_why_batchnorm_works` | every explanation weighed by its tests, and the book's answer |
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from bnlib.book.chapters import (
     ch09_curvature,
     ch10_initialisation,
     ch11_residual,
-    ch12_why_batchnorm_works,
+    ch12_batchnorm_apart,
+    ch13_why_batchnorm_works,
 )
 
 # Part I: the paper's claims, chapter by chapter; Part II: what each explanation since predicts.
@@ -53,8 +55,9 @@ PART_TWO: tuple[ModuleType, ...] = (
     ch09_curvature,
     ch10_initialisation,
     ch11_residual,
+    ch12_batchnorm_apart,
 )
-CHAPTERS: tuple[ModuleType, ...] = (*PART_ONE, *PART_TWO, ch12_why_batchnorm_works)
+CHAPTERS: tuple[ModuleType, ...] = (*PART_ONE, *PART_TWO, ch13_why_batchnorm_works)
 
 
 def chapter(notebook: str) -> ModuleType:

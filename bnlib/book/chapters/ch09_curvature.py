@@ -1,21 +1,27 @@
 """Chapter 09: the gradient through the batch statistics, and the edge of stability (Ghorbani,
 Krishnan and Xiao, 2019; Cohen, Kaur, Li, Kolter and Talwalkar, 2021).
 
-Two measurements:
+Two experiments:
 
-* frozen or active BatchNorm at identical weights: along Part I's BatchNorm run at lr 0.1, the
-  Hessian's top eigenvalues on the step's batch with the normalization's statistics differentiated
-  through (active, as in training) and held as constants (frozen, `HessianProbe(frozen_bn=True)`),
-  at the same steps, beside the standard network's at its own weights;
-* full-batch gradient descent on a fixed subset of CIFAR-10 (a deep ReLU MLP with and without
-  BatchNorm, Cohen et al.'s squared loss), at several step sizes: the top eigenvalue over training
-  against 2 / eta.
+* frozen or active BatchNorm at identical weights (Ghorbani et al.): along Part I's BatchNorm run at
+  lr 0.1, the Hessian on the step's batch with the normalization's statistics differentiated
+  through (active, as in training) and held as constants (frozen), seen by Lanczos: its top
+  eigenvalues against the bulk of its spectrum, and the share of the gradient in the top
+  directions. Freezing also breaks scale invariance (with active statistics H W = -g for the
+  weights that feed a normalization; frozen, the loss curves along W), so every quantity is also
+  measured in the tangent view, with the direction of each such layer's weights projected out; and
+  the scaled view (the curvature per relative change of the weights) compares networks whose raw
+  parameterizations differ.
+* the edge of stability as Cohen et al. run it: full-batch gradient descent with the squared loss,
+  at step sizes eta below 1 / lambda_0 of both networks (so each starts below half of 2 / eta),
+  trained to a loss goal, the top eigenvalue every few steps against 2 / eta, beside the weights'
+  norm (without weight decay BatchNorm's weights grow, which lowers the raw sharpness by itself)
+  and the scaled sharpness.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,139 +38,208 @@ from bnlib.records import Record
 NOTEBOOK = "09_curvature"
 TITLE = "Frozen or active BatchNorm, and the edge of stability"
 EXPLANATION = "The gradient through the batch statistics removes curvature; the step size sets the curvature"
-EDGE = 0.9  # a run "reaches the edge" if its top eigenvalue reaches 90% of 2 / eta after the start
 
 # ----------------------------------------------------------------------------- frozen or active
 
-
-def frozen_table(scale: str) -> pd.DataFrame:
-    """Per probed step: the top eigenvalue with BatchNorm active and frozen at the same weights and
-    batch, their ratio, and the standard network's at its own weights (both at lr 0.1)."""
-    bn, std = plan.get(BN, scale), plan.get(STD, scale)
-    active = bn.probe_table("hessian", "eigenvalues")[0]
-    frozen = bn.probe_table("hessian-frozen", "eigenvalues")[0]
-    standard = std.probe_table("hessian", "eigenvalues")[0]
-    frame = pd.DataFrame({"BatchNorm active": active, "BatchNorm frozen": frozen, "standard": standard})
-    frame["frozen / active"] = frame["BatchNorm frozen"] / frame["BatchNorm active"]
-    return frame.reset_index()
+# The Hessian's spectrum along Part I's runs at lr 0.1, every so many steps per scale
+SPECTRUM_EVERY = {"paper": 3000, "cpu": 1000, "smoke": 6}
+TOP = 10  # the leading eigenvalues (Ghorbani et al.'s outliers: about one per class)
+LANCZOS = 40  # Hessian-vector products: enough for the top ten to converge, the rest sketch the bulk
+OUTLIER_GAP = 3.0  # "the outliers return": frozen's top eigenvalue at least this times active's (tangent view)
 
 
-def frozen_figure(frame: pd.DataFrame) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    ax.plot(
-        frame["step"], frame["BatchNorm active"], "o-", color=plotting.NORM_COLORS["batch"], label="BatchNorm, active"
-    )
-    ax.plot(
-        frame["step"], frame["BatchNorm frozen"], "s--", color=plotting.NORM_COLORS["batch"], label="BatchNorm, frozen"
-    )
-    ax.plot(frame["step"], frame["standard"], "o-", color=plotting.NORM_COLORS["none"], label="Standard")
-    ax.set(yscale="log", xlabel="step", ylabel="top Hessian eigenvalue", title="VGG-16, lr 0.1")
-    ax.legend(fontsize="small")
+def spectrum_probes(scale: str, frozen: bool) -> tuple[HessianProbe, ...]:
+    """The spectrum in the raw and tangent views, and (active statistics only: what compares the
+    networks) the scaled one."""
+    every = SPECTRUM_EVERY[check_scale(scale)]
+    views = ("raw", "tangent") if frozen else ("raw", "tangent", "scaled")
+    return tuple(HessianProbe(every, TOP, LANCZOS, frozen, view, bulk=True) for view in views)
+
+
+def spectrum_table(scale: str) -> pd.DataFrame:
+    """Per probed step and view: the top eigenvalue, the ratio of the top to the median Ritz value
+    (the outliers against the bulk) and the gradient's share in the top-TOP directions, for BatchNorm
+    active and frozen (at the same weights and batch) and for the standard network at its own."""
+    rows = []
+    cases = (("BatchNorm, active", BN, False), ("BatchNorm, frozen", BN, True), ("standard", STD, False))
+    for name, run, frozen in cases:
+        record = plan.get(run, scale)
+        for probe in spectrum_probes(scale, frozen):
+            key = plan.named(probe)
+            ritz = record.probe_table(key, "ritz")
+            mass = record.probe_table(key, "grad_mass")[0]
+            for step in ritz.index:
+                values = ritz.loc[step].dropna().to_numpy()
+                rows.append(
+                    {
+                        "network": name,
+                        "view": probe.view,
+                        "step": int(step),
+                        "top eigenvalue": values[0],
+                        "top / median (bulk)": values[0] / np.median(np.abs(values)),
+                        f"gradient share in the top {TOP}": float(mass.loc[step]),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def spectrum_figure(scale: str, view: str = "tangent") -> plt.Figure:
+    """The Ritz values at each probed step, per network (one dot each): the outliers above the bulk."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), sharey=True)
+    cases = (("BatchNorm, active", BN, False), ("BatchNorm, frozen", BN, True), ("standard", STD, False))
+    for ax, (name, run, frozen) in zip(axes, cases, strict=True):
+        probe = next(p for p in spectrum_probes(scale, frozen) if p.view == view)
+        ritz = plan.get(run, scale).probe_table(plan.named(probe), "ritz")
+        for step in ritz.index:
+            values = ritz.loc[step].dropna().to_numpy()
+            ax.plot([step] * len(values), values, "_", ms=9, color=plotting.NORM_COLORS[run.norm])
+        ax.set(yscale="symlog", xlabel="step", title=name)
+    axes[0].set_ylabel(f"Hessian eigenvalues ({view} view, Lanczos)")
+    fig.tight_layout()
     return fig
 
 
-# ----------------------------------------------------------------------------- full-batch gradient descent
+# ----------------------------------------------------------------------------- the edge of stability
 
-# The edge-of-stability runs, per scale: a ReLU MLP trained by full-batch gradient descent with
-# the squared loss on a balanced subset of CIFAR-10, its Hessian every `every` steps.
+# Full-batch gradient descent with the squared loss on a fixed balanced subset of CIFAR-10, per scale
 EOS = {
-    "paper": dict(examples_per_class=500, mlp_depth=3, mlp_width=512, steps=4000, every=50),
-    "cpu": dict(examples_per_class=100, mlp_depth=3, mlp_width=256, steps=1000, every=50),
-    "smoke": dict(examples_per_class=4, mlp_depth=2, mlp_width=16, steps=12, every=4),
+    "paper": dict(examples_per_class=500, mlp_width=512, steps=20_000, every=100),
+    "cpu": dict(examples_per_class=100, mlp_width=64, steps=3000, every=150),
+    "smoke": dict(examples_per_class=4, mlp_width=16, steps=12, every=4),
 }
-STEP_SIZES = (0.01, 0.02, 0.05)
+EOS_DEPTH = 3
+# Below each network's 2 / lambda_0 (book/scales.md: at the cpu scale lambda_0 is about 180 without
+# BatchNorm and 40 with it): the smaller starts both networks below half of 2 / eta, the larger only
+# BatchNorm (the standard network then starts above 2 / eta and cannot test progressive sharpening).
+STEP_SIZES = {"paper": (0.002, 0.004), "cpu": (0.0045, 0.02), "smoke": (0.01, 0.02)}
+LOSS_GOAL = 0.05  # half the squared error, averaged: trained until this, as Cohen et al. train to a goal
 NETWORKS = ("none", "batch")
+SEEDS = (0, 1, 2)
+BELOW = 0.5  # a run tests progressive sharpening if it starts below this share of 2 / eta
+EDGE = (0.8, 1.2)  # "at the edge": the median of its last LATE of probes within these shares of 2 / eta
+LATE = 0.2
 
 
 def eos_run(norm: str, lr: float, scale: str) -> Experiment:
-    """A full-batch gradient-descent run of the MLP with the squared loss."""
+    """A full-batch gradient-descent run of the MLP with the squared loss, to the loss goal."""
     s = EOS[check_scale(scale)]
     return Experiment.of(
         "mlp",
         norm,
         lr,
         loss="mse",
-        mlp_depth=s["mlp_depth"],
+        mlp_depth=EOS_DEPTH,
         mlp_width=s["mlp_width"],
         train_per_class=s["examples_per_class"],
         batch_size=10 * s["examples_per_class"],
         steps=s["steps"],
         test_every=0,
+        target_loss=LOSS_GOAL,
     )
 
 
 def eos_description(scale: str) -> str:
     """The full-batch runs' set-up at a scale, in words."""
-    s, cfg = EOS[check_scale(scale)], plan.config(eos_run("none", STEP_SIZES[0], scale), scale)
+    s, cfg = EOS[check_scale(scale)], plan.config(eos_run("none", STEP_SIZES[scale][0], scale), scale)
     return (
         f"a ReLU MLP with {cfg.mlp_depth} hidden layers of {cfg.mlp_width} units, on {cfg.batch_size:,} CIFAR-10 "
-        f"images ({s['examples_per_class']} per class), {cfg.steps:,} steps of full-batch gradient descent, the top "
-        f"eigenvalue every {s['every']} steps"
+        f"images ({s['examples_per_class']} per class), full-batch gradient descent with the squared loss until it "
+        f"falls to {LOSS_GOAL:g} or for {cfg.steps:,} steps, the top eigenvalue every {s['every']} steps"
     )
 
 
-def eos_probe(scale: str) -> HessianProbe:
-    return HessianProbe(EOS[check_scale(scale)]["every"], k=1)
+def eos_probes(scale: str) -> tuple[HessianProbe, ...]:
+    every = EOS[check_scale(scale)]["every"]
+    return HessianProbe(every, k=1), HessianProbe(every, k=1, view="scaled")
 
 
 def _eos(scale: str) -> dict[tuple[str, float], Experiment]:
-    return {(norm, lr): eos_run(norm, lr, scale) for norm in NETWORKS for lr in STEP_SIZES}
+    return {(norm, lr): eos_run(norm, lr, scale) for norm in NETWORKS for lr in STEP_SIZES[check_scale(scale)]}
 
 
 def reads(scale: str) -> list[Read]:
-    frozen = [Read(STD, (0,), ("hessian",)), Read(BN, (0,), ("hessian", "hessian-frozen"))]
-    return [*frozen, *(Read(run, (0,), (eos_probe(scale),)) for run in _eos(scale).values())]
+    spectra = [Read(BN, (0,), (*spectrum_probes(scale, False), *spectrum_probes(scale, True)))]
+    spectra.append(Read(STD, (0,), spectrum_probes(scale, False)))
+    eos = [Read(run, SEEDS, (*eos_probes(scale), "weight-norms")) for run in _eos(scale).values()]
+    return [*spectra, *eos]
 
 
-def eos_runs(scale: str) -> dict[tuple[str, float], Record]:
+def eos_runs(scale: str) -> dict[tuple[str, float], list[Record]]:
     own = _eos(scale)
-    return dict(zip(own, plan.records(list(own.values()), scale), strict=True))
+    seeds = plan.limit(SEEDS)
+    records = plan.records([(run, s) for run in own.values() for s in seeds], scale)
+    return {key: records[i * len(seeds) : (i + 1) * len(seeds)] for i, key in enumerate(own)}
 
 
-def sharpness(record: Record) -> pd.Series:
-    """The top Hessian eigenvalue at each probed step of a run (its only Hessian probe)."""
-    (probe,) = [key for key in record.probes if key.startswith("hessian")]
-    return record.probe_table(probe, "eigenvalues")[0]
+def sharpness(record: Record, scale: str, view: str = "raw") -> pd.Series:
+    """The top Hessian eigenvalue at each probed step of an edge-of-stability run."""
+    probe = next(p for p in eos_probes(scale) if p.view == view)
+    return record.probe_table(plan.named(probe), "eigenvalues")[0]
+
+
+CANNOT_TEST, NOT_YET = "cannot test", "not yet"
+
+
+def at_edge(top: pd.Series, lr: float, reached_goal: bool) -> tuple[float, float, str]:
+    """A run's start and late sharpness as shares of 2 / eta, and whether it is at the edge: "yes",
+    "no" (it reached the loss goal, or went past the edge, without settling there), NOT_YET (below the
+    edge when its steps ran out, before the loss goal: censored), or CANNOT_TEST (it started above
+    BELOW of 2 / eta, so it cannot show progressive sharpening)."""
+    edge = 2 / lr
+    start, late = top.iloc[0] / edge, top.iloc[-max(1, int(LATE * len(top))) :].median() / edge
+    if start >= BELOW:
+        return start, late, CANNOT_TEST
+    if EDGE[0] <= late <= EDGE[1]:
+        return start, late, "yes"
+    return start, late, "no" if reached_goal or late > EDGE[1] else NOT_YET
 
 
 def eos_table(scale: str) -> pd.DataFrame:
-    """Per run: 2 / eta, the top eigenvalue at the start, its largest value after the start and
-    at the end, each as a fraction of 2 / eta, and the final training loss."""
+    """Per run (network, step size, seed): 2 / eta, the top eigenvalue at the start and over the last
+    LATE of the probes as shares of 2 / eta, whether it is at the edge, how it ended, the weights'
+    growth and the scaled sharpness at the end."""
     rows = []
-    for (norm, lr), record in eos_runs(scale).items():
-        top = sharpness(record)
-        edge = 2 / lr
-        rows.append(
-            {
-                "network": plotting.label(norm),
-                "norm": norm,
-                "step size": lr,
-                "2 / eta": edge,
-                "start": top.iloc[0] / edge,
-                "largest": top.iloc[1:].max() / edge if len(top) > 1 else np.nan,
-                "end": top.iloc[-1] / edge,
-                "diverged": record.diverged,
-                "training loss": record.final["train_loss"],
-            }
-        )
+    for (norm, lr), records in eos_runs(scale).items():
+        for record in records:
+            top = sharpness(record, scale)
+            start, late, edge = at_edge(top, lr, record.status == "reached")
+            weights = record.probe_frame("weight-norms")
+            norms = weights[weights["quantity"] == "weight_sq"].groupby("step")["value"].sum() ** 0.5
+            rows.append(
+                {
+                    "network": plotting.label(norm),
+                    "norm": norm,
+                    "step size": lr,
+                    "seed": record.config.seed,
+                    "2 / eta": 2 / lr,
+                    "start / (2/eta)": start,
+                    "late / (2/eta)": late,
+                    "at the edge": edge,
+                    "ended": record.status,
+                    "steps": int(record.final["steps"]),
+                    "||W|| growth": float(norms.iloc[-1] / norms.iloc[0]),
+                    "scaled sharpness at the end": float(sharpness(record, scale, "scaled").iloc[-1]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def eos_figure(scale: str, step_sizes: tuple[float, ...] = STEP_SIZES) -> plt.Figure:
-    """The top eigenvalue over training against 2 / eta (dashed), per network; and the loss."""
+def eos_figure(scale: str, step_sizes: tuple[float, ...] | None = None) -> plt.Figure:
+    """The top eigenvalue over training against 2 / eta (dashed), per network (seed 0); and the loss."""
     runs = eos_runs(scale)
+    step_sizes = step_sizes or STEP_SIZES[check_scale(scale)]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    styles = dict(zip(STEP_SIZES, ("-", "--", ":", "-."), strict=False))
+    styles = dict(zip(STEP_SIZES[scale], ("-", "--", ":"), strict=False))
     for ax, norm in zip(axes[:2], NETWORKS, strict=True):
         for lr in step_sizes:
-            top = sharpness(runs[(norm, lr)])
+            top = sharpness(runs[(norm, lr)][0], scale)
             ax.plot(top.index, top.values, styles[lr], color=plotting.NORM_COLORS[norm], label=f"eta {lr:g}")
             ax.axhline(2 / lr, ls=styles[lr], color="0.5", lw=1)
         ax.set(yscale="log", xlabel="step", ylabel="top Hessian eigenvalue", title=plotting.label(norm))
         ax.legend(fontsize="x-small", title="grey: 2 / eta", title_fontsize="x-small")
     for norm in NETWORKS:
         for lr in step_sizes:
-            record = runs[(norm, lr)]
+            record = runs[(norm, lr)][0]
             axes[2].plot(
                 record.metrics["step"], record.metrics["train_loss"], styles[lr], color=plotting.NORM_COLORS[norm]
             )
@@ -177,8 +252,8 @@ def eos_figure(scale: str, step_sizes: tuple[float, ...] = STEP_SIZES) -> plt.Fi
 
 
 @functools.cache
-def _frozen_table(scale: str) -> pd.DataFrame:
-    return frozen_table(scale)
+def _spectrum(scale: str) -> pd.DataFrame:
+    return spectrum_table(scale)
 
 
 @functools.cache
@@ -186,88 +261,114 @@ def _eos_table(scale: str) -> pd.DataFrame:
     return eos_table(scale)
 
 
-def active_below_frozen(scale: str) -> Finding:
-    frame = _frozen_table(scale)
-    below = frame["BatchNorm active"] < frame["BatchNorm frozen"]
+def outliers_return(scale: str) -> Finding:
+    table = _spectrum(scale)
+    by = {(n, v): t.set_index("step") for (n, v), t in table.groupby(["network", "view"])}
+    active, frozen = by[("BatchNorm, active", "tangent")], by[("BatchNorm, frozen", "tangent")]
+    raw_ratio = by[("BatchNorm, frozen", "raw")]["top eigenvalue"] / by[("BatchNorm, active", "raw")]["top eigenvalue"]
+    ratio = frozen["top eigenvalue"] / active["top eigenvalue"]
+    share = f"gradient share in the top {TOP}"
+    concentrated = frozen[share] > active[share]
+    checks = [(r >= OUTLIER_GAP) and c for r, c in zip(ratio, concentrated, strict=True)]
+    std_scaled = by[("standard", "scaled")]["top eigenvalue"]
+    bn_scaled = by[("BatchNorm, active", "scaled")]["top eigenvalue"]
+    raw_std = by[("standard", "raw")]["top eigenvalue"]
+    raw_bn = by[("BatchNorm, active", "raw")]["top eigenvalue"]
     text = (
-        f"top Hessian eigenvalue at {len(frame)} probed steps of BN's run at lr 0.1: active below frozen at "
-        f"{int(below.sum())}; frozen / active from {frame['frozen / active'].min():.3g} to "
-        f"{frame['frozen / active'].max():.3g}; the standard network at its own weights "
-        f"{frame['standard'].min():.3g} to {frame['standard'].max():.3g}"
+        f"BN's run at lr 0.1, {len(ratio)} probed steps, tangent view (each BN-fed layer's radial direction removed): "
+        f"frozen / active top eigenvalue {ratio.min():.3g} to {ratio.max():.3g} (raw view: {raw_ratio.min():.3g} to "
+        f"{raw_ratio.max():.3g}); top / median Ritz value active {active['top / median (bulk)'].median():.3g}, frozen "
+        f"{frozen['top / median (bulk)'].median():.3g}; {share}: active {active[share].median():.2f}, frozen "
+        f"{frozen[share].median():.2f} (medians); the standard network's top eigenvalue against BN's: raw "
+        f"{(raw_std / raw_bn).min():.3g} to {(raw_std / raw_bn).max():.3g}, scaled "
+        f"{(std_scaled / bn_scaled).min():.3g} to {(std_scaled / bn_scaled).max():.3g}"
     )
     summary = (
-        f"At the same weights and batch, BatchNorm's top Hessian eigenvalue is lower with its statistics active than "
-        f"frozen at {int(below.sum())} of {len(below)} probed steps."
+        f"At the same weights, freezing BatchNorm's statistics multiplies the top of the Hessian by {ratio.min():.3g} "
+        f"to {ratio.max():.3g} once the radial directions scale invariance adds are removed ({raw_ratio.min():.3g} to "
+        f"{raw_ratio.max():.3g} with them), and the gradient's share in the top {TOP} directions goes from "
+        f"{active[share].median():.2f} to {frozen[share].median():.2f}."
     )
-    return Finding(text, graded(below), summary)
+    return Finding(text, graded(checks), summary)
 
 
 def edge_of_stability(scale: str) -> Finding:
     frame = _eos_table(scale)
-    trained = frame[~frame["diverged"]]
-    parts = [
-        f"{network} eta {lr:g}: " + ("diverged" if gone else f"largest {largest:.2f}, end {end:.2f}")
-        for network, lr, gone, largest, end in zip(
-            frame["network"], frame["step size"], frame["diverged"], frame["largest"], frame["end"], strict=True
-        )
-    ]
-    text = "top eigenvalue as a fraction of 2 / eta after the start of full-batch GD: " + "; ".join(parts)
-    reached = trained["largest"] >= EDGE
-    summary = (
-        f"Under full-batch gradient descent, {int(reached.sum())} of the {len(trained)} runs that do not diverge "
-        f"reach {EDGE:.0%} of 2 / eta ({int(frame['diverged'].sum())} of {len(frame)} diverge)."
+    tested = frame[frame["at the edge"] != CANNOT_TEST]
+    decided = tested[tested["at the edge"] != NOT_YET]
+    at = decided["at the edge"] == "yes"
+    parts = []
+    for (network, lr), part in frame.groupby(["network", "step size"], sort=False):
+        pairs = zip(part["start / (2/eta)"], part["late / (2/eta)"], strict=True)
+        parts.append(f"{network} eta {lr:g}: " + ", ".join(f"{s:.2f}->{v:.2f}" for s, v in pairs))
+    text = (
+        f"top eigenvalue as a share of 2 / eta, at the start -> over the last {LATE:.0%} of the probes, seed by "
+        "seed: " + "; ".join(parts) + f" ({len(frame) - len(tested)} of {len(frame)} runs started above "
+        f"{BELOW:g} and cannot test it; {len(tested) - len(decided)} were still below the edge when their steps ran "
+        "out, before the loss goal)"
     )
-    return Finding(text, Verdict.CANNOT_TELL if trained.empty else graded(reached), summary)
+    undecided = [n for n in NETWORKS if not (decided["norm"] == n).any()]
+    if decided.empty:
+        verdict = Verdict.CANNOT_TELL
+    elif undecided:  # "with or without BatchNorm": one network cannot be decided at this scale
+        verdict = Verdict.CANNOT_TELL if at.all() else (Verdict.PARTLY if at.any() else Verdict.NOT_REPRODUCED)
+    else:
+        by_network = [bool(at[decided["norm"] == n].all()) for n in NETWORKS]
+        verdict = graded([all(by_network), at.any()])
+    summary = (
+        f"Under full-batch gradient descent, {int(at.sum())} of the {len(decided)} decided runs that start below half "
+        f"of 2 / eta end at the edge of stability (within {EDGE[0]:g} to {EDGE[1]:g} of 2 / eta)"
+        + (
+            f"; the {', '.join(plotting.label(n) for n in undecided)} network has no decided run here."
+            if undecided
+            else "."
+        )
+    )
+    return Finding(text, verdict, summary)
 
 
 def follows_step_size(scale: str) -> Finding:
     frame = _eos_table(scale)
     checks, parts = [], []
-    for _, mine in frame.groupby("norm", sort=False):
-        mine = mine.sort_values("step size")
-        trained = mine[~mine["diverged"]]
-        ends = (trained["end"] * trained["2 / eta"]).tolist()
-        if len(ends) >= 2:
-            checks.append(all(b < a for a, b in itertools.pairwise(ends)))
-        described = [
-            f"eta {lr:g} -> {'diverged' if gone else format(end * edge, '.3g')}"
-            for lr, gone, end, edge in zip(
-                mine["step size"], mine["diverged"], mine["end"], mine["2 / eta"], strict=True
-            )
-        ]
-        parts.append(f"{mine['network'].iloc[0]}: " + ", ".join(described))
-    text = "top eigenvalue at the end of full-batch GD: " + "; ".join(parts)
-    summary = (
-        f"A larger step ends flatter in {sum(checks)} of the {len(checks)} networks that train at two or more step "
-        "sizes."
-    )
+    for norm, mine in frame.groupby("norm", sort=False):
+        late = mine.assign(value=mine["late / (2/eta)"] * mine["2 / eta"]).groupby("step size")["value"].median()
+        if len(late) >= 2:
+            checks.append(bool((late.diff().dropna() < 0).all()))
+        parts.append(f"{plotting.label(norm)}: " + ", ".join(f"eta {lr:g} -> {v:.3g}" for lr, v in late.items()))
+    text = "median late top eigenvalue by step size: " + "; ".join(parts)
+    summary = f"A larger step ends flatter in {sum(checks)} of the {len(checks)} networks."
     return Finding(text, graded(checks) if checks else Verdict.CANNOT_TELL, summary)
 
 
 CLAIMS = {
-    "active_below_frozen": Claim(
-        "Differentiating through the batch statistics lowers the top of the Hessian: BatchNorm active is smoother "
-        "than the same network with its statistics frozen",
-        "Ghorbani et al. (2019): with BatchNorm the large outlier eigenvalues of the Hessian disappear; they return "
-        "when the network is evaluated with fixed (population) statistics",
-        "at every probed step of BN's run at lr 0.1, on the step's batch: reproduced if the top eigenvalue with "
-        "BN active is below that with BN frozen at every step; partly at some; not reproduced at none",
-        active_below_frozen,
+    "outliers_return": Claim(
+        "Differentiating through the batch statistics removes the outliers of the Hessian: frozen at the same "
+        "weights, they return",
+        "Ghorbani et al. (2019): without BatchNorm, or with its statistics fixed, a few large isolated eigenvalues "
+        "separate from the bulk and the gradient concentrates in their directions; with BatchNorm active both are "
+        "almost absent",
+        f"at every probed step of BN's run at lr 0.1, on the step's batch, in the tangent view (so that the radial "
+        f"curvature freezing adds by breaking scale invariance does not count): reproduced if the top eigenvalue "
+        f"frozen is at least {OUTLIER_GAP:g} times active's and the gradient's share in the top {TOP} directions is "
+        "larger frozen, at every step; partly at some; not reproduced at none",
+        outliers_return,
     ),
     "edge_of_stability": Claim(
         "Under full-batch gradient descent the top eigenvalue rises to about 2 / eta, with or without BatchNorm",
         "Cohen et al. (2021): the sharpness rises ('progressive sharpening') until it reaches 2 / eta and then "
         "hovers there ('edge of stability'); their BatchNorm networks do it too",
-        f"over the runs that do not diverge: reproduced if in every one the top eigenvalue reaches at least "
-        f"{EDGE:.0%} of 2 / eta after the start; partly if in some; not reproduced in none",
+        f"trained to the loss goal {LOSS_GOAL:g} (or the scale's steps), every seed: a run that starts below "
+        f"{BELOW:g} of 2 / eta is at the edge if the median of its last {LATE:.0%} of probes lies within {EDGE[0]:g} "
+        f"to {EDGE[1]:g} of 2 / eta; one below that when its steps ran out, before the loss goal, is undecided; "
+        "reproduced if every decided run of both networks is at the edge, partly if some are, not reproduced if none; "
+        "cannot tell if a network has no decided run and no decided run contradicts the claim",
         edge_of_stability,
     ),
     "follows_step_size": Claim(
         "So the curvature along the trajectory follows the step size: a larger step ends flatter",
         "Cohen et al. (2021): the sharpness gradient descent ends at is set by 2 / eta, not by the architecture",
-        "over the step sizes at which a network trains without diverging: reproduced if in every network that "
-        "trains at two or more the top eigenvalue at the end is lower at each larger step size; partly if in some; "
-        "not reproduced in none; cannot tell if no network trains at two",
+        "reproduced if in every network the median late top eigenvalue is lower at each larger step size; partly if "
+        "in some; not reproduced in none",
         follows_step_size,
     ),
 }

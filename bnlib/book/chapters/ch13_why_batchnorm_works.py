@@ -1,0 +1,368 @@
+"""Chapter 13, so why does BatchNorm work? Every explanation the book tested, weighed by its tests:
+the claims of the other chapters that bear on it (referred to by chapter and key), each marked as
+decisive (an intervention that removes or supplies the explanation's mechanism, or a control its
+authors would accept), supporting (a correlation, or a consequence that other explanations share) or
+a check that the mechanism is present (an identity or an observation, never counted as evidence).
+
+The aggregation, stated once (`RULE`) and computed from named thresholds: each counted test scores 1
+for the explanation, 0 against, 1/2 if partly reproduced; a test the scale cannot decide is left
+out (that test only); the support is the mean score weighted by `WEIGHTS`. The ladder (chapter 12)
+gives the sizes: how much of BatchNorm's speed-up each ingredient recovers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+import pandas as pd
+
+from bnlib.book.chapters import (
+    ch01_does_batchnorm_help,
+    ch02_noisy_batchnorm,
+    ch03_internal_covariate_shift,
+    ch04_landscape,
+    ch05_other_normalizations,
+    ch07_learning_rates,
+    ch08_scale_invariance,
+    ch09_curvature,
+    ch10_initialisation,
+    ch11_residual,
+    ch12_batchnorm_apart,
+)
+from bnlib.book.claims import Claim, Verdict
+from bnlib.book.plan import Read
+from bnlib.experiments import base_config
+
+NOTEBOOK = "13_why_batchnorm_works"
+TITLE = "So why does BatchNorm work?"
+CLAIMS: dict[str, Claim] = {}  # its verdicts are on explanations, from the other chapters' claims
+
+DECISIVE, SUPPORTING, MECHANISM = "decisive", "supporting", "mechanism present"
+WEIGHTS = {DECISIVE: 2.0, SUPPORTING: 1.0, MECHANISM: 0.0}
+SCORES = {Verdict.REPRODUCED: 1.0, Verdict.PARTLY: 0.5, Verdict.NOT_REPRODUCED: 0.0}
+SUPPORTED_AT = 2 / 3  # "supported": at least this weighted share of the counted evidence for it
+REJECTED_AT = 1 / 3  # "not supported": at most this share
+
+SUPPORTED, NOT_SUPPORTED, MIXED, CONSISTENT, CANNOT_TELL = (
+    "supported",
+    "not supported",
+    "mixed",
+    "consistent, not tested decisively",
+    "cannot tell at this scale",
+)
+RULE = (
+    f"Each test counts with weight {WEIGHTS[DECISIVE]:g} if decisive, {WEIGHTS[SUPPORTING]:g} if supporting, "
+    f"{WEIGHTS[MECHANISM]:g} if it only shows that the mechanism is present; it scores 1 for the explanation "
+    "if reproduced (for a refutation: not reproduced), 1/2 if partly, 0 otherwise; a test that cannot be decided "
+    "at this scale is left out, and only that test. The support is the weighted mean score. Supported: support "
+    f"at least {SUPPORTED_AT:.2f}, at least one decisive test decided, none decided against it. Not supported: "
+    f"support at most {REJECTED_AT:.2f} and no decisive test decided for it. Consistent, not tested decisively: "
+    f"support at least {SUPPORTED_AT:.2f} with no decisive test decided. Mixed: otherwise. Cannot tell: no "
+    "counted test decided."
+)
+
+
+@dataclass(frozen=True)
+class Test:
+    """One claim of a chapter that bears on an explanation, how decisive it is, and whether a
+    reproduced claim counts against the explanation (`against`: e.g. Santurkar et al.'s refutation
+    of internal covariate shift)."""
+
+    chapter: ModuleType
+    key: str
+    weight: str
+    against: bool = False
+
+    @property
+    def claim(self) -> Claim:
+        return self.chapter.CLAIMS[self.key]
+
+    def score(self, scale: str) -> float | None:
+        """1 for the explanation, 0 against, 1/2 between; None if not counted (undecided, or a
+        mechanism check)."""
+        verdict = self.claim.finding(scale).verdict
+        if self.weight == MECHANISM or verdict not in SCORES:
+            return None
+        return 1.0 - SCORES[verdict] if self.against else SCORES[verdict]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    name: str
+    source: str
+    predicts: str
+    tests: tuple[Test, ...]
+
+
+def _tests(chapter: ModuleType, weight: str, *keys: str, against: bool = False) -> tuple[Test, ...]:
+    return tuple(Test(chapter, key, weight, against) for key in keys)
+
+
+LADDER = ch12_batchnorm_apart
+EXPLANATIONS = (
+    Explanation(
+        "It reduces internal covariate shift",
+        "Ioffe and Szegedy (2015)",
+        "stable layer-input distributions are what speeds training up: destabilise them and the benefit goes",
+        (
+            *_tests(ch02_noisy_batchnorm, DECISIVE, "trains_like_batchnorm", against=True),
+            *_tests(ch02_noisy_batchnorm, MECHANISM, "unstable_moments"),
+            *_tests(ch01_does_batchnorm_help, SUPPORTING, "input_stability", against=True),
+            *_tests(ch03_internal_covariate_shift, SUPPORTING, "vgg", "dln", against=True),
+            *_tests(LADDER, SUPPORTING, "noise"),
+        ),
+    ),
+    Explanation(
+        "It smooths the loss landscape",
+        "Santurkar et al. (2018)",
+        "along the training trajectory the loss and its gradient change less with BatchNorm (and with the other "
+        "normalizations that train as well); smoothness is what makes it faster",
+        (
+            *_tests(ch04_landscape, SUPPORTING, "loss_band", "gradient_predictiveness", "effective_beta"),
+            *_tests(ch05_other_normalizations, SUPPORTING, "train_as_well", "smooth_like_batchnorm"),
+            *_tests(ch10_initialisation, SUPPORTING, "gradient_explosion", against=True),
+        ),
+    ),
+    Explanation(
+        "It allows larger learning rates",
+        "Bjorck et al. (2018)",
+        "BatchNorm's speed comes from the larger rate it allows: at a matched rate most of it goes, and a "
+        "standard network given a larger usable rate gets it back",
+        (
+            *_tests(ch07_learning_rates, DECISIVE, "matched_rate"),
+            *_tests(LADDER, DECISIVE, "warmup"),
+            *_tests(ch07_learning_rates, SUPPORTING, "larger_rates", "large_step"),
+            *_tests(ch01_does_batchnorm_help, SUPPORTING, "large_rate"),
+        ),
+    ),
+    Explanation(
+        "Scale invariance tunes the effective learning rate",
+        "van Laarhoven (2017); Arora et al. (2019)",
+        "the weights feeding a normalization grow, their effective rate falls by itself, so the nominal rate "
+        "hardly matters; remove the auto-tuning and the benefit goes; supply scale invariance alone and it returns",
+        (
+            *_tests(ch08_scale_invariance, DECISIVE, "auto_tuning"),
+            *_tests(LADDER, DECISIVE, "weight_std"),
+            *_tests(ch08_scale_invariance, SUPPORTING, "robust", "equilibrium"),
+            *_tests(LADDER, SUPPORTING, "scale"),
+            *_tests(ch08_scale_invariance, MECHANISM, "identity", "norms_grow"),
+        ),
+    ),
+    Explanation(
+        "The gradient through the batch statistics removes curvature",
+        "Ghorbani et al. (2019)",
+        "with the statistics differentiated through, the Hessian's outliers are fewer and smaller; without that "
+        "gradient BatchNorm loses its benefit",
+        (
+            *_tests(LADDER, DECISIVE, "detached"),
+            *_tests(ch09_curvature, SUPPORTING, "outliers_return"),
+        ),
+    ),
+    Explanation(
+        "The step size, not BatchNorm, sets the curvature (edge of stability)",
+        "Cohen et al. (2021)",
+        "the curvature along the trajectory rises to 2 / eta with or without BatchNorm, so the smoothness measured "
+        "along it reflects the step size",
+        (
+            *_tests(ch09_curvature, DECISIVE, "edge_of_stability"),
+            *_tests(ch09_curvature, SUPPORTING, "follows_step_size"),
+            *_tests(ch04_landscape, SUPPORTING, "two_over_lr"),
+        ),
+    ),
+    Explanation(
+        "It keeps the signal well conditioned at initialisation (rank, mean shift)",
+        "Daneshmand et al. (2020); Mishkin and Matas (2016)",
+        "without BatchNorm deep networks collapse a batch to few directions at initialisation and the collapsed "
+        "ones fail to train; a well-conditioned start recovers the benefit",
+        (
+            *_tests(ch10_initialisation, DECISIVE, "predicts_training"),
+            *_tests(LADDER, DECISIVE, "lsuv"),
+            *_tests(ch10_initialisation, SUPPORTING, "mean_shift"),
+            *_tests(LADDER, SUPPORTING, "center"),
+            *_tests(ch10_initialisation, MECHANISM, "rank_collapse"),
+        ),
+    ),
+    Explanation(
+        "It needs the batch: the batch statistics' noise or coupling",
+        "Hoffer et al. (2017); Luo et al. (2019)",
+        "the benefit rests on statistics shared across the batch: normalizing each example alone loses it, "
+        "noisier (ghost) batch statistics keep it",
+        (
+            *_tests(LADDER, DECISIVE, "layer", "group", against=True),
+            *_tests(LADDER, SUPPORTING, "ghost8", "ghost32"),
+        ),
+    ),
+    Explanation(
+        "It biases residual blocks toward the identity",
+        "De and Smith (2020); Zhang et al. (2019)",
+        "BatchNorm shrinks deep residual branches at initialisation; the same bias without normalization "
+        "(SkipInit, Fixup) trains deep networks, about as fast as BatchNorm at a small batch",
+        (
+            *_tests(ch11_residual, DECISIVE, "skipinit_trains_deep", "skipinit_small_batch", "fixup_same_rate"),
+            *_tests(ch11_residual, SUPPORTING, "large_batch"),
+            *_tests(ch11_residual, MECHANISM, "downscaled"),
+        ),
+    ),
+)
+
+# The chapters whose claims decide the explanations: the runs this chapter reads are theirs
+DECIDING = tuple(dict.fromkeys(test.chapter for e in EXPLANATIONS for test in e.tests))
+
+# Claims the book decides on test accuracy rather than on training speed
+ON_TEST_ACCURACY = (
+    Test(ch01_does_batchnorm_help, "test_accuracy", SUPPORTING),
+    Test(ch01_does_batchnorm_help, "test_accuracy_augmented", SUPPORTING),
+)
+
+
+def reads(scale: str) -> list[Read]:
+    """Every run of the chapters whose claims decide the explanations."""
+    return [read for chapter in (*DECIDING, ch01_does_batchnorm_help) for read in chapter.reads(scale)]
+
+
+# ----------------------------------------------------------------------------- the aggregation
+
+
+def support(explanation: Explanation, scale: str) -> float | None:
+    """The weighted mean score of the explanation's counted tests (None if none is decided)."""
+    scored = [(WEIGHTS[t.weight], t.score(scale)) for t in explanation.tests]
+    scored = [(w, s) for w, s in scored if s is not None and w > 0]
+    if not scored:
+        return None
+    return sum(w * s for w, s in scored) / sum(w for w, _ in scored)
+
+
+def verdict(explanation: Explanation, scale: str) -> str:
+    """The explanation's verdict by `RULE`."""
+    share = support(explanation, scale)
+    if share is None:
+        return CANNOT_TELL
+    decisive = [t.score(scale) for t in explanation.tests if t.weight == DECISIVE]
+    decided = [s for s in decisive if s is not None]
+    if share >= SUPPORTED_AT:
+        if not decided:
+            return CONSISTENT
+        return SUPPORTED if min(decided) > 0 else MIXED
+    if share <= REJECTED_AT and not any(s == 1.0 for s in decided):
+        return NOT_SUPPORTED
+    return MIXED
+
+
+def counts(test: Test, scale: str) -> str:
+    """How a test counts: for, against, half, or not counted (and why)."""
+    score = test.score(scale)
+    if test.weight == MECHANISM:
+        return "not counted (mechanism present)"
+    if score is None:
+        return "not counted (cannot tell)"
+    return {1.0: "for", 0.0: "against", 0.5: "half"}[score]
+
+
+def effect(test: Test, scale: str) -> str:
+    """A test's effect size, with its uncertainty: for a rung of the ladder, the fraction of
+    BatchNorm's speed-up it recovers with the seeds' interval; otherwise the claim's own sentence,
+    which gives its numbers over the seeds."""
+    if test.chapter is LADDER:
+        return f"{LADDER.rung(test.key).label}: {LADDER.fraction(LADDER.rung(test.key), scale).text()} of the speed-up"
+    return test.claim.finding(scale).summary
+
+
+def table(scale: str) -> pd.DataFrame:
+    """One row per explanation: its source, what it predicts, its decisive tests and how each
+    counts, their effect sizes, the support, and its verdict."""
+    rows = []
+    for e in EXPLANATIONS:
+        share = support(e, scale)
+        decisive = [t for t in e.tests if t.weight == DECISIVE]
+        rows.append(
+            {
+                "explanation": e.name,
+                "source": e.source,
+                "it predicts": e.predicts,
+                "decisive tests": "; ".join(f"{t.claim.claim}: {counts(t, scale)}" for t in decisive) or "none",
+                "effect sizes": " ".join(effect(t, scale) for t in decisive) or "",
+                "support": "" if share is None else f"{share:.2f}",
+                "verdict": verdict(e, scale),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def evidence(explanation: Explanation, scale: str) -> pd.DataFrame:
+    """The tests of one explanation: the claim, its weight, what we measure, its verdict, and how it counts."""
+    return pd.DataFrame(
+        [
+            {
+                "test": t.claim.claim,
+                "chapter": t.chapter.NOTEBOOK,
+                "weight": t.weight,
+                "we measure": t.claim.finding(scale).measured,
+                "verdict": str(t.claim.finding(scale).verdict),
+                "counts": counts(t, scale) + (" (a reproduced claim refutes it)" if t.against else ""),
+            }
+            for t in explanation.tests
+        ]
+    )
+
+
+# ----------------------------------------------------------------------------- the answer, from the findings
+
+
+def ladder_answer(scale: str) -> str:
+    """How much of BatchNorm's speed-up each ingredient recovers, grouped by what the seeds decide."""
+    groups: dict[str, list[str]] = {"most": [], "less": [], "open": []}
+    for step in sorted(LADDER.RUNGS, key=lambda s: -(LADDER.fraction(s, scale).point or -9)):
+        f = LADDER.fraction(step, scale)
+        found = LADDER.recovers(f)
+        where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(found, "open")
+        groups[where].append(f"{step.label} ({f.text()})")
+    parts = []
+    if groups["most"]:
+        parts.append(f"at least {LADDER.HALF:g} of it in every combination of seeds: " + "; ".join(groups["most"]))
+    if groups["less"]:
+        parts.append(f"less than {LADDER.HALF:g} in every combination: " + "; ".join(groups["less"]))
+    if groups["open"]:
+        parts.append("undecided by the seeds: " + "; ".join(groups["open"]))
+    return "Of BatchNorm's speed-up, these recover " + ". Those recovering ".join(parts) + "."
+
+
+def verdicts_answer(scale: str) -> str:
+    """The explanations grouped by verdict."""
+    by: dict[str, list[str]] = {}
+    for e in EXPLANATIONS:
+        by.setdefault(verdict(e, scale), []).append(f"{e.name.lower()} ({e.source})")
+    order = (SUPPORTED, CONSISTENT, MIXED, NOT_SUPPORTED, CANNOT_TELL)
+    return " ".join(f"{v[0].upper()}{v[1:]}: {'; '.join(by[v])}." for v in order if v in by)
+
+
+def answer(scale: str) -> list[str]:
+    """One paragraph per explanation: its verdict and support, then what its decisive tests found
+    (their own sentences, so the paragraph cannot say the opposite of its table)."""
+    paragraphs = []
+    for e in EXPLANATIONS:
+        share = support(e, scale)
+        decisive = [t for t in e.tests if t.weight == DECISIVE] or [t for t in e.tests if t.weight == SUPPORTING]
+        said = " ".join(t.claim.finding(scale).summary for t in decisive)
+        weighed = "" if share is None else f", support {share:.2f}"
+        paragraphs.append(f"**{e.name}** ({e.source}): {verdict(e, scale)}{weighed}. {said}")
+    return paragraphs
+
+
+def limits(scale: str) -> list[str]:
+    """What the answer cannot say at this scale: the scale's size against the paper's, the seeds,
+    and the verdicts decided on test accuracy (from the configs and the findings, not written in)."""
+    here, paper = base_config("vgg", scale), base_config("vgg", "paper")
+    images = f"{here.train_per_class * 10:,}" if here.train_per_class else "all 50,000"
+    said = "; ".join(f"{t.claim.claim}: {t.claim.finding(scale).verdict}" for t in ON_TEST_ACCURACY)
+    return [
+        f"**The scale.** Every run here is the {scale} scale's: VGG at {here.width:g} of the paper's width, "
+        f"{images} training images, {here.steps:,} steps (the paper: full width, 50,000 images, {paper.steps:,} "
+        "steps). An effect that needs width, data or steps past these is outside what this page can decide; the "
+        "rules say 'cannot tell' where a run's horizon cuts a measurement off.",
+        "**The seeds.** Three seeds per compared network (the ladder: seed 0 at every rate of its grid, three at "
+        "the best rate); an interval is the range over the seeds' combinations, not a confidence interval.",
+        "**Optimization only.** The ladder and most tests measure training speed. Generalization at equal "
+        "training loss, and BatchNorm's regularisation, are a different question. The verdicts decided on test "
+        f"accuracy: {said}.",
+    ]

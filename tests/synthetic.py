@@ -1,0 +1,90 @@
+"""Synthetic run records for the rule tests: a record whose training accuracy reaches the speed
+target at a chosen step (or never), with chosen final numbers and probe outputs, and a store that
+the book's plan reads instead of the cache (`plan.get`, `plan.stored`, `plan.records`)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from bnlib.book import claims, plan
+from bnlib.book.measures import TARGET
+from bnlib.experiments import Experiment
+from bnlib.records import Record
+from bnlib.train import SPEED_WINDOW
+
+
+def accuracy(steps_to: int | None, horizon: int, low: float = 0.1, high: float = 0.9) -> np.ndarray:
+    """A training-accuracy curve at `low` that jumps to `high`, placed so that its SPEED_WINDOW-step
+    mean (`Record.smoothed`) first reaches TARGET at step `steps_to` (never, if None)."""
+    acc = np.full(horizon, low)
+    if steps_to is None:
+        return acc
+    # the mean over the window ending at t counts (t - jump + 1) steps at `high`
+    inside = int(np.ceil((TARGET - low) * SPEED_WINDOW / (high - low) - 1e-9))
+    jump = steps_to - inside + 1
+    if jump < 0 or steps_to >= horizon:
+        raise ValueError(f"cannot reach the target at step {steps_to} within {horizon} steps")
+    acc[jump:] = high
+    return acc
+
+
+def record(
+    run: Experiment,
+    scale: str = "cpu",
+    seed: int = 0,
+    steps_to: int | None = None,
+    curve: np.ndarray | None = None,
+    final: dict[str, float] | None = None,
+    status: str | None = None,
+    probes: dict[str, dict[str, np.ndarray]] | None = None,
+) -> Record:
+    """A record of `run` at a scale and seed. A run that stops at the speed target ends there
+    (status "reached"); otherwise it runs its steps ("finished"), unless `status` says how it ended."""
+    config = plan.config(run, scale, seed)
+    if curve is None:
+        curve = accuracy(steps_to, config.steps)
+        if steps_to is not None and config.target_acc is not None:
+            curve = curve[: steps_to + 1]
+    done = len(curve)
+    ended = status or ("reached" if config.target_acc is not None and steps_to is not None else "finished")
+    loss = 2.3 * (1 - curve)
+    metrics = {"step": np.arange(done), "train_acc": curve, "train_loss": loss}
+    numbers = {"steps": float(done), "train_acc": float(curve[-100:].mean()), "train_loss": float(loss[-100:].mean())}
+    numbers |= {"test_acc": numbers["train_acc"] * 0.8}
+    return Record(config, ended, metrics, probes or {}, numbers | (final or {}), 1.0, {})
+
+
+class Store:
+    """Records by config, read by the plan in place of the cache."""
+
+    def __init__(self, monkeypatch, scale: str = "cpu"):
+        self.scale, self.book = scale, {}
+        monkeypatch.setattr(plan, "get", self.get)
+        monkeypatch.setattr(plan, "stored", self.stored)
+        monkeypatch.setattr(plan, "records", self.records)
+
+    def put(self, run: Experiment, seed: int = 0, **kwargs) -> Record:
+        made = record(run, self.scale, seed, **kwargs)
+        self.book[made.config] = made
+        return made
+
+    def get(self, run: Experiment, scale: str, seed: int = 0) -> Record:
+        return self.book[plan.config(run, scale, seed)]
+
+    def stored(self, run: Experiment, scale: str, seed: int = 0) -> Record | None:
+        return self.book.get(plan.config(run, scale, seed))
+
+    def records(self, runs: list, scale: str) -> list[Record]:
+        pairs = [item if isinstance(item, tuple) else (item, 0) for item in runs]
+        return [self.get(run, scale, seed) for run, seed in pairs]
+
+
+def forget(*modules: ModuleType) -> None:
+    """Forget every finding, and every chapter's cached tables."""
+    claims.forget()
+    for module in modules:
+        for value in vars(module).values():
+            if callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()

@@ -1,0 +1,938 @@
+"""Every rule of the book driven to each of its verdicts on synthetic inputs: records whose speed,
+final numbers and probe outputs are set by hand (`synthetic.Store`), or, where a rule reads a
+chapter's own measurement, that measurement's output set by hand. Each claim has one case shaped
+like its source's own figure (the numbers the "paper says" column reads off it)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import Store, forget
+
+from bnlib.book import measures
+from bnlib.book.chapters import (
+    CHAPTERS,
+    ch01_does_batchnorm_help,
+    ch02_noisy_batchnorm,
+    ch03_internal_covariate_shift,
+    ch04_landscape,
+    ch05_other_normalizations,
+    ch06_theory,
+    ch07_learning_rates,
+    ch08_scale_invariance,
+    ch09_curvature,
+    ch10_initialisation,
+    ch11_residual,
+    ch12_batchnorm_apart,
+    ch13_why_batchnorm_works,
+)
+from bnlib.book.claims import Claim, Finding, Verdict
+from bnlib.book.measures import Speed, comparable, faster
+
+R, P, N, C, B = (
+    Verdict.REPRODUCED,
+    Verdict.PARTLY,
+    Verdict.NOT_REPRODUCED,
+    Verdict.CANNOT_TELL,
+    Verdict.BY_CONSTRUCTION,
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    forget(*CHAPTERS, ch12_batchnorm_apart)
+    yield
+    forget(*CHAPTERS, ch12_batchnorm_apart)
+
+
+@pytest.fixture
+def store(monkeypatch):
+    return Store(monkeypatch)
+
+
+def verdict(chapter, key: str, scale: str = "cpu") -> Verdict:
+    return chapter.CLAIMS[key].finding(scale).verdict
+
+
+# ----------------------------------------------------------------------------- speed (bnlib.book.measures)
+
+
+@pytest.mark.parametrize(
+    "fast,slow,expected",
+    [
+        ([200, 250, 240], [2000, 2100, 2800], R),
+        ([900, 1000, 1100], [1500, 1600, 1700], P),  # sooner, not twice as soon in every pairing
+        ([1500, 1600, 1700], [900, 1000, 1100], N),
+        ([None, None], [None, None], C),  # neither gets there
+        ([2000, 2000], [None, None], C),  # the slow one's horizon (3,000) cannot show a 2x gap
+        ([200, None], [2000, 2000], N),  # a seed of the fast one never got there
+        ([200, 240], [None, 2500], R),  # a censored slow seed counts at its bound
+    ],
+)
+def test_faster(fast, slow, expected):
+    assert faster(Speed(fast, 3000), Speed(slow, 3000), 2.0) == expected
+
+
+@pytest.mark.parametrize(
+    "speed,reference,expected",
+    [
+        ([200, 250], [200, 220, 240], R),
+        ([200, 400, 250], [200, 220, 240], P),
+        ([500, 600], [200, 220, 240], N),
+        ([200], [None, None, 200], C),  # the reference mostly never gets there
+    ],
+)
+def test_comparable(speed, reference, expected):
+    assert comparable(Speed(speed, 3000), Speed(reference, 3000), 1.5) == expected
+
+
+# ----------------------------------------------------------------------------- 01, Fig. 1
+
+ch01 = ch01_does_batchnorm_help
+
+
+def _fig1(store, bn, std, bn_finals=None, std_finals=None):
+    for seed, (b, s) in enumerate(zip(bn, std, strict=True)):
+        store.put(ch01.BN, seed, steps_to=b, final=(bn_finals or [{}] * 3)[seed])
+        store.put(ch01.STD, seed, steps_to=s, final=(std_finals or [{}] * 3)[seed])
+
+
+@pytest.mark.parametrize(
+    "bn,std,expected",
+    [([200, 250, 240], [2000, 2100, 2800], R), ([900, 1000, 1100], [1500, 1600, 1700], P), ([2000] * 3, [900] * 3, N)],
+)
+def test_faster_at_lr_01(store, bn, std, expected):
+    _fig1(store, bn, std)
+    assert verdict(ch01, "faster") == expected
+
+
+def test_faster_shaped_like_fig_1a(monkeypatch):
+    # Fig. 1a: BN near 100% by ~3k of 15k steps, the standard network by ~7-8k; the target is met far earlier
+    store = Store(monkeypatch, "paper")
+    for seed in range(3):
+        store.put(ch01.BN, seed, steps_to=500 + 50 * seed)
+        store.put(ch01.STD, seed, steps_to=2500 + 200 * seed)
+    assert verdict(ch01, "faster", "paper") == R
+
+
+def _plateau(train, test):
+    return [{"train_acc": a, "test_acc": t} for a, t in zip(train, test, strict=True)]
+
+
+@pytest.mark.parametrize(
+    "bn,std,expected",
+    [
+        # appendix A: 83% with BN, 80% without, both near 100% training accuracy
+        (_plateau([1.0] * 3, [0.83] * 3), _plateau([0.99] * 3, [0.80] * 3), R),
+        (_plateau([1.0] * 3, [0.83, 0.79, 0.84]), _plateau([0.99] * 3, [0.80] * 3), P),
+        (_plateau([1.0] * 3, [0.78] * 3), _plateau([0.99] * 3, [0.80] * 3), N),
+        (_plateau([1.0] * 3, [0.57] * 3), _plateau([0.64] * 3, [0.46] * 3), C),  # not finished training
+    ],
+)
+def test_test_accuracy(store, bn, std, expected):
+    _fig1(store, [200] * 3, [2000] * 3, bn, std)
+    assert verdict(ch01, "test_accuracy") == expected
+
+
+def test_augmented_accuracy_cannot_tell_without_its_runs(store):
+    assert verdict(ch01, "test_accuracy_augmented") == C
+
+
+@pytest.mark.parametrize(
+    "std_top,bn,expected",
+    [(0.11, [600, 650, 700], R), (0.30, [600, 650, 700], P), (0.30, [None] * 3, N)],  # Fig. 1: chance (10%)
+)
+def test_large_rate(store, std_top, bn, expected):
+    curve = np.full(3000, 0.1)
+    curve[100:200] = std_top
+    for seed in range(3):
+        store.put(ch01.STD_LARGE, seed, curve=curve)
+        store.put(ch01.BN_LARGE, seed, steps_to=bn[seed])
+    assert verdict(ch01, "large_rate") == expected
+
+
+@pytest.mark.parametrize(
+    "bn_over_std,expected",
+    [
+        ({"mean": 1.2, "sd": 0.8}, R),  # "marginal": within a factor 2 (Fig. 1c)
+        ({"mean": 0.1, "sd": 0.1}, N),
+        ({"mean": 1.0, "sd": 0.1}, P),
+    ],
+)
+def test_input_stability(store, monkeypatch, bn_over_std, expected):
+    def drift(run, scale, layer, seed=0, site=ch01.SITE):
+        base = {"mean": 0.5, "sd": 0.4}
+        return {m: v * (bn_over_std[m] if run == ch01.BN else 1) for m, v in base.items()}
+
+    monkeypatch.setattr(ch01, "drift", drift)
+    assert verdict(ch01, "input_stability") == expected
+
+
+# ----------------------------------------------------------------------------- 02, Figs. 2 and 8
+
+ch02 = ch02_noisy_batchnorm
+
+
+@pytest.mark.parametrize(
+    "noisy,expected",
+    [([300, 320, 310], R), ([500, 520, 510], P), ([2500, 2600, 2700], N)],
+)
+def test_trains_like_batchnorm(store, noisy, expected):
+    _fig1(store, [200, 250, 240], [2000, 2100, 2800])
+    for seed, run in ch02.NOISY_SEEDS.items():
+        store.put(run, seed, steps_to=noisy[seed])
+    assert verdict(ch02, "trains_like_batchnorm") == expected
+
+
+def test_trains_like_batchnorm_shaped_like_fig_2(monkeypatch):
+    # Fig. 2: noisy BN trails BN by a few points throughout; the standard network far behind
+    store = Store(monkeypatch, "paper")
+    for seed, run in ch02.NOISY_SEEDS.items():
+        store.put(run, seed, steps_to=600 + 20 * seed)
+        store.put(ch01.BN, seed, steps_to=500 + 20 * seed)
+        store.put(ch01.STD, seed, steps_to=2500 + 100 * seed)
+    assert verdict(ch02, "trains_like_batchnorm", "paper") == R
+
+
+@pytest.mark.parametrize(
+    "noisy,std,expected",
+    [(1.0, 0.1, R), (0.15, 0.1, N)],  # Fig. 8: noisy BN's moments move by ~1 per step, the standard's ~0.1
+)
+def test_unstable_moments(monkeypatch, noisy, std, expected):
+    monkeypatch.setattr(
+        ch02, "median_changes", lambda runs, scale, layer: [noisy if runs is ch02.NOISY_SEEDS else std] * 3
+    )
+    assert verdict(ch02, "unstable_moments") == expected
+
+
+def test_unstable_moments_partly(monkeypatch):
+    def changes(runs, scale, layer):
+        return [1.0 if runs is ch02.NOISY_SEEDS and layer == ch02.FIG8_LAYERS[0] else 0.1] * 3
+
+    monkeypatch.setattr(ch02, "median_changes", changes)
+    assert verdict(ch02, "unstable_moments") == P
+
+
+@pytest.mark.parametrize("top,expected", [(0.12, R), (0.3, N)])  # "prevents it from training entirely"
+def test_noise_without_batchnorm(store, top, expected):
+    curve = np.full(3000, 0.1)
+    curve[500:600] = top
+    for seed in range(3):
+        store.put(ch02.STD_NOISE, seed, curve=curve)
+    assert verdict(ch02, "noise_without_batchnorm") == expected
+
+
+# ----------------------------------------------------------------------------- 03, Fig. 3
+
+ch03 = ch03_internal_covariate_shift
+
+
+@pytest.mark.parametrize(
+    "std,bn,expected",
+    [
+        ({"l2": 1.0, "cosine": 0.5}, {"l2": 0.4, "cosine": 0.7}, "less"),
+        ({"l2": 1.0, "cosine": 0.5}, {"l2": 0.6, "cosine": 0.7}, "similar"),  # l2 not 2x smaller
+        ({"l2": 1.0, "cosine": 0.5}, {"l2": 0.4, "cosine": 0.55}, "similar"),  # cosine gap below 0.1
+        ({"l2": 1.0, "cosine": 0.9}, {"l2": 3.0, "cosine": 0.1}, "more"),
+    ],
+)
+def test_ics_compare_needs_both_measures(std, bn, expected):
+    assert ch03.compare(pd.Series(std), pd.Series(bn)) == expected
+
+
+@pytest.mark.parametrize(
+    "cases,expected",
+    [
+        (["similar", "more", "similar"], R),  # "similar, or even worse" (Fig. 3a)
+        (["less", "less"], N),
+        (["less", "similar"], P),
+        (["cannot tell", "cannot tell"], C),  # a network never left its plateau
+    ],
+)
+def test_vgg_ics(monkeypatch, cases, expected):
+    table = pd.DataFrame({"lr": [0.1] * len(cases), "with BN": cases})
+    monkeypatch.setattr(ch03, "phase_table", lambda scale: table)
+    assert verdict(ch03, "vgg") == expected
+
+
+def _dln(store, monkeypatch, std, bn, loss_std, loss_bn):
+    """`loss_bn`: BN's final loss at each rate of Fig. 3b (one number: the same at both)."""
+
+    def frame(run, scale, seeds):
+        ics = bn if run.norm == "batch" else std
+        return pd.DataFrame([{"layer": k, **ics} for k in (9, 17)])
+
+    monkeypatch.setattr(ch03, "ics_frame", frame)
+    for i, (std_run, bn_run) in enumerate(ch03.DLN_PAIRS.values()):
+        for seed in range(3):
+            store.put(std_run, seed, final={"train_loss": loss_std})
+            store.put(bn_run, seed, final={"train_loss": loss_bn[i] if isinstance(loss_bn, list) else loss_bn})
+
+
+@pytest.mark.parametrize(
+    "bn,loss_bn,expected",
+    [
+        (
+            {"l2": 1e3, "cosine": 0.0},
+            5e2,
+            R,
+        ),  # Fig. 3b's text: BN's G, G' uncorrelated, l2 1e3 vs 1e1; loss 5e2 vs 1.6e3
+        ({"l2": 1e3, "cosine": 0.0}, [5e2, 3e3], P),  # more shift, a lower loss at one rate only
+        ({"l2": 1.0, "cosine": 1.0}, 3e3, N),
+    ],
+)
+def test_dln_ics(store, monkeypatch, bn, loss_bn, expected):
+    _dln(store, monkeypatch, {"l2": 1e1, "cosine": 1.0}, bn, 1.6e3, loss_bn)
+    assert verdict(ch03, "dln") == expected
+
+
+# ----------------------------------------------------------------------------- 04, Figs. 4 and 10
+
+ch04 = ch04_landscape
+
+
+def _spikes(monkeypatch, module, vgg: float, dln: float):
+    """The standard network's early quantile `vgg` (`dln`) times BN's."""
+
+    def early(run, scale, quantity, kind="landscape", seeds=(0, 1, 2)):
+        ratio = vgg if run.model == "vgg" else dln
+        return [ratio if run.norm == "none" else 1.0] * len(seeds)
+
+    monkeypatch.setattr(module, "early_spikes", early)
+
+
+@pytest.mark.parametrize("key", ["loss_band", "gradient_predictiveness", "gradient_magnitude", "random_directions"])
+@pytest.mark.parametrize(
+    "vgg,dln,expected",
+    [(10.0, 1e9, R), (10.0, 1.0, P), (1.0, 1.0, N)],  # Figs. 4a, 10a: ~10 vs narrow; 1e14 vs 1e5 early
+)
+def test_early_smoothness(monkeypatch, key, vgg, dln, expected):
+    _spikes(monkeypatch, ch04, vgg, dln)
+    assert verdict(ch04, key) == expected
+
+
+@pytest.mark.parametrize("key", ["effective_beta", "larger_distances"])
+@pytest.mark.parametrize("vgg,expected", [(45 / 20, R), (1.2, P)])  # Fig. 4c: spikes to ~45 against ~20
+def test_early_beta(monkeypatch, key, vgg, expected):
+    _spikes(monkeypatch, ch04, vgg, 1e9)
+    assert verdict(ch04, key) == expected
+
+
+def _hessian(top: float) -> dict:
+    return {"hessian": {"step": np.array([0, 500]), "eigenvalues": np.array([[top, 1, 1], [top, 1, 1]])}}
+
+
+@pytest.mark.parametrize("ratios,expected", [([0.96, 1.0, 1.0, 0.99], R), ([0.96, 5.0, 1.0, 0.99], P)])
+def test_two_over_lr(store, monkeypatch, ratios, expected):
+    by_run = dict(zip(ch04.TWO_OVER_LR_RUNS, ratios, strict=True))
+    monkeypatch.setattr(
+        ch04, "landscape_numbers", lambda run, scale, kind="landscape": {"beta median x lr/2": by_run[run]}
+    )
+    for run in ch04.TWO_OVER_LR_RUNS:
+        store.put(run, probes=_hessian(5 * 2 / run.lr))
+    assert verdict(ch04, "two_over_lr") == expected
+
+
+# ----------------------------------------------------------------------------- 05, Figs. 5, 6, 12, 13
+
+ch05 = ch05_other_normalizations
+
+
+def _lp(monkeypatch, vgg_steps: dict, dln_loss: dict):
+    from synthetic import record
+
+    def vgg_records(norm, scale):
+        return [record(ch05.VGG[norm], "cpu", seed, steps_to=vgg_steps[norm]) for seed in range(3)]
+
+    monkeypatch.setattr(ch05, "vgg_records", vgg_records)
+    monkeypatch.setattr(ch05, "dln_losses", lambda norm, scale: [dln_loss[norm]] * 3)
+
+
+@pytest.mark.parametrize(
+    "lp_steps,lp_loss,expected",
+    [
+        (260, 1.2e3, R),  # Fig. 5: comparably or better; l-inf's DLN loss about twice BN's is "comparable"
+        (260, 5e3, P),
+        (900, 5e3, N),
+    ],
+)
+def test_train_as_well(monkeypatch, lp_steps, lp_loss, expected):
+    steps = {"none": 2000, "batch": 240} | dict.fromkeys(ch05.LP, lp_steps)
+    losses = {"none": 1.6e3, "batch": 5e2} | dict.fromkeys(ch05.LP, lp_loss)
+    _lp(monkeypatch, steps, losses)
+    assert verdict(ch05, "train_as_well") == expected
+
+
+@pytest.mark.parametrize(
+    "scale,l1,expected",
+    [("cpu", 1e2, C), ("paper", 1e2, R), ("paper", 4e2, P), ("paper", 6e2, N)],  # Fig. 5b: ~1e2 vs ~5e2 at 10k
+)
+def test_l1_beats_batchnorm(monkeypatch, scale, l1, expected):
+    losses = {"l1": l1, "batch": 5e2}
+    monkeypatch.setattr(ch05, "dln_losses", lambda norm, scale: [losses[norm]] * 3)
+    assert verdict(ch05, "l1_beats_batchnorm", scale) == expected
+
+
+@pytest.mark.parametrize("lp_drift,expected", [(3.0, R), (1.0, N)])  # Fig. 6: "larger distributional shift"
+def test_drift_more(monkeypatch, lp_drift, expected):
+    monkeypatch.setattr(
+        ch05, "drift", lambda run, scale, layer, seed=0: {"mean": lp_drift if run.norm in ch05.LP else 1.0, "sd": 1.0}
+    )
+    assert verdict(ch05, "drift_more") == expected
+
+
+@pytest.mark.parametrize("vgg,dln,expected", [(10.0, 1e9, R), (10.0, 1.0, P), (1.0, 1.0, N)])
+def test_smooth_like_batchnorm(monkeypatch, vgg, dln, expected):
+    def early(run, scale, quantity, kind="landscape", seeds=(0, 1, 2)):
+        ratio = vgg if run.model == "vgg" else dln
+        return [ratio if run.norm == "none" else 1.0] * len(seeds)
+
+    monkeypatch.setattr(ch05, "early_spikes", early)
+    assert verdict(ch05, "smooth_like_batchnorm") == expected
+
+
+# ----------------------------------------------------------------------------- 06, Section 4
+
+ch06 = ch06_theory
+
+
+@pytest.mark.parametrize(
+    "hypothesis,verdicts,expected",
+    [
+        ([True, True, False], ["holds", "holds", "violated"], R),  # a violation where the hypothesis fails
+        ([True, True], ["holds", "violated"], N),
+        ([True, True], ["holds", "undecided"], C),
+    ],
+)
+def test_theorem_c_1(monkeypatch, hypothesis, verdicts, expected):
+    monkeypatch.setattr(ch06, "sweeps", lambda: {"C.1": pd.DataFrame({"hypothesis": hypothesis, "verdict": verdicts})})
+    assert verdict(ch06, "theorem_c_1") == expected
+
+
+@pytest.mark.parametrize("holds_where_step,expected", [(True, B), (False, N)])
+def test_theorem_4_2_second_is_by_construction(monkeypatch, holds_where_step, expected):
+    table = pd.DataFrame({"proof_step_holds": [True, True, False], "second_holds": [True, holds_where_step, False]})
+    monkeypatch.setattr(ch06, "sweeps", lambda: {"4.2": table})
+    assert verdict(ch06, "theorem_4_2_second") == expected
+
+
+@pytest.mark.parametrize("vgg,dln,expected", [(0.95, 0.92, R), (0.95, 0.3, P), (0.2, 0.3, N)])
+def test_sigma_large(store, monkeypatch, vgg, dln, expected):
+    shares = {"vgg": vgg, "dln": dln}
+    monkeypatch.setattr(
+        ch06,
+        "bn_scale_over_training",
+        lambda record: pd.DataFrame(
+            {
+                "step": [10, 10],
+                "layer": [1, 2],
+                "share below 1": [shares[record.config.model]] * 2,
+                "median gamma^2/sigma^2": [0.5, 0.5],
+            }
+        ),
+    )
+    store.put(ch06.BN)
+    store.put(ch06.DLN_BN)
+    assert verdict(ch06, "sigma_large") == expected
+
+
+# ----------------------------------------------------------------------------- 07, learning rates
+
+ch07 = ch07_learning_rates
+
+
+def _rates(store, trains: dict[str, float], speed: dict[tuple[str, float], int] | None = None, died: bool = True):
+    """Every rate of the grid: a network reaches the target at each rate up to `trains[norm]` (in
+    `speed` steps, else 500), and beyond it dies (or, `died=False`, runs out its steps)."""
+    speed = speed or {}
+    for norm in ch07.NETWORKS:
+        for lr in ch07.RATES:
+            ok = lr <= trains[norm]
+            for seed in ch07.SEEDS if ok or lr in ch07.PART_ONE else (0,):
+                run = ch07.rate_run(norm, lr, seed)
+                if ok:
+                    store.put(run, seed, steps_to=speed.get((norm, lr), 500) + seed)
+                else:
+                    store.put(run, seed, status="dead" if died else "finished")
+
+
+@pytest.mark.parametrize(
+    "bn_top,std_top,expected",
+    [(1.0, 0.1, R), (0.5, 0.3, P), (0.3, 0.3, N), (10.0, 0.1, C), (1.0, 0.0, C)],  # C: censored; no rate trains
+)
+def test_larger_rates(store, bn_top, std_top, expected):
+    _rates(store, {"batch": bn_top, "none": std_top})
+    assert verdict(ch07, "larger_rates") == expected
+
+
+@pytest.mark.parametrize("bn_at_std_best,expected", [(1000, R), (300, N)])
+def test_matched_rate(store, bn_at_std_best, expected):
+    speed = {("none", lr): 2950 for lr in ch07.RATES} | {("none", 0.1): 2000, ("none", 0.03): 2900}
+    speed |= {("batch", lr): 900 for lr in ch07.RATES} | {("batch", 0.3): 200, ("batch", 0.1): bn_at_std_best}
+    _rates(store, {"batch": 1.0, "none": 0.1}, speed)
+    assert verdict(ch07, "matched_rate") == expected
+
+
+def test_matched_rate_cannot_tell_without_a_training_rate(store):
+    _rates(store, {"batch": 1.0, "none": 0.0})
+    assert verdict(ch07, "matched_rate") == C
+
+
+@pytest.mark.parametrize(
+    "deep,died,expected",
+    [(20.0, True, R), (20.0, False, P), (2.0, True, N)],  # Bjorck et al.: a blow-up that grows with depth
+)
+def test_large_step(store, monkeypatch, deep, died, expected):
+    _rates(store, {"batch": 1.0, "none": 0.1}, died=died)
+
+    def one_step(scale, rates):
+        rows = []
+        for norm in ch07.NETWORKS:
+            for lr in rates:
+                for layer in range(1, 15):
+                    ratio = 1.5 + (deep - 1.5) * (layer - 1) / 12 if norm == "none" else 1.0
+                    rows.append({"norm": norm, "lr": lr, "seed": 0, "layer": layer, "ratio": ratio, "dead share": 0.5})
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(ch07, "one_step", one_step)
+    assert verdict(ch07, "large_step") == expected
+
+
+# ----------------------------------------------------------------------------- 08, scale invariance
+
+ch08 = ch08_scale_invariance
+
+
+def _identity(monkeypatch, error: float, grew: bool):
+    table = pd.DataFrame(
+        {
+            "network": ["BN"] * 3 + ["standard"] * 3,
+            "layer": [1, 2, 3] * 2,
+            "feeds a BatchNorm": [True, True, False, False, False, False],
+            "median relative error": [error, error, 5.0, 3.0, 4.0, 6.0],
+            "||W|| first": [1.0] * 6,
+            "||W|| last": [1.5 if grew else 0.9] * 6,
+        }
+    )
+    monkeypatch.setattr(ch08, "growth", lambda scale: None)
+    monkeypatch.setattr(ch08, "identity_table", lambda frame: table)
+
+
+@pytest.mark.parametrize("error,expected", [(1e-5, B), (0.5, N)])
+def test_identity_is_a_mechanism_check(monkeypatch, error, expected):
+    _identity(monkeypatch, error, True)
+    assert verdict(ch08, "identity") == expected
+
+
+@pytest.mark.parametrize("grew,expected", [(True, B), (False, N)])
+def test_norms_grow_is_a_mechanism_check(monkeypatch, grew, expected):
+    _identity(monkeypatch, 1e-5, grew)
+    assert verdict(ch08, "norms_grow") == expected
+
+
+def _sweep(monkeypatch, bn_trains, bn_steps, effective, std_top_trains, fixed_trains):
+    rows = []
+    for i, rate in enumerate(ch08.WEIGHT_RATES):
+        rows.append(
+            {
+                "norm": "batch",
+                "fixed norm": False,
+                "rate of the weights": rate,
+                "trains": bn_trains[i],
+                "median steps": bn_steps[i],
+                "effective rate (seed 0, median over layers)": effective[i],
+                "ended": "reached",
+                f"steps to {measures.TARGET:.0%}": "",
+            }
+        )
+        rows.append(
+            {
+                "norm": "none",
+                "fixed norm": False,
+                "rate of the weights": rate,
+                "trains": rate <= 1 or std_top_trains,
+                "median steps": 2000,
+                "effective rate (seed 0, median over layers)": rate,
+                "ended": "dead",
+                f"steps to {measures.TARGET:.0%}": "",
+            }
+        )
+    for rate, trains in zip(ch08.FIXED_RATES, fixed_trains, strict=True):
+        rows.append(
+            {
+                "norm": "batch",
+                "fixed norm": True,
+                "rate of the weights": rate,
+                "trains": trains,
+                "median steps": 300,
+                "effective rate (seed 0, median over layers)": rate,
+                "ended": "reached" if trains else "diverged",
+                f"steps to {measures.TARGET:.0%}": "300" if trains else "> 3,000",
+            }
+        )
+    monkeypatch.setattr(ch08, "sweep_table", lambda scale: pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize(
+    "bn_trains,bn_steps,effective,std_top,expected",
+    [
+        ([True] * 5, [300, 250, 260, 400, 600], [1e-3, 2e-3, 2e-3, 3e-3, 4e-3], False, R),  # Arora et al.
+        ([True] * 5, [300, 250, 260, 400, 600], [1e-4, 1e-3, 1e-2, 1e-1, 1.0], False, P),  # not tuned together
+        ([True] * 4 + [False], [300, 250, 260, 400, 3001], [1e-3] * 5, False, N),
+    ],
+)
+def test_robust(monkeypatch, bn_trains, bn_steps, effective, std_top, expected):
+    _sweep(monkeypatch, bn_trains, bn_steps, effective, std_top, (True, False))
+    assert verdict(ch08, "robust") == expected
+
+
+@pytest.mark.parametrize("fixed,expected", [((True, False), R), ((True, True), N), ((False, False), C)])
+def test_auto_tuning(monkeypatch, fixed, expected):
+    _sweep(monkeypatch, [True] * 5, [300] * 5, [1e-3] * 5, False, fixed)
+    assert verdict(ch08, "auto_tuning") == expected
+
+
+@pytest.mark.parametrize("measured,expected", [([1.05, 0.9, 1.1], R), ([1.05, 2.0, 3.0], P), ([2.0, 3.0], N)])
+def test_equilibrium(monkeypatch, measured, expected):
+    monkeypatch.setattr(ch08, "angle_table", lambda scale: pd.DataFrame({"measured / predicted": measured}))
+    assert verdict(ch08, "equilibrium") == expected
+
+
+# ----------------------------------------------------------------------------- 09, curvature
+
+ch09 = ch09_curvature
+SHARE = f"gradient share in the top {ch09.TOP}"
+
+
+def _spectrum(monkeypatch, ratios: list[float], frozen_share: float = 0.8):
+    rows = []
+    for step, ratio in enumerate(ratios):
+        for view in ("raw", "tangent", "scaled"):
+            rows += [
+                {"network": "BatchNorm, active", "view": view, "step": step, "top eigenvalue": 10.0,
+                 "top / median (bulk)": 5.0, SHARE: 0.3},
+                {"network": "BatchNorm, frozen", "view": view, "step": step, "top eigenvalue": 10.0 * ratio,
+                 "top / median (bulk)": 50.0, SHARE: frozen_share},
+                {"network": "standard", "view": view, "step": step, "top eigenvalue": 30.0,
+                 "top / median (bulk)": 40.0, SHARE: 0.7},
+            ]  # fmt: skip
+    monkeypatch.setattr(ch09, "spectrum_table", lambda scale: pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize("ratios,expected", [([20.0, 10.0], R), ([20.0, 1.0], P), ([1.0, 1.2], N)])  # Ghorbani et al.
+def test_outliers_return(monkeypatch, ratios, expected):
+    _spectrum(monkeypatch, ratios)
+    assert verdict(ch09, "outliers_return") == expected
+
+
+def _eos(monkeypatch, cases: dict[str, list[tuple[float, str, float]]]):
+    """Per network, runs as (step size, at the edge, late sharpness)."""
+    rows = [
+        {
+            "network": norm,
+            "norm": norm,
+            "step size": lr,
+            "2 / eta": 2 / lr,
+            "start / (2/eta)": 0.3,
+            "late / (2/eta)": late,
+            "at the edge": edge,
+        }
+        for norm, runs in cases.items()
+        for lr, edge, late in runs
+    ]
+    monkeypatch.setattr(ch09, "eos_table", lambda scale: pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize(
+    "std,bn,expected",
+    [
+        ([(0.01, "yes", 1.0)], [(0.01, "yes", 1.0)], R),  # Cohen et al.: both rise to 2/eta and hover
+        ([(0.01, "no", 0.4)], [(0.01, "yes", 1.0)], P),
+        ([(0.01, "no", 0.4)], [(0.01, "no", 0.4)], N),
+        ([(0.01, "not yet", 0.4)], [(0.01, "yes", 1.0)], C),  # the standard network: no decided run
+        ([(0.01, "cannot test", 1.5)], [(0.01, "cannot test", 1.5)], C),
+    ],
+)
+def test_edge_of_stability(monkeypatch, std, bn, expected):
+    _eos(monkeypatch, {"none": std, "batch": bn})
+    assert verdict(ch09, "edge_of_stability") == expected
+
+
+@pytest.mark.parametrize(
+    "std,bn,expected",
+    [
+        ([(0.01, "yes", 1.0), (0.02, "yes", 1.0)], [(0.01, "yes", 1.0), (0.02, "yes", 1.0)], R),  # late = 2/eta
+        ([(0.01, "yes", 1.0), (0.02, "yes", 1.0)], [(0.01, "no", 0.1), (0.02, "no", 0.5)], P),
+        ([(0.01, "no", 0.1), (0.02, "no", 0.5)], [(0.01, "no", 0.1), (0.02, "no", 0.5)], N),
+    ],
+)
+def test_follows_step_size(monkeypatch, std, bn, expected):
+    _eos(monkeypatch, {"none": std, "batch": bn})
+    assert verdict(ch09, "follows_step_size") == expected
+
+
+# ----------------------------------------------------------------------------- 10, initialisation
+
+ch10 = ch10_initialisation
+
+
+def _signal(monkeypatch, std_rank: float, bn_rank: float, bn_growth: float, std_shift: float):
+    rows = []
+    width = 256
+    for family, depths in (("MLP", ch10.MLP_DEPTHS["cpu"]), ("VGG", ch10.VGG_DEPTHS)):
+        for depth in depths:
+            for network in ch10.NETWORKS:
+                growth = {"batch": bn_growth, "none": 1.0, "broken": 1.0}[network]
+                for layer in range(1, depth + 2):
+                    deepest = layer == depth
+                    rank = {"none": std_rank if deepest else 100.0, "batch": bn_rank, "broken": 1.0}[network]
+                    shift = std_shift if network == "none" else 1.0
+                    rows.append(
+                        {
+                            "family": family,
+                            "depth": depth,
+                            "network": network,
+                            "layer": layer,
+                            "width": width,
+                            "rank": rank,
+                            "effective rank": rank,
+                            "mean cosine": 0.5,
+                            "mean^2 / variance": shift ** (layer / depth),
+                            "gradient norm": growth ** (-layer),
+                        }
+                    )
+    monkeypatch.setattr(ch10, "signal_table", lambda scale: pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize(
+    "std_rank,bn_rank,expected",
+    [(2.0, 40.0, R), (40.0, 40.0, P), (40.0, 3.0, N)],  # Daneshmand et al.: BN keeps Omega(sqrt(width)) = 16
+)
+def test_rank_collapse(monkeypatch, std_rank, bn_rank, expected):
+    _signal(monkeypatch, std_rank, bn_rank, 1.21, 20.0)
+    assert verdict(ch10, "rank_collapse") == expected
+
+
+@pytest.mark.parametrize("bn_growth,expected", [(1.21, R), (1.0, N)])  # Yang et al.: ~1.21 per layer
+def test_gradient_explosion(monkeypatch, bn_growth, expected):
+    _signal(monkeypatch, 2.0, 40.0, bn_growth, 20.0)
+    assert verdict(ch10, "gradient_explosion") == expected
+
+
+@pytest.mark.parametrize("std_shift,expected", [(20.0, R), (2.0, N)])
+def test_mean_shift(monkeypatch, std_shift, expected):
+    _signal(monkeypatch, 2.0, 40.0, 1.21, std_shift)
+    assert verdict(ch10, "mean_shift") == expected
+
+
+@pytest.mark.parametrize(
+    "collapsed,trains,expected",
+    [
+        ([True, True, False, False], [False, False, True, True], R),  # collapse tells failure from success
+        ([True, True, False, False], [False, True, True, True], P),
+        ([True, True, False, False], [True, True, False, True], N),
+        ([False] * 4, [True, True, False, True], C),  # nothing collapsed: nothing to tell apart
+    ],
+)
+def test_predicts_training(monkeypatch, collapsed, trains, expected):
+    table = pd.DataFrame(
+        {"network": ["n"] * 4, "depth": [5, 20, 50, 5], "collapsed at init": collapsed, "trains": trains}
+    )
+    monkeypatch.setattr(ch10, "signal_table", lambda scale: None)
+    monkeypatch.setattr(ch10, "trainability", lambda scale, signal: table)
+    assert verdict(ch10, "predicts_training") == expected
+
+
+# ----------------------------------------------------------------------------- 11, residual networks
+
+ch11 = ch11_residual
+
+
+@pytest.mark.parametrize("bn_fall,none_fall,expected", [(19.0, 1.8, R), (19.0, 5.0, P), (2.0, 1.8, N)])  # De and Smith
+def test_downscaled(monkeypatch, bn_fall, none_fall, expected):
+    rows = []
+    for variant, fall in (("BatchNorm", bn_fall), ("no normalization", none_fall), ("SkipInit", 0), ("Fixup", 0)):
+        for block in (1, 2):
+            ratio = fall if block == 1 else 1.0
+            rows.append({"variant": variant, "block": block, "ratio": ratio, "branch variance": 0.0 if not fall else 1})
+    monkeypatch.setattr(ch11, "init_table", lambda scale: pd.DataFrame(rows))
+    assert verdict(ch11, "downscaled") == expected
+
+
+@pytest.mark.parametrize(
+    "none,skip,expected",
+    [(None, 300, R), (200, 300, P), (200, None, N)],  # the unnormalized ResNet-56 fails, SkipInit trains it
+)
+def test_skipinit_trains_deep(store, none, skip, expected):
+    small = ch11.BATCHES["cpu"][0]
+    for seed in range(3):
+        store.put(ch11.run("no normalization", small, 0.1, ch11.DEEP["cpu"]), seed, steps_to=none,
+                  status=None if none else "diverged")  # fmt: skip
+        store.put(ch11.run("SkipInit", small, 0.1, ch11.DEEP["cpu"]), seed, steps_to=skip)
+    assert verdict(ch11, "skipinit_trains_deep") == expected
+
+
+@pytest.mark.parametrize("skip,expected", [([300, 320, 310], R), ([300, 500, 310], P), ([600, 700, 800], N)])
+def test_skipinit_small_batch(monkeypatch, skip, expected):
+    speeds = {"BatchNorm": Speed([280, 300, 290], 1000), "SkipInit": Speed(skip, 1000)}
+    monkeypatch.setattr(ch11, "best_speed", lambda scale, variant, batch: (0.1, speeds[variant]))
+    assert verdict(ch11, "skipinit_small_batch") == expected
+
+
+def test_skipinit_small_batch_cannot_tell_without_a_training_rate(monkeypatch):
+    monkeypatch.setattr(ch11, "best_speed", lambda scale, variant, batch: (None, None))
+    assert verdict(ch11, "skipinit_small_batch") == C
+
+
+def test_fixup_same_rate(store, monkeypatch):
+    small = ch11.BATCHES["cpu"][0]
+    monkeypatch.setattr(ch11, "fixup_rate", lambda scale: 0.1)
+    bn = Speed([280 * small, 300 * small, 290 * small], 1000 * small)  # in examples seen
+    monkeypatch.setattr(ch11, "best_speed", lambda scale, variant, batch: (0.1, bn))
+    for seed in range(3):
+        store.put(ch11.run("Fixup", small, 0.1), seed, steps_to=300 + seed)
+    monkeypatch.setattr(
+        ch11,
+        "runs",
+        lambda scale: {("Fixup", small, 0.1): [store.get(ch11.run("Fixup", small, 0.1), "cpu", s) for s in range(3)]},
+    )
+    assert verdict(ch11, "fixup_same_rate") == R
+
+
+@pytest.mark.parametrize(
+    "lead_small,lead_large,top,expected",
+    [(1.1, 3.0, {"BatchNorm": 1.6, "SkipInit": 0.4}, R), (1.1, 3.0, {"BatchNorm": 0.4, "SkipInit": 0.4}, P),
+     (3.0, 1.1, {"BatchNorm": 0.4, "SkipInit": 0.4}, N), (None, 1.1, {"BatchNorm": 0.4, "SkipInit": 0.4}, C)],
+)  # fmt: skip
+def test_large_batch(monkeypatch, lead_small, lead_large, top, expected):
+    small, large = ch11.BATCHES["cpu"]
+    lead = {small: lead_small, large: lead_large}
+
+    def best_speed(scale, variant, batch):
+        if lead[batch] is None:
+            return None, None
+        return 0.1, Speed([int(1000 * (lead[batch] if variant == "SkipInit" else 1))] * 3, 10**6)
+
+    rows = [
+        {"variant": v, "batch": large, "lr": lr, "trains": lr <= top[v]}
+        for v in ("BatchNorm", "SkipInit")
+        for lr in ch11.rates(large, "cpu")
+    ]
+    monkeypatch.setattr(ch11, "best_speed", best_speed)
+    monkeypatch.setattr(ch11, "train_table", lambda scale: pd.DataFrame(rows))
+    assert verdict(ch11, "large_batch") == expected
+
+
+# ----------------------------------------------------------------------------- 12, the ladder
+
+ch12 = ch12_batchnorm_apart
+
+
+@pytest.mark.parametrize(
+    "variant,low,high",
+    [
+        ([250, 260, 270], 0.96, 1.0),  # nearly all of it
+        ([2900, 3100, 3000], -np.inf, 0.0),  # slower than standard at its median; censored seeds open below
+    ],
+)
+def test_fraction_recovered_and_its_interval(variant, low, high):
+    standard, batchnorm = Speed([2000, 2500, 2800], 3000), Speed([200, 240, 250], 3000)
+    steps = [None if v > 3000 else v for v in variant]
+    f = ch12.recovered(standard, Speed(steps, 3000), batchnorm)
+    assert f.point == pytest.approx((2500 - np.median(Speed(steps, 3000).lower())) / (2500 - 240))
+    assert f.low == pytest.approx(low, abs=0.02) if np.isfinite(low) else f.low == -np.inf
+    assert f.high <= high + 1e-9
+
+
+def test_fraction_is_undefined_when_batchnorm_is_not_faster():
+    f = ch12.recovered(Speed([200] * 3, 3000), Speed([300] * 3, 3000), Speed([250] * 3, 3000))
+    assert f.point is None and ch12.recovers(f) == C
+
+
+def test_a_censored_standard_seed_opens_the_interval_above():
+    f = ch12.recovered(Speed([2000, None, 2500], 3000), Speed([1000] * 3, 3000), Speed([200] * 3, 3000))
+    assert f.high == np.inf and np.isfinite(f.low)
+
+
+@pytest.mark.parametrize(
+    "key,variant,expected",
+    [
+        ("layer", [300, 320, 330], R),  # a source that predicts "most": it does
+        ("layer", [2600, 2700, 2800], N),
+        ("layer", [900, 1500, 2300], C),  # the seeds straddle one half
+        ("detached", [2900, None, None], R),  # a source that predicts "less than half": it does
+        ("detached", [300, 320, 330], N),
+    ],
+)
+def test_each_rung_is_ruled_on_its_sources_prediction(monkeypatch, key, variant, expected):
+    speeds = {"standard": Speed([2000, 2500, 2800], 3000), "batchnorm": Speed([200, 240, 250], 3000)}
+    monkeypatch.setattr(ch12, "speed", lambda step, scale: speeds.get(step.key, Speed(variant, 3000)))
+    monkeypatch.setattr(ch12, "best_rate", lambda step, scale: 0.1)
+    assert verdict(ch12, key) == expected
+
+
+def test_the_ladder_reads_its_ends_from_chapter_07_and_stops_its_rungs_at_the_target(store):
+    assert ch12.experiment(ch12.BATCHNORM, 0.1, "cpu") == ch01.BN  # Part I's run
+    assert ch12.experiment(ch12.STANDARD, 0.3, "cpu") == ch07.rate_run("none", 0.3)
+    rung = ch12.rung("warmup").run(0.1, "cpu").config("cpu")
+    assert rung.target_acc == measures.TARGET and rung.warmup_steps == 300
+    assert ch12.rung("noise").run(0.1, "cpu") == ch02.STD_NOISE  # the same runs as chapter 02's
+
+
+# ----------------------------------------------------------------------------- 13, the bottom line
+
+ch13 = ch13_why_batchnorm_works
+
+
+def _chapter(**verdicts: Verdict) -> SimpleNamespace:
+    made = {
+        key: Claim(key, "", "", lambda scale, v=v, key=key: Finding("", v, f"{key} was {v}."))
+        for key, v in verdicts.items()
+    }
+    return SimpleNamespace(CLAIMS=made, NOTEBOOK="00_fake")
+
+
+@pytest.mark.parametrize(
+    "tests,expected",
+    [
+        ((("d", R, "decisive"), ("s", R, "supporting")), ch13.SUPPORTED),
+        ((("d", N, "decisive"), ("s", N, "supporting")), ch13.NOT_SUPPORTED),
+        ((("d", R, "decisive"), ("e", N, "decisive"), ("s", R, "supporting")), ch13.MIXED),
+        ((("s", R, "supporting"), ("t", R, "supporting")), ch13.CONSISTENT),  # no decisive test decided
+        ((("d", C, "decisive"), ("s", R, "supporting")), ch13.CONSISTENT),  # "cannot tell" leaves out that test only
+        ((("d", C, "decisive"), ("m", B, "mechanism present")), ch13.CANNOT_TELL),
+        ((("d", R, "decisive"), ("m", N, "mechanism present")), ch13.SUPPORTED),  # never counted
+    ],
+)
+def test_an_explanations_verdict_weighs_its_tests(tests, expected):
+    fake = _chapter(**{key: v for key, v, _ in tests})
+    explanation = ch13.Explanation("e", "s", "p", tuple(ch13.Test(fake, key, w) for key, _, w in tests))
+    assert ch13.verdict(explanation, "smoke") == expected
+
+
+def test_a_refutation_counts_against_when_reproduced():
+    fake = _chapter(noisy=R, ics=R)
+    tests = (
+        ch13.Test(fake, "noisy", ch13.DECISIVE, against=True),
+        ch13.Test(fake, "ics", ch13.SUPPORTING, against=True),
+    )
+    assert ch13.verdict(ch13.Explanation("ICS", "s", "p", tests), "smoke") == ch13.NOT_SUPPORTED
+    assert ch13.support(ch13.Explanation("ICS", "s", "p", tests), "smoke") == 0.0
+
+
+def test_the_answer_is_each_explanations_verdict_and_its_decisive_tests_own_sentences(monkeypatch):
+    fake = _chapter(first=R, second=N)
+    tests = (ch13.Test(fake, "first", ch13.DECISIVE), ch13.Test(fake, "second", ch13.SUPPORTING))
+    monkeypatch.setattr(ch13, "EXPLANATIONS", (ch13.Explanation("It helps", "Someone (2020)", "p", tests),))
+    (paragraph,) = ch13.answer("smoke")
+    assert paragraph == "**It helps** (Someone (2020)): supported, support 0.67. first was reproduced."
+
+
+def test_every_explanation_names_tests_that_exist():
+    for explanation in ch13.EXPLANATIONS:
+        assert any(t.weight == ch13.DECISIVE for t in explanation.tests) or explanation.name.startswith("It smooths")
+        for test in explanation.tests:
+            assert test.key in test.chapter.CLAIMS, (explanation.name, test.key)
