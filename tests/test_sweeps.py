@@ -111,7 +111,7 @@ def ray_workers_running_a_job() -> list[int]:
 
 def test_a_killed_worker_is_retried_and_its_run_resumes(cifar_tar, isolated_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("BNLIB_CHECKPOINT_S", "0")
-    configs = grid(["vgg-noisybn-lr0.1"], "smoke", seeds=(0, 1), steps=300)
+    configs = grid(["vgg-noisybn-lr0.1"], "smoke", seeds=(0, 1), steps=100)
     child = subprocess.Popen(
         [sys.executable, "-c", _SWEEP, json.dumps([c.to_dict() for c in configs]), "2"],
         stdout=subprocess.PIPE,
