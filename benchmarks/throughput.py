@@ -80,6 +80,7 @@ def previous_step(run: Run) -> Iterator[None]:
     noise, lp, optimizer = norms.NoiseInjection.forward, norms.LpNorm.forward, run.optimizer
     norms.NoiseInjection.forward, norms.LpNorm.forward = previous_noise_forward, previous_lp_forward
     run.optimizer = torch.optim.SGD(run.model.parameters(), lr=run.config.lr, foreach=False)
+    run.optimizer.param_groups[0]["base_lr"] = run.config.lr  # the rate `set_rate` scales (warm-up)
     try:
         yield
     finally:
