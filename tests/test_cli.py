@@ -3,18 +3,9 @@
 import os
 
 import pytest
+from conftest import run_cli
 
 import bnlib.data
-from bnlib.cli import main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_list_names_the_book_experiments(capsys):

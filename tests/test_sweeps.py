@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 import bnlib.storage
 from bnlib import Job, RunConfig, sweep
@@ -142,14 +143,6 @@ def test_two_concurrent_sweeps_train_each_run_once(cifar_tar):
 # ------------------------------------------------------------------ bad input, before anything runs
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str]:
-    try:
-        code = cli(list(args))
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
 def test_an_empty_grid(isolated_cache):
     with pytest.raises(ConfigError, match="the sweep's grid is empty"):
         sweep([])
@@ -157,14 +150,14 @@ def test_an_empty_grid(isolated_cache):
 
 
 def test_an_unknown_experiment_in_the_grid(capsys, isolated_cache):
-    code, err = run_cli(capsys, "sweep", "vgg-bn-lr0.1", "vgg-bn-lr0.3", "--scale", "smoke")
+    code, _, err = run_cli(capsys, "sweep", "vgg-bn-lr0.1", "vgg-bn-lr0.3", "--scale", "smoke")
     assert code == 2 and "unknown experiment 'vgg-bn-lr0.3'" in err and len(err.strip().splitlines()) == 1
     assert not isolated_cache.exists()
 
 
 def test_an_unreachable_address(capsys, isolated_cache):
     started = time.monotonic()
-    code, err = run_cli(capsys, "sweep", "dln-bn-lr1e-6", "--scale", "smoke", "--address", "127.0.0.1:9")
+    code, _, err = run_cli(capsys, "sweep", "dln-bn-lr1e-6", "--scale", "smoke", "--address", "127.0.0.1:9")
     assert code == 2 and "no Ray cluster answers at 127.0.0.1:9" in err and len(err.strip().splitlines()) == 1
     assert time.monotonic() - started < 30 and not isolated_cache.exists()
 
@@ -174,7 +167,7 @@ def test_a_cache_that_is_not_writable(capsys, cifar_tar, isolated_cache, monkeyp
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(bnlib.storage.tempfile, "mkstemp", refuse)  # root may write anywhere: simulate
-    code, err = run_cli(capsys, "sweep", "vgg-bn-lr0.1", "--scale", "smoke")
+    code, _, err = run_cli(capsys, "sweep", "vgg-bn-lr0.1", "--scale", "smoke")
     assert code == 2 and "does not let you create files (permissions)" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(CacheError):
         sweep(smoke_grid(), progress=False)
@@ -183,7 +176,7 @@ def test_a_cache_that_is_not_writable(capsys, cifar_tar, isolated_cache, monkeyp
 
 def test_without_ray_the_cli_says_how_to_install_it(capsys, monkeypatch, isolated_cache):
     monkeypatch.setitem(sys.modules, "ray", None)
-    code, err = run_cli(capsys, "sweep", "dln-bn-lr1e-6", "--scale", "smoke")
+    code, _, err = run_cli(capsys, "sweep", "dln-bn-lr1e-6", "--scale", "smoke")
     assert code == 2 and "Ray is not installed; pip install 'bnlib[sweep]'" in err
     with pytest.raises(BnlibError, match="Ray is not installed"):
         sweep(smoke_grid(), require_ray=True)
