@@ -1,8 +1,10 @@
-"""Shared fixtures: an isolated cache, and tiny fake CIFAR-10 copies in every supported format."""
+"""Shared fixtures: an isolated cache, tiny fake CIFAR-10 copies in every supported format, and the
+run cache every execution of the chapters shares."""
 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from bnlib.data import CIFAR_CLASSES
+from bnlib.storage import exclusive
 
 N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 20, 10  # the smoke scale uses 20 and 10
 
@@ -111,3 +114,22 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+@pytest.fixture(scope="session")
+def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Fake data and one run cache shared by every test file that executes the chapters (the smoke
+    book, and the pages with Colab's ipywidgets 7), as in a real build: each run trains once. The
+    README's test command spreads the test files over two processes (pytest-xdist); they share this
+    cache through the session's temporary folder, and a run that one process is training, the other
+    waits for (the record's lock, `bnlib.records`)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    shared = root / "book-runs"
+    data = shared / "cifar.tar.gz"
+    with exclusive(root / "book-runs.lock"):
+        if not data.exists():
+            (shared / "cache").mkdir(parents=True, exist_ok=True)
+            os.replace(write_image_tar(shared / "cifar.tar.gz.part", fake_cifar()), data)
+    return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(shared / "cache"), "BNLIB_SCALE": "smoke"}

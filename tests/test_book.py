@@ -1,10 +1,10 @@
-"""The book: chapters follow the template and run at smoke scale; the smoke-scale book builds; a
-real headless Chromium loads every page and finds what a reader should see."""
+"""The book: chapters follow the template; the smoke-scale book builds; a real headless Chromium
+loads every page and finds what a reader should see. (The chapters executed with Colab's
+ipywidgets 7: test_colab_pages.py.)"""
 
 from __future__ import annotations
 
 import functools
-import html
 import http.server
 import os
 import re
@@ -14,11 +14,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import fake_cifar, write_image_tar
 
 from bnlib.book import build, template
-from bnlib.book.chapters import CHAPTERS as CHAPTER_MODULES
-from bnlib.book.chapters import chapter
 from bnlib.book.project import REPO_URL
 
 ROOT = template.ROOT
@@ -101,86 +98,6 @@ def test_the_repository_address_is_defined_once():
     ]
     generated = {p.relative_to(ROOT).as_posix() for p in template.pages()}  # written by apply_template
     assert set(holders) - generated == {"bnlib/book/project.py"}
-
-
-@pytest.fixture(scope="module")
-def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Fake data and one run cache shared by the chapters and the smoke book, as in a real build:
-    the chapters share run records, so each run trains once for the whole module."""
-    data = write_image_tar(tmp_path_factory.mktemp("data") / "cifar.tar.gz", fake_cifar())
-    return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(tmp_path_factory.mktemp("cache")), "BNLIB_SCALE": "smoke"}
-
-
-IPYWIDGETS_7 = ROOT / ".ipywidgets7"  # tests/setup.sh installs Colab's ipywidgets 7 there
-
-
-@pytest.fixture(scope="module")
-def colab_widgets() -> dict[str, str]:
-    """The environment in which the pages' kernels import ipywidgets 7 instead of the venv's 8."""
-    if not (IPYWIDGETS_7 / "ipywidgets").is_dir():
-        pytest.fail("ipywidgets 7 is missing from .ipywidgets7: run tests/setup.sh")
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(IPYWIDGETS_7), os.environ.get("PYTHONPATH")]))}
-
-
-def test_the_pages_run_with_ipywidgets_7(colab_widgets, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", colab_widgets["PYTHONPATH"])
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import ipywidgets\nprint(ipywidgets.__version__)")])
-    build.run_notebook(nb, ROOT, hang_after_s=60)
-    assert nb.cells[0].outputs[0]["text"].startswith("7.")
-
-
-@pytest.fixture(scope="module")
-def colab_executions(book_env, colab_widgets, smoke_site) -> dict[str, object]:
-    """Every page executed once with Colab's ipywidgets 7, two at a time on one thread each, as the
-    book build executes them (with ipywidgets 8): page name -> the executed notebook, or the error
-    that stopped it. After the smoke book build (`smoke_site`): its sweep trained every run, so
-    these executions only load them. The kernels see the environment set here."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def execute(page: Path):
-        nb = nbformat.read(page, as_version=4)
-        try:
-            build.run_notebook(nb, page.parent, hang_after_s=120)  # a stuck cell fails: a hang detector
-        except Exception as error:  # the test of that page fails with it
-            return error
-        return nb
-
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in {**book_env, **colab_widgets, "OMP_NUM_THREADS": "1"}.items():
-            env.setenv(name, value)
-        with ThreadPoolExecutor(max_workers=build.PAGE_WORKERS) as pool:
-            return dict(zip([p.stem for p in template.pages()], pool.map(execute, template.pages()), strict=True))
-
-
-@pytest.mark.parametrize("notebook", template.pages(), ids=lambda p: p.stem)
-def test_notebook_runs_at_smoke_scale_with_ipywidgets_7(notebook, colab_executions):
-    nb = colab_executions[notebook.stem]
-    if isinstance(nb, Exception):  # a cell's error, or a hang
-        raise nb
-    if "widgets.live(" in "".join(c.source for c in nb.cells):  # the widgets displayed, and their state was saved
-        assert nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    shown = _outputs(nb)
-    for claim in _claims_of(notebook):  # the page ends with its claims: each in its table, with a verdict
-        assert html.escape(claim.claim) in shown, f"{notebook.name} does not show the claim {claim.claim!r}"
-    if notebook.stem in {c.NOTEBOOK for c in CHAPTER_MODULES} and _claims_of(notebook):
-        assert "What we find at the smoke scale." in shown
-
-
-def _claims_of(page: Path) -> list:
-    """The claims a page must show: a chapter's own; the results page, every chapter's."""
-    if page.stem == "results":
-        return [claim for module in CHAPTER_MODULES for claim in module.CLAIMS.values()]
-    return list(chapter(page.stem).CLAIMS.values())
-
-
-def _outputs(nb) -> str:
-    """Everything a notebook's cells displayed, as text (HTML, Markdown, plain)."""
-    parts = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            parts.append(output.get("text", ""))
-            parts += [str(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
-    return "\n".join(parts)
 
 
 # ------------------------------------------------------------------ the smoke-scale book in a browser
