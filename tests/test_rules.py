@@ -316,9 +316,17 @@ def test_early_smoothness(monkeypatch, key, vgg, dln, expected):
 
 @pytest.mark.parametrize("key", ["effective_beta", "larger_distances"])
 @pytest.mark.parametrize("vgg,expected", [(45 / 20, R), (1.2, P)])  # Fig. 4c: spikes to ~45 against ~20
-def test_early_beta(monkeypatch, key, vgg, expected):
-    _spikes(monkeypatch, ch04, vgg, 1e9)
+@pytest.mark.parametrize("dln", [1e9, np.inf])  # far along the gradient the standard DLN's loss overflows
+def test_early_beta(monkeypatch, key, vgg, dln, expected):
+    _spikes(monkeypatch, ch04, vgg, dln)
     assert verdict(ch04, key) == expected
+
+
+def test_an_overflowed_loss_counts_as_the_roughest_landscape_not_as_missing():
+    finite = pd.Series([1.0, 2.0, 3.0, 4.0])
+    assert ch04.upper_quantile(finite) == pytest.approx(finite.quantile(ch04.QUANTILE))
+    assert ch04.upper_quantile(pd.Series([1.0, 2.0, np.inf, np.nan])) == np.inf
+    assert ch04.upper_quantile(pd.Series([1.0, 2.0, 3.0, 4.0] * 5 + [np.nan])) < np.inf  # one outlier is not the level
 
 
 def _hessian(top: float) -> dict:

@@ -58,6 +58,15 @@ def series(run: Experiment, scale: str, quantity: str, kind: str = "landscape", 
     return table({"grad": "grad_diff_max", "beta": "beta_max", "grad_norm": "grad_norm"}[quantity])[0]
 
 
+def upper_quantile(values: pd.Series) -> float:
+    """The QUANTILE of a quantity over a window. A value that is not finite (the loss overflowed
+    along the step, as the standard DLN's does far along its gradient) counts as +inf, the roughest
+    a landscape can be: the quantile is then inf where it falls on one, never NaN."""
+    x = values.to_numpy(dtype=float)
+    x = np.where(np.isfinite(x), x, np.inf)
+    return float(np.quantile(x, QUANTILE, method="linear" if np.isfinite(x).all() else "higher"))
+
+
 def early_spikes(
     run: Experiment, scale: str, quantity: str, kind: str = "landscape", seeds: tuple[int, ...] = SEEDS
 ) -> list[float]:
@@ -65,7 +74,7 @@ def early_spikes(
     values = []
     for seed in plan.seeds(Read(run, seeds)):
         one = series(run, scale, quantity, kind, seed)
-        values.append(float(one[one.index < EARLY * plan.config(run, scale).steps].quantile(QUANTILE)))
+        values.append(upper_quantile(one[one.index < EARLY * plan.config(run, scale).steps]))
     return values
 
 
@@ -179,7 +188,8 @@ def _smoother(scale: str, quantity: str, gap: float, kind: str = "landscape") ->
             f"x{min(ratios):.3g} to x{max(ratios):.3g})"
         )
     held = [model.split()[0] for model, ok in zip(PAIRS, checks, strict=True) if ok]
-    return "; ".join(parts), checks, " and ".join(held) if held else "neither model"
+    text = "; ".join(parts) + ("; inf: the loss overflowed along the step" if "inf" in "".join(parts) else "")
+    return text, checks, " and ".join(held) if held else "neither model"
 
 
 def _finding(scale: str, what: str, quantity: str, gap: float, kind: str = "landscape") -> Finding:
