@@ -675,6 +675,9 @@ def test_edge_of_stability(monkeypatch, std, bn, expected):
         ([(0.01, "yes", 1.0), (0.02, "yes", 1.0)], [(0.01, "yes", 1.0), (0.02, "yes", 1.0)], R),  # late = 2/eta
         ([(0.01, "yes", 1.0), (0.02, "yes", 1.0)], [(0.01, "no", 0.1), (0.02, "no", 0.5)], P),
         ([(0.01, "no", 0.1), (0.02, "no", 0.5)], [(0.01, "no", 0.1), (0.02, "no", 0.5)], N),
+        # the smaller step's runs still sharpening when their steps ran out: where they end is unknown
+        ([(0.01, "not yet", 0.1), (0.02, "yes", 1.0)], [(0.01, "not yet", 0.2), (0.02, "yes", 1.0)], C),
+        ([(0.01, "not yet", 0.1), (0.02, "yes", 1.0)], [(0.01, "yes", 1.0), (0.02, "yes", 1.0)], R),
     ],
 )
 def test_follows_step_size(monkeypatch, std, bn, expected):
