@@ -4,7 +4,6 @@ run cache every execution of the chapters shares."""
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from PIL import Image
 
 from bnlib.data import CIFAR_CLASSES
-from bnlib.storage import exclusive
 
 N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 20, 10  # the smoke scale uses 20 and 10
 
@@ -119,17 +117,8 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="session")
 def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Fake data and one run cache shared by every test file that executes the chapters (the smoke
-    book, and the pages with Colab's ipywidgets 7), as in a real build: each run trains once. The
-    README's test command spreads the test files over two processes (pytest-xdist); they share this
-    cache through the session's temporary folder, and a run that one process is training, the other
-    waits for (the record's lock, `bnlib.records`)."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the session's folder, above each worker's own
-    shared = root / "book-runs"
-    data = shared / "cifar.tar.gz"
-    with exclusive(root / "book-runs.lock"):
-        if not data.exists():
-            (shared / "cache").mkdir(parents=True, exist_ok=True)
-            os.replace(write_image_tar(shared / "cifar.tar.gz.part", fake_cifar()), data)
+    book, and the pages with Colab's ipywidgets 7), as in a real build: each run trains once, in
+    whichever file comes first."""
+    shared = tmp_path_factory.mktemp("book-runs")
+    data = write_image_tar(shared / "cifar.tar.gz", fake_cifar())
     return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(shared / "cache"), "BNLIB_SCALE": "smoke"}
