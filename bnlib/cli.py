@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"status": record.status, "final": record.final, "path": str(record.path)}, indent=1))
             return 0
         options = RunOptions(data=args.data, device=args.device, progress=False if args.quiet else None)
-        check_cache(space_needed(config, options))  # every check before the plan is printed
+        check_cache(space_needed([config], options))  # every check before the plan is printed
         print(f"{args.experiment}: {_summary(config, scale)}", flush=True)
         record = load_or_run(config, options=options)
         final = ", ".join(f"{k}={v:.4g}" for k, v in record.final.items())

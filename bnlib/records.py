@@ -376,16 +376,18 @@ def _remove_record_files(path: Path) -> None:
             f.unlink()
 
 
-def space_needed(config: RunConfig, options: RunOptions) -> int:
-    """Bytes a run may write at its peak: the checkpoint, its temporary copy and the final weights
-    (each about the model's size, or twice that with momentum), metrics, probe outputs, and the
-    decoded data set if this copy was never decoded."""
-    with torch.device("meta"):
-        parameters = sum(p.numel() for p in build_model(config).parameters())
-    weights = 4 * parameters * (2 if config.momentum else 1)
-    need = 3 * weights + 64 * config.steps + 20 * _MB
-    if config.on_cifar and known_source(options.data) is None:
-        need += 200 * _MB  # CIFAR-10 decoded: 60,000 x 3,072 bytes
+def space_needed(configs: Sequence[RunConfig], options: RunOptions) -> int:
+    """Bytes the runs `configs` may write at their peak: each run's checkpoint, its temporary copy
+    and its final weights (each about the model's size, or twice that with momentum), metrics and
+    probe outputs, and, once for all of them, the decoded data set if this copy was never decoded."""
+    need = 0
+    for config in configs:
+        with torch.device("meta"):
+            parameters = sum(p.numel() for p in build_model(config).parameters())
+        weights = 4 * parameters * (2 if config.momentum else 1)
+        need += 3 * weights + 64 * config.steps + 20 * _MB
+    if any(config.on_cifar for config in configs) and known_source(options.data) is None:
+        need += 200 * _MB  # CIFAR-10 decoded: 60,000 x 3,072 bytes, one copy that every run reads
     return need
 
 
@@ -422,7 +424,7 @@ def load_or_run(
     probes = check_probes(probes)
     options = options or RunOptions()
     options.check()  # again: an option may have been changed since the options were made
-    check_cache(space_needed(config, options))
+    check_cache(space_needed([config], options))
     key = record_key(config, options)
     path = runs_dir() / key
     # First without the lock: a record is only ever replaced whole, so one that reads back complete

@@ -147,7 +147,6 @@ def sweep(
     options.check()
     if any(job.config.on_cifar for job in jobs):
         resolve_location(options.data)
-    check_cache(sum(space_needed(job.config, options) for job in jobs))
     outcomes: dict[int, Outcome] = {}
     todo = []
     for i, job in enumerate(jobs):
@@ -156,6 +155,7 @@ def sweep(
             outcomes[i] = Outcome(job, "stored", record.status, record.final, record.wall_time_s)
         else:
             todo.append(i)
+    check_cache(space_needed([jobs[i].config for i in todo], options))  # only what will be written
     ray = _ray(required=require_ray or address is not None) if todo or address else None  # installed?
     if any(jobs[i].config.on_cifar for i in todo):
         from bnlib.data import load_cifar10

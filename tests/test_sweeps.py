@@ -22,8 +22,9 @@ import bnlib.storage
 from bnlib import Job, RunConfig, sweep
 from bnlib.cli import main as cli
 from bnlib.errors import BnlibError, CacheError, ConfigError
-from bnlib.records import stored_record
+from bnlib.records import space_needed, stored_record
 from bnlib.sweeps import Outcome, SweepResult, grid
+from bnlib.train import RunOptions
 
 ray = pytest.importorskip("ray")
 
@@ -172,6 +173,25 @@ def test_a_cache_that_is_not_writable(capsys, cifar_tar, isolated_cache, monkeyp
     with pytest.raises(CacheError):
         sweep(smoke_grid(), progress=False)
     assert not isolated_cache.exists()
+
+
+def test_the_space_check_counts_the_data_once_and_stored_runs_not_at_all(capsys, cifar_tar, monkeypatch):
+    configs = grid(["vgg-bn-lr0.1"], "smoke", seeds=range(6), steps=4)
+    each_alone = sum(space_needed([config], RunOptions()) for config in configs)  # the data six times
+    together = space_needed(configs, RunOptions())
+    assert together < each_alone
+    real = bnlib.storage.shutil.disk_usage
+    free = {"bytes": together + (1 << 20)}  # enough for the sweep, not for the data counted per run
+    monkeypatch.setattr(bnlib.storage.shutil, "disk_usage", lambda p: real(p)._replace(free=free["bytes"]))
+    args = ("sweep", "vgg-bn-lr0.1", "--scale", "smoke", "--seeds", "0,1,2,3,4,5", "--steps", "4", "--quiet")
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and out.count(" trained ") == 6, err
+    free["bytes"] = 1 << 20  # less than one run writes: a sweep of stored runs writes nothing
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and out.count(" stored ") == 6, err
+    assert [o.state for o in sweep(configs, progress=False).outcomes] == ["stored"] * 6
+    with pytest.raises(CacheError, match="has 1 MB free"):
+        sweep(grid(["vgg-bn-lr0.1"], "smoke", seeds=(6,), steps=4), progress=False)
 
 
 def test_without_ray_the_cli_says_how_to_install_it(capsys, monkeypatch, isolated_cache):
