@@ -881,16 +881,37 @@ def test_a_censored_standard_seed_opens_the_interval_above():
 def test_each_rung_is_ruled_on_its_sources_prediction(monkeypatch, key, variant, expected):
     speeds = {"standard": Speed([2000, 2500, 2800], 3000), "batchnorm": Speed([200, 240, 250], 3000)}
     monkeypatch.setattr(ch12, "speed", lambda step, scale: speeds.get(step.key, Speed(variant, 3000)))
-    monkeypatch.setattr(ch12, "best_rate", lambda step, scale: 0.1)
+    monkeypatch.setattr(ch12, "rate", lambda step, scale: 0.1)
     assert verdict(ch12, key) == expected
 
 
 def test_the_ladder_reads_its_ends_from_chapter_07_and_stops_its_rungs_at_the_target(store):
     assert ch12.experiment(ch12.BATCHNORM, 0.1, "cpu") == ch01.BN  # Part I's run
     assert ch12.experiment(ch12.STANDARD, 0.3, "cpu") == ch07.rate_run("none", 0.3)
-    rung = ch12.rung("warmup").run(0.1, "cpu").config("cpu")
-    assert rung.target_acc == measures.TARGET and rung.warmup_steps == 300
-    assert ch12.rung("noise").run(0.1, "cpu") == ch02.STD_NOISE  # the same runs as chapter 02's
+    rung = ch12.rung("warmup").run(0.1, "cpu", horizon=1472).config("cpu")
+    assert rung.target_acc == measures.TARGET and rung.warmup_steps == 300 and rung.steps == 1472
+    assert ch12.rung("noise").run(0.1, "cpu", horizon=3000) == ch02.STD_NOISE  # no horizon: chapter 02's runs
+
+
+# Fig. 1's speeds at the cpu scale: the standard network's slowest seed sets the horizon
+PAPER_LIKE = Speed([1412, 1468, 2822], 3000), Speed([115, 109, 123], 3000)
+
+
+def test_the_ladders_horizon_is_where_a_rung_that_has_not_arrived_recovers_less_than_half():
+    standard, batchnorm = PAPER_LIKE
+    h = ch12.decided_after(standard, batchnorm)
+    assert h == 1472  # 0.5 * 2822 + 0.5 * 123, rounded down
+    censored = ch12.recovered(standard, Speed([None, None, None], h), batchnorm)  # stopped at the horizon
+    assert censored.high < ch12.HALF and ch12.recovers(censored) == N
+    assert ch12.verdict(ch12.rung("detached"), censored) == R  # predicted "less than half": decided too
+    arrived = ch12.recovered(standard, Speed([h, h, h], h), batchnorm)  # one step sooner: not yet decided
+    assert arrived.high >= ch12.HALF and ch12.recovers(arrived) == C
+
+
+def test_no_horizon_before_the_scales_end_when_an_end_never_arrives():
+    standard, batchnorm = PAPER_LIKE
+    assert ch12.decided_after(Speed([1412, None, 2822], 3000), batchnorm) == 3000
+    assert ch12.decided_after(standard, Speed([115, None, 123], 3000)) == 3000
 
 
 # ----------------------------------------------------------------------------- 13, the bottom line

@@ -6,7 +6,9 @@ chapter 07's runs) and variants that each remove one ingredient of BatchNorm, or
 ingredient without normalizing activations (`RUNGS`). Every rung trains at the rates of a small grid
 (`RATES`) in seed 0, then in seeds 1 and 2 at its best rate (the one at which seed 0 reached the
 speed target first). Speed is the steps to the speed target (`bnlib.book.measures`), and every run
-stops when it reaches it.
+stops when it reaches it, or at the ladder's horizon (`decided_after`): the step after which a rung
+recovers less than half of BatchNorm's speed-up whatever its seeds, so that its verdict is decided
+there. The ends train first, and the horizon is read from their seeds.
 
 The headline number of a rung is the fraction of BatchNorm's speed-up it recovers,
 
@@ -61,11 +63,14 @@ class Rung:
     norm: str
     changes: tuple[tuple[str, Any], ...] = ()
 
-    def run(self, lr: float, scale: str) -> Experiment:
-        """The rung's run at a rate, stopped at the speed target."""
+    def run(self, lr: float, scale: str, horizon: int) -> Experiment:
+        """The rung's run at a rate, stopped at the speed target or after `horizon` steps."""
         changes = dict(self.changes)
+        full = plan.config(Experiment("vgg", "none", lr), scale).steps
         if changes.pop("warmup", False):
-            changes["warmup_steps"] = int(WARMUP * plan.config(Experiment("vgg", "none", lr), scale).steps)
+            changes["warmup_steps"] = int(WARMUP * full)
+        if horizon < full:
+            changes["steps"] = horizon
         return fast(Experiment.of("vgg", self.norm, lr, **changes))
 
     @property
@@ -188,57 +193,117 @@ def rung(key: str) -> Rung:
 # ----------------------------------------------------------------------------- the runs
 
 
-def experiment(step: Rung, lr: float, scale: str, seed: int = 0) -> Experiment:
-    """A rung's run at a rate in a seed: the ends are chapter 07's (Part I's at its rates)."""
+def experiment(step: Rung, lr: float, scale: str, seed: int = 0, horizon: int | None = None) -> Experiment:
+    """A rung's run at a rate in a seed: the ends are chapter 07's (Part I's at its rates); the
+    other rungs stop at the `horizon` (`horizon(scale)`, known once the ends are stored)."""
     if step in ENDS:
         return rates_chapter.rate_run(step.norm, lr, seed)
-    return step.run(lr, scale)
+    if horizon is None:
+        raise ValueError(f"the {step.key} rung's runs stop at the ladder's horizon: pass horizon=horizon(scale)")
+    return step.run(lr, scale, horizon)
 
 
-def best_rate(step: Rung, scale: str) -> float | None:
+def best_rate(step: Rung, scale: str, horizon: int | None = None) -> float | None:
     """The rate of the grid at which seed 0 reached the speed target first (None: at no rate, or
     not every rate stored yet)."""
-    return fastest({lr: plan.stored(experiment(step, lr, scale), scale) for lr in RATES})
+    return fastest({lr: plan.stored(experiment(step, lr, scale, horizon=horizon), scale) for lr in RATES})
 
 
-def reads(scale: str) -> list[Read]:
-    first = [Read(experiment(step, lr, scale)) for step in LADDER for lr in RATES]
-    more = []
-    for step in LADDER:
-        lr = best_rate(step, scale)
-        if lr is not None:
-            more += [Read(experiment(step, lr, scale, seed), (seed,)) for seed in SEEDS[1:]]
+def _ends(scale: str) -> list[tuple[Experiment, int]]:
+    """The ends' runs: seed 0 at every rate, and the other seeds at their best rate once it is known."""
+    first = [(experiment(end, lr, scale), 0) for end in ENDS for lr in RATES]
+    best = {end: best_rate(end, scale) for end in ENDS}
+    more = [(experiment(end, lr, scale, s), s) for end, lr in best.items() if lr for s in plan.limit(SEEDS)[1:]]
     return [*first, *more]
 
 
-@functools.cache
-def runs(scale: str) -> dict[str, dict[float, list[Record]]]:
-    """Rung key -> rate -> its records (seed 0; every seed at the rung's best rate), the missing ones
-    trained first, as one sweep per round."""
-    plan.records([experiment(step, lr, scale) for step in LADDER for lr in RATES], scale)
+def decided_after(standard: Speed, batchnorm: Speed) -> int:
+    """The horizon: the last step at which a rung that reaches the target there could still recover
+    HALF of BatchNorm's speed-up in some combination of seeds, max over seeds of
+    (1 - HALF) T_standard + HALF T_BN. A rung that has not reached the target by then recovers less
+    than HALF in every combination: its verdict is decided and its run can stop. A seed of either
+    end that never reached the target leaves it at the ends' horizon: nothing is decided early."""
+    if len(standard.reached) < len(standard.steps) or len(batchnorm.reached) < len(batchnorm.steps):
+        return max(standard.horizon, batchnorm.horizon)
+    return int(np.floor((1 - HALF) * max(standard.steps) + HALF * max(batchnorm.steps)))
+
+
+def horizon(scale: str) -> int | None:
+    """`decided_after` on the ends' stored seeds at their best rates (the scale's steps if an end
+    reached the target at no rate); None until the ends are stored."""
+    if any(plan.stored(run, scale, seed) is None for run, seed in _ends(scale)):
+        return None
+    best = {end: best_rate(end, scale) for end in ENDS}
+    if None in best.values():
+        return plan.config(Experiment("vgg", "none", RATES[0]), scale).steps
+    found = {
+        end: [plan.stored(experiment(end, lr, scale, s), scale, s) for s in plan.limit(SEEDS)]
+        for end, lr in best.items()
+    }
+    return decided_after(speeds(found[STANDARD]), speeds(found[BATCHNORM]))
+
+
+def reads(scale: str) -> list[Read]:
+    ends = [Read(run, (seed,)) for run, seed in _ends(scale)]
+    h = horizon(scale)
+    if h is None:
+        return ends  # the rungs' horizon is read from the ends: they train first
+    first = [Read(experiment(step, lr, scale, horizon=h)) for step in RUNGS for lr in RATES]
     more = []
-    for step in LADDER:
-        lr = best_rate(step, scale)
+    for step in RUNGS:
+        lr = best_rate(step, scale, h)
         if lr is not None:
-            more += [(experiment(step, lr, scale, seed), seed) for seed in plan.limit(SEEDS)[1:]]
+            more += [Read(experiment(step, lr, scale, seed, h), (seed,)) for seed in SEEDS[1:]]
+    return [*ends, *first, *more]
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """The ladder's runs: the horizon, each rung's best rate (None: it reached the target at no rate)
+    and its records by rate (seed 0; every seed at its best rate), by rung key."""
+
+    horizon: int
+    best: dict[str, float | None]
+    records: dict[str, dict[float, list[Record]]]
+
+
+@functools.cache
+def ladder(scale: str) -> Ladder:
+    """The ladder's runs, the missing ones trained first, one sweep per round: the ends in seed 0,
+    their other seeds, the rungs in seed 0 (stopped at the horizon the ends set), theirs."""
+    plan.records([experiment(end, lr, scale) for end in ENDS for lr in RATES], scale)
+    plan.records(_ends(scale), scale)
+    h = horizon(scale)
+    plan.records([experiment(step, lr, scale, horizon=h) for step in RUNGS for lr in RATES], scale)
+    best = {step.key: best_rate(step, scale, h) for step in LADDER}
+    more = [
+        (experiment(step, lr, scale, seed, h), seed)
+        for step in RUNGS
+        if (lr := best[step.key]) is not None
+        for seed in plan.limit(SEEDS)[1:]
+    ]
     plan.records(more, scale)
-    out: dict[str, dict[float, list[Record]]] = {}
-    for step in LADDER:
-        best = best_rate(step, scale)
-        out[step.key] = {
+    records = {
+        step.key: {
             lr: [
-                plan.get(experiment(step, lr, scale, s), scale, s) for s in (plan.limit(SEEDS) if lr == best else (0,))
+                plan.get(experiment(step, lr, scale, s, h), scale, s)
+                for s in (plan.limit(SEEDS) if lr == best[step.key] else (0,))
             ]
             for lr in RATES
         }
-    return out
+        for step in LADDER
+    }
+    return Ladder(h, best, records)
+
+
+def rate(step: Rung, scale: str) -> float:
+    """The rate a rung's speed is read at: its best, or the grid's first if it reached the target at none."""
+    return ladder(scale).best[step.key] or RATES[0]
 
 
 def speed(step: Rung, scale: str) -> Speed:
-    """A rung's speed at its best rate, over the seeds trained there (seed 0 at the grid's first
-    rate if it reached the target at no rate)."""
-    lr = best_rate(step, scale) or RATES[0]
-    return speeds(runs(scale)[step.key][lr])
+    """A rung's speed at its rate (`rate`), over the seeds trained there."""
+    return speeds(ladder(scale).records[step.key][rate(step, scale)])
 
 
 # ----------------------------------------------------------------------------- the fraction recovered
@@ -312,18 +377,22 @@ def table(scale: str) -> pd.DataFrame:
     rate and the steps of every seed there, and the fraction of BatchNorm's speed-up it recovers."""
     rows = []
     for step in LADDER:
-        records = runs(scale)[step.key]
-        best = best_rate(step, scale)
+        records, best = ladder(scale).records[step.key], ladder(scale).best[step.key]
         row = {"network": step.label, "what it keeps or supplies": step.ingredient}
         for lr in RATES:
             first = records[lr][0]
             reached = first.steps_to(TARGET)
-            row[f"lr {lr:g}, seed 0"] = f"{reached:,}" if reached is not None else f"never ({first.status})"
+            row[f"lr {lr:g}, seed 0"] = f"{reached:,}" if reached is not None else _never(first)
         row["best rate"] = "none" if best is None else f"{best:g}"
         row[f"steps to {TARGET:.0%} at it"] = speed(step, scale).text()
         row["fraction of BN's speed-up"] = "" if step in ENDS else fraction(step, scale).text()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _never(record: Record) -> str:
+    """How a run that never reached the target ended: dead or diverged, or not by its last step."""
+    return f"not by {record.config.steps:,}" if record.status == "finished" else f"never ({record.status})"
 
 
 def figure(scale: str) -> plt.Figure:
@@ -364,8 +433,8 @@ def curves(keys: tuple[str, ...], scale: str) -> plt.Figure:
     for step, color in zip(LADDER, colors, strict=True):
         if step.key not in keys:
             continue
-        lr = best_rate(step, scale) or RATES[0]
-        for i, record in enumerate(runs(scale)[step.key][lr]):
+        lr = rate(step, scale)
+        for i, record in enumerate(ladder(scale).records[step.key][lr]):
             ax.plot(
                 record.metrics["step"],
                 record.smoothed(),
@@ -396,7 +465,7 @@ def _claim(step: Rung) -> Claim:
         f, mine = fraction(step, scale), speed(step, scale)
         text = (
             f"steps to {TARGET:.0%} at each network's best rate of {', '.join(f'{r:g}' for r in RATES)}: "
-            f"{step.label} {mine.text()} (lr {best_rate(step, scale) or RATES[0]:g}); standard "
+            f"{step.label} {mine.text()} (lr {rate(step, scale):g}); standard "
             f"{speed(STANDARD, scale).text()}; BN {speed(BATCHNORM, scale).text()}; fraction recovered {f.text()}"
         )
         name = f"{step.label[0].upper()}{step.label[1:]}"
