@@ -5,6 +5,7 @@ ipywidgets 7: test_colab_pages.py.)"""
 from __future__ import annotations
 
 import functools
+import html
 import http.server
 import os
 import re
@@ -16,6 +17,8 @@ import nbformat
 import pytest
 
 from bnlib.book import build, template
+from bnlib.book.chapters import CHAPTERS as CHAPTER_MODULES
+from bnlib.book.chapters import chapter
 from bnlib.book.project import REPO_URL
 
 ROOT = template.ROOT
@@ -123,6 +126,20 @@ def test_smoke_book_builds(smoke_site):
     assert {f"notebooks/{c.stem}.html" for c in CHAPTERS} <= pages
     assert (smoke_site / "vendor" / "html-manager" / "embed-amd.js").exists()
     assert not list(smoke_site.glob("_static/**/embed-amd.js"))  # never in _static (widgets would render 3x)
+
+
+@pytest.mark.parametrize("notebook", template.pages(), ids=lambda p: p.stem)
+def test_every_page_shows_its_claims_with_their_verdicts(smoke_site, notebook):
+    folder = "book" if notebook.parent.name == "book" else "notebooks"
+    shown = (smoke_site / folder / f"{notebook.stem}.html").read_text()
+    if notebook.stem == "results":  # the results page: every chapter's claims
+        claims = [claim for module in CHAPTER_MODULES for claim in module.CLAIMS.values()]
+    else:
+        claims = list(chapter(notebook.stem).CLAIMS.values())
+    for claim in claims:  # each in its table, with a verdict
+        assert html.escape(claim.claim) in shown, f"{notebook.name} does not show the claim {claim.claim!r}"
+    if claims and notebook.stem != "results":
+        assert "What we find at the smoke scale." in shown
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""The chapters executed as a Colab user runs them: with Colab's ipywidgets 7 (the venv has 8, which
-the smoke book's build uses, test_book.py), each page ending with its claims and their verdicts."""
+"""The chapters that display widgets executed as a Colab user runs them: with Colab's ipywidgets 7
+(the venv has 8, which the smoke book's build uses, test_book.py), their widgets' state saved."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import nbformat
 import pytest
 
 from bnlib.book import build, plan, template
-from bnlib.book.chapters import CHAPTERS as CHAPTER_MODULES
 from bnlib.book.chapters import chapter
 
 ROOT = template.ROOT
@@ -34,13 +33,23 @@ def test_the_pages_run_with_ipywidgets_7(colab_widgets, monkeypatch):
     assert nb.cells[0].outputs[0]["text"].startswith("7.")
 
 
+def _displays_widgets(page: Path) -> bool:
+    source = "".join(cell.source for cell in nbformat.read(page, as_version=4).cells)
+    return "widgets.live(" in source or "widgets.frames(" in source
+
+
+# Only these differ under ipywidgets 7; every page's execution and claims are checked in the smoke
+# book's build (test_book.py).
+WIDGET_PAGES = [page for page in template.pages() if _displays_widgets(page)]
+
+
 @pytest.fixture(scope="module")
 def colab_executions(book_env, colab_widgets) -> dict[str, object]:
-    """Every page executed once with Colab's ipywidgets 7, two at a time on one thread each, as the
-    book build executes them (with ipywidgets 8): page name -> the executed notebook, or the error
-    that stopped it. The build's sweep trains every run first (into the cache the smoke book shares,
-    so whichever test file comes first trains them); the pages only load them. The kernels see the
-    environment set here."""
+    """Every page that displays widgets executed once with Colab's ipywidgets 7, two at a time on
+    one thread each, as the book build executes them (with ipywidgets 8): page name -> the executed
+    notebook, or the error that stopped it. The build's sweep trains every run first (into the
+    cache the smoke book shares, so whichever test file comes first trains them); the pages only
+    load them. The kernels see the environment set here."""
     from concurrent.futures import ThreadPoolExecutor
 
     def execute(page: Path):
@@ -58,28 +67,19 @@ def colab_executions(book_env, colab_widgets) -> dict[str, object]:
         for name, value in {**colab_widgets, "OMP_NUM_THREADS": "1"}.items():
             env.setenv(name, value)
         with ThreadPoolExecutor(max_workers=build.PAGE_WORKERS) as pool:
-            return dict(zip([p.stem for p in template.pages()], pool.map(execute, template.pages()), strict=True))
+            return dict(zip([p.stem for p in WIDGET_PAGES], pool.map(execute, WIDGET_PAGES), strict=True))
 
 
-@pytest.mark.parametrize("notebook", template.pages(), ids=lambda p: p.stem)
-def test_notebook_runs_at_smoke_scale_with_ipywidgets_7(notebook, colab_executions):
+@pytest.mark.parametrize("notebook", WIDGET_PAGES, ids=lambda p: p.stem)
+def test_notebook_with_widgets_runs_at_smoke_scale_with_ipywidgets_7(notebook, colab_executions):
     nb = colab_executions[notebook.stem]
     if isinstance(nb, Exception):  # a cell's error, or a hang
         raise nb
-    if "widgets.live(" in "".join(c.source for c in nb.cells):  # the widgets displayed, and their state was saved
-        assert nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    # the widgets displayed, and their state was saved
+    assert nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     shown = _outputs(nb)
-    for claim in _claims_of(notebook):  # the page ends with its claims: each in its table, with a verdict
+    for claim in chapter(notebook.stem).CLAIMS.values():  # it still ends with its claims
         assert html.escape(claim.claim) in shown, f"{notebook.name} does not show the claim {claim.claim!r}"
-    if notebook.stem in {c.NOTEBOOK for c in CHAPTER_MODULES} and _claims_of(notebook):
-        assert "What we find at the smoke scale." in shown
-
-
-def _claims_of(page: Path) -> list:
-    """The claims a page must show: a chapter's own; the results page, every chapter's."""
-    if page.stem == "results":
-        return [claim for module in CHAPTER_MODULES for claim in module.CLAIMS.values()]
-    return list(chapter(page.stem).CLAIMS.values())
 
 
 def _outputs(nb) -> str:

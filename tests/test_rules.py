@@ -908,6 +908,20 @@ def test_the_ladders_horizon_is_where_a_rung_that_has_not_arrived_recovers_less_
     assert arrived.high >= ch12.HALF and ch12.recovers(arrived) == C
 
 
+def test_the_fraction_prints_its_bounds_as_bounds():
+    standard, batchnorm = PAPER_LIKE
+    censored = ch12.recovered(standard, Speed([None] * 3, 1472), batchnorm)
+    assert censored.text() == "at most 0.00 (seeds: below 0.50)"  # -0.0037 and 0.4998, rounded outwards
+    assert (
+        ch12.recovered(standard, Speed([635, 817, 652], 3000), batchnorm).text() == "0.60 (seeds: 0.45 to 0.82)"
+    )  # outwards too
+    assert (
+        ch12.recovered(Speed([1412, None, 2822], 3000), Speed([2000] * 3, 3000), batchnorm)
+        .text()
+        .startswith("at least")
+    )
+
+
 def test_no_horizon_before_the_scales_end_when_an_end_never_arrives():
     standard, batchnorm = PAPER_LIKE
     assert ch12.decided_after(Speed([1412, None, 2822], 3000), batchnorm) == 3000

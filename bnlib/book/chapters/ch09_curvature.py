@@ -42,18 +42,20 @@ EXPLANATION = "The gradient through the batch statistics removes curvature; the 
 # ----------------------------------------------------------------------------- frozen or active
 
 # The Hessian's spectrum along Part I's runs at lr 0.1, every so many steps per scale
-SPECTRUM_EVERY = {"paper": 3000, "cpu": 1000, "smoke": 6}
+# (the smoke scale: the start and the end, and the fewest Hessian-vector products that give TOP values)
+SPECTRUM_EVERY = {"paper": 3000, "cpu": 1000, "smoke": 12}
 TOP = 10  # the leading eigenvalues (Ghorbani et al.'s outliers: about one per class)
-LANCZOS = 40  # Hessian-vector products: enough for the top ten to converge, the rest sketch the bulk
+# Hessian-vector products: enough for the top ten to converge, the rest sketch the bulk
+LANCZOS = {"paper": 40, "cpu": 40, "smoke": 12}
 OUTLIER_GAP = 3.0  # "the outliers return": frozen's top eigenvalue at least this times active's (tangent view)
 
 
 def spectrum_probes(scale: str, frozen: bool) -> tuple[HessianProbe, ...]:
     """The spectrum in the raw and tangent views, and (active statistics only: what compares the
     networks) the scaled one."""
-    every = SPECTRUM_EVERY[check_scale(scale)]
+    every, iters = SPECTRUM_EVERY[check_scale(scale)], LANCZOS[scale]
     views = ("raw", "tangent") if frozen else ("raw", "tangent", "scaled")
-    return tuple(HessianProbe(every, TOP, LANCZOS, frozen, view, bulk=True) for view in views)
+    return tuple(HessianProbe(every, TOP, iters, frozen, view, bulk=True) for view in views)
 
 
 def spectrum_table(scale: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,7 +131,7 @@ RUNGS = (
     ),
     Rung(
         "ghost8",
-        "ghost batches of 8",
+        "BatchNorm on ghost batches of 8",
         "BatchNorm over sub-batches of 8 examples: noisier statistics",
         "Hoffer et al. (2017): statistics over small ghost batches train as well as over the whole batch",
         True,
@@ -139,7 +140,7 @@ RUNGS = (
     ),
     Rung(
         "ghost32",
-        "ghost batches of 32",
+        "BatchNorm on ghost batches of 32",
         "BatchNorm over sub-batches of 32 examples: noisier statistics",
         "Hoffer et al. (2017), as for ghost batches of 8",
         True,
@@ -320,14 +321,25 @@ class Recovered:
     high: float
 
     def text(self) -> str:
+        """The fraction and the seeds' range, an open side as a bound; bounds round outwards, so that
+        a printed bound is a bound (a range up to 0.4998 reads "below 0.50", never "to 0.50")."""
         if self.point is None:
             return "undefined (BatchNorm is not faster)"
-        low = "below" if self.low == -np.inf else f"{self.low:.2f}"
-        high = "above" if self.high == np.inf else f"{self.high:.2f}"
-        point = f"{self.point:.2f}"
+        if self.low == -np.inf and self.high == np.inf:
+            return f"{self.point:.2f} (seeds: unbounded)"
         if self.low == -np.inf:
-            point = f"at most {self.point:.2f}"
-        return f"{point} (seeds: {low} to {high})"
+            return f"at most {_up(self.point)} (seeds: below {_up(self.high)})"
+        if self.high == np.inf:
+            return f"at least {_down(self.point)} (seeds: above {_down(self.low)})"
+        return f"{self.point:.2f} (seeds: {_down(self.low)} to {_up(self.high)})"
+
+
+def _up(x: float) -> str:
+    return f"{math.ceil(x * 100) / 100 + 0.0:.2f}"  # + 0.0: never "-0.00"
+
+
+def _down(x: float) -> str:
+    return f"{math.floor(x * 100) / 100 + 0.0:.2f}"
 
 
 def recovered(standard: Speed, variant: Speed, batchnorm: Speed) -> Recovered:
