@@ -204,11 +204,10 @@ def worst_input_gradient(a: Tensor, lam: float, n_random: int = 200, seed: int =
     that attains it, and the largest value over `n_random` random X scaled to spectral norm lam."""
     m = a.shape[0]
     gen = torch.Generator().manual_seed(seed)
-    largest = 0.0
-    for _ in range(n_random):
-        x = torch.randn(m, m, generator=gen, dtype=a.dtype)
-        x = lam * x / torch.linalg.matrix_norm(x, ord=2)
-        largest = max(largest, float((x.T @ a).square().sum()))
+    x = torch.randn(n_random, m, m, generator=gen, dtype=a.dtype)  # one batch, not n_random calls
+    spectral = torch.linalg.eigvalsh(x.mT @ x)[:, -1].sqrt()  # = matrix_norm(x, ord=2), several times faster
+    x = lam * x / spectral[:, None, None]
+    largest = float((x.transpose(1, 2) @ a).square().sum(1).max())
     u = torch.zeros(m, dtype=a.dtype)
     u[0] = 1.0
     rank_one = lam * torch.outer(a / a.norm(), u)
