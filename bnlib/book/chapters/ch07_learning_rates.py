@@ -70,6 +70,7 @@ def reads(scale: str) -> list[Read]:
     return [*first, *more]
 
 
+@functools.cache
 def runs(scale: str) -> dict[tuple[str, float], list[Record]]:
     """(normalization, rate) -> its records, seed 0 first (every seed where seed 0 reached the
     target); the missing ones trained first, as one sweep per round."""
@@ -283,7 +284,9 @@ def matched_rate(scale: str) -> Finding:
 
 
 @functools.cache
-def _one_step(scale: str) -> pd.DataFrame:
+def one_step_table(scale: str) -> pd.DataFrame:
+    """`one_step` at the rates where the standard network fails, computed once per process (the page's
+    figure and the claim read the same)."""
     return one_step(scale, failing_rates(scale))
 
 
@@ -297,7 +300,7 @@ def large_step(scale: str) -> Finding:
     rates = failing_rates(scale)
     if not rates:
         return Finding("the standard network trains at every rate of the grid", Verdict.CANNOT_TELL, "")
-    frame = _one_step(scale)
+    frame = one_step_table(scale)
     checks, parts = [], []
     for lr in rates:
         std = frame[(frame["norm"] == "none") & (frame["lr"] == lr)].groupby("layer")[["ratio", "dead share"]].median()

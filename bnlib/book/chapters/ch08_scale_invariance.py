@@ -86,6 +86,7 @@ def reads(scale: str) -> list[Read]:
     return [*first, *more, Read(PRACTICE, (0,), ("weight-norms",))]
 
 
+@functools.cache
 def runs(scale: str) -> dict[tuple[str, float, bool], list[Record]]:
     """(normalization, weights' rate, fixed norm) -> its records, seed 0 first (every seed where
     seed 0 reached the target); the missing ones trained first, as one sweep per round."""

@@ -182,6 +182,7 @@ def reads(scale: str) -> list[Read]:
     return [*first, *more]
 
 
+@functools.cache
 def runs(scale: str) -> dict[tuple[str, int], list[Record]]:
     """(network, depth) -> its records at its best rate (every seed), or seed 0's at every rate if it
     reaches the target at none; the missing ones trained first, as one sweep per round."""
