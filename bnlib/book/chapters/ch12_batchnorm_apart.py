@@ -49,6 +49,11 @@ HALF = 0.5  # "recovers most of BatchNorm's speed-up": f at least this
 WARMUP = 0.1  # warm-up: the rate rises linearly over this share of the scale's steps
 
 
+def _steps(scale: str) -> int:
+    """The VGG's steps in this session (the scale's, or the parameters cell's fewer)."""
+    return plan.config(Experiment("vgg", "none", RATES[0]), scale).steps
+
+
 @dataclass(frozen=True)
 class Rung:
     """One network of the ladder: its key, how the book names it, which ingredient of BatchNorm it
@@ -67,7 +72,7 @@ class Rung:
     def run(self, lr: float, scale: str, horizon: int) -> Experiment:
         """The rung's run at a rate, stopped at the speed target or after `horizon` steps."""
         changes = dict(self.changes)
-        full = plan.config(Experiment("vgg", "none", lr), scale).steps
+        full = _steps(scale)
         if changes.pop("warmup", False):
             changes["warmup_steps"] = int(WARMUP * full)
         if horizon < full:
@@ -210,12 +215,15 @@ def best_rate(step: Rung, scale: str, horizon: int | None = None) -> float | Non
     return fastest({lr: plan.stored(experiment(step, lr, scale, horizon=horizon), scale) for lr in RATES})
 
 
-def _ends(scale: str) -> list[tuple[Experiment, int]]:
-    """The ends' runs: seed 0 at every rate, and the other seeds at their best rate once it is known."""
+def _ends(scale: str, best: dict[Rung, float | None]) -> list[tuple[Experiment, int]]:
+    """The ends' runs: seed 0 at every rate, and the other seeds at their `best` rate once it is known."""
     first = [(experiment(end, lr, scale), 0) for end in ENDS for lr in RATES]
-    best = {end: best_rate(end, scale) for end in ENDS}
     more = [(experiment(end, lr, scale, s), s) for end, lr in best.items() if lr for s in plan.limit(SEEDS)[1:]]
     return [*first, *more]
+
+
+def _best_of_ends(scale: str) -> dict[Rung, float | None]:
+    return {end: best_rate(end, scale) for end in ENDS}
 
 
 def decided_after(standard: Speed, batchnorm: Speed) -> int:
@@ -232,20 +240,18 @@ def decided_after(standard: Speed, batchnorm: Speed) -> int:
 def horizon(scale: str) -> int | None:
     """`decided_after` on the ends' stored seeds at their best rates (the scale's steps if an end
     reached the target at no rate); None until the ends are stored."""
-    if any(plan.stored(run, scale, seed) is None for run, seed in _ends(scale)):
+    best = _best_of_ends(scale)
+    stored = {(run, seed): plan.stored(run, scale, seed) for run, seed in _ends(scale, best)}
+    if any(record is None for record in stored.values()):
         return None
-    best = {end: best_rate(end, scale) for end in ENDS}
     if None in best.values():
-        return plan.config(Experiment("vgg", "none", RATES[0]), scale).steps
-    found = {
-        end: [plan.stored(experiment(end, lr, scale, s), scale, s) for s in plan.limit(SEEDS)]
-        for end, lr in best.items()
-    }
+        return _steps(scale)
+    found = {end: [stored[experiment(end, lr, scale, s), s] for s in plan.limit(SEEDS)] for end, lr in best.items()}
     return decided_after(speeds(found[STANDARD]), speeds(found[BATCHNORM]))
 
 
 def reads(scale: str) -> list[Read]:
-    ends = [Read(run, (seed,)) for run, seed in _ends(scale)]
+    ends = [Read(run, (seed,)) for run, seed in _ends(scale, _best_of_ends(scale))]
     h = horizon(scale)
     if h is None:
         return ends  # the rungs' horizon is read from the ends: they train first
@@ -273,7 +279,7 @@ def ladder(scale: str) -> Ladder:
     """The ladder's runs, the missing ones trained first, one sweep per round: the ends in seed 0,
     their other seeds, the rungs in seed 0 (stopped at the horizon the ends set), theirs."""
     plan.records([experiment(end, lr, scale) for end in ENDS for lr in RATES], scale)
-    plan.records(_ends(scale), scale)
+    plan.records(_ends(scale, _best_of_ends(scale)), scale)
     h = horizon(scale)
     plan.records([experiment(step, lr, scale, horizon=h) for step in RUNGS for lr in RATES], scale)
     best = {step.key: best_rate(step, scale, h) for step in LADDER}
