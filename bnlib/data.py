@@ -12,6 +12,7 @@ URL ending in `#md5=<hex>` names another checksum, e.g. for a repacked copy).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ from PIL import Image
 from torch import Tensor
 
 from bnlib.errors import DataError, warn
-from bnlib.storage import cache_dir, exclusive, load_npz, read_json, save_npz, write_json
+from bnlib.storage import cache_dir, exclusive, file_sha256, load_npz, read_json, save_npz, write_json
 
 ENV_DATA = "BNLIB_DATA"
 CIFAR_CLASSES = (
@@ -164,15 +165,24 @@ def _check_readable(files: list[Path]) -> None:
 
 
 def _source_key(kind: str, path: Path) -> str:
-    """Identifies a copy by its path and its files' sizes and times, to find its decoded cache."""
+    """Identifies a copy by its path and its content, to find its decoded cache: an archive by its
+    checksum (the same file copied again or touched is still found), a folder by its files' sizes
+    and times (checksumming 60,000 images would cost more than decoding them)."""
     path = path.resolve()
-    if kind == "image-tar":
-        stats = [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]
+    if path.is_file():
+        stat = path.stat()
+        stats = [(path.name, _file_digest(path, stat.st_size, stat.st_mtime_ns))]
     else:
         files = sorted(p for p in path.rglob("*") if p.is_file())
         stats = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     text = repr((_DECODER_VERSION, kind, str(path), stats))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """An archive's checksum, computed once per process for each size and time it is seen with."""
+    return file_sha256(path)
 
 
 # ----------------------------------------------------------------------------- loading and caching

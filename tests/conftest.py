@@ -3,6 +3,13 @@ run cache every execution of the chapters shares."""
 
 from __future__ import annotations
 
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the machine's cores: one thread each, here and in the processes the
+    # tests start (set before torch is imported; more threads than cores make torch spin and crawl).
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import io
 import pickle
 import tarfile
@@ -15,6 +22,24 @@ from PIL import Image
 from bnlib.data import CIFAR_CLASSES
 
 N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 20, 10  # the smoke scale uses 20 and 10
+
+# The test files that execute the chapters: each runs whole in one test process, where its module
+# fixtures (the smoke book, the Colab pass) are made once; the two share one run cache (`book_env`).
+BOOK_FILES = ("tests/test_book.py", "tests/test_colab_pages.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With pytest-xdist (pyproject's addopts: two processes): each book file as one unit of work,
+    sent first (they are the longest), every other test on its own to whichever process is free."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BookFilesWhole(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::")[0]
+            return file if file in BOOK_FILES else nodeid
+
+    return BookFilesWhole(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -117,8 +142,12 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="session")
 def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Fake data and one run cache shared by every test file that executes the chapters (the smoke
-    book, and the pages with Colab's ipywidgets 7), as in a real build: each run trains once, in
-    whichever file comes first."""
-    shared = tmp_path_factory.mktemp("book-runs")
-    data = write_image_tar(shared / "cifar.tar.gz", fake_cifar())
-    return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(shared / "cache"), "BNLIB_SCALE": "smoke"}
+    book, and the pages with Colab's ipywidgets 7), as in a real build: each run trains once, by
+    whichever file asks first; with two test processes, by either (one writer per run: the other
+    waits for its record)."""
+    own = tmp_path_factory.mktemp("book-data")
+    data = write_image_tar(own / "cifar.tar.gz", fake_cifar())  # the same images in every process
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent  # the test session's folder, above each process's own
+    return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(session / "book-runs"), "BNLIB_SCALE": "smoke"}

@@ -174,6 +174,14 @@ def _family(pid: int) -> dict[int, float]:
     return found
 
 
+def _command(pid: int) -> str:
+    """A process's command line ('' once it has ended or is a zombie: it may end at any moment)."""
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _running(family: dict[int, float]) -> list[int]:
     alive = []
     for pid, started in family.items():
@@ -201,7 +209,7 @@ def test_a_killed_sweep_leaves_no_process_running(cifar_tar, isolated_cache, ent
         deadline, family = time.monotonic() + 120, {}
         while time.monotonic() < deadline:  # until Ray's workers are training the runs
             family = _family(driver.pid)
-            names = " ".join(" ".join(psutil.Process(p).cmdline()) for p in _running(family))
+            names = " ".join(_command(p) for p in _running(family))
             if "raylet" in names and list(Path(isolated_cache / "runs").glob("*/checkpoint.pt")):
                 break
             assert driver.poll() is None, "the sweep ended before it could be killed"
@@ -214,7 +222,7 @@ def test_a_killed_sweep_leaves_no_process_running(cifar_tar, isolated_cache, ent
         deadline = time.monotonic() + 30
         while _running(family) and time.monotonic() < deadline:
             time.sleep(0.5)
-        left = [" ".join(psutil.Process(p).cmdline())[:80] for p in _running(family)]
+        left = [command[:80] for p in _running(family) if (command := _command(p))]
         assert not left, f"{len(left)} of the {len(family)} processes the sweep started still run: {left}"
     finally:
         if driver.poll() is None:

@@ -20,7 +20,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, write_image_tar
 
 import bnlib.data
 import bnlib.records as records
@@ -31,7 +31,7 @@ from bnlib.errors import BnlibError, CacheError, ConfigError, DataError
 from bnlib.probes.hook import FunctionProbe
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE_STEPS = 150
+SMOKE_STEPS = 100
 
 
 def wait_for(pattern: str, root: Path, child: subprocess.Popen, timeout: float = 120) -> Path:
@@ -393,18 +393,39 @@ def test_a_damaged_data_cache_is_rebuilt_with_a_word(cifar_tar, isolated_cache, 
     assert capsys.readouterr().err == f"bnlib: warning: decoded copy {cached} is damaged; decoding again\n"
 
 
+def _no_decoding(*args):
+    raise AssertionError("the data set was decoded")
+
+
 def test_show_reads_without_decoding(capsys, cifar_tar, isolated_cache, monkeypatch):
     code, out, _ = run_cli(capsys, "show", "vgg-bn-lr0.1", "--scale", "smoke")
     assert code == 0 and "not run yet" in out and not isolated_cache.exists()
     assert run_cli(capsys, "run", "vgg-bn-lr0.1", "--scale", "smoke", "--quiet")[0] == 0
-
-    def no_decoding(*args):
-        raise AssertionError("show decoded the data set")
-
-    monkeypatch.setattr(bnlib.data, "_read_image_tar", no_decoding)
-    monkeypatch.setattr(bnlib.data, "load_npz", no_decoding)
+    monkeypatch.setattr(bnlib.data, "_read_image_tar", _no_decoding)
+    monkeypatch.setattr(bnlib.data, "load_npz", _no_decoding)
     code, out, _ = run_cli(capsys, "show", "vgg-bn-lr0.1", "--scale", "smoke")
     assert code == 0 and '"status": "finished"' in out
+
+
+def test_an_archive_touched_or_copied_again_keeps_its_runs(capsys, cifar_tar, cifar_arrays, monkeypatch):
+    """The decoded copy of an archive is found by its content: the same archive with a new time (a
+    copy made again, a remounted folder) keeps its decoded copy and its runs; other content at the
+    same path, with the same time, is decoded afresh."""
+    assert run_cli(capsys, "run", "vgg-bn-lr0.1", "--scale", "smoke", "--quiet")[0] == 0
+    first = bnlib.data.known_source()
+    stat = cifar_tar.stat()
+    os.utime(cifar_tar, ns=(stat.st_atime_ns + 10**9, stat.st_mtime_ns + 10**9))
+    with monkeypatch.context() as m:
+        m.setattr(bnlib.data, "_read_image_tar", _no_decoding)
+        code, out, _ = run_cli(capsys, "show", "vgg-bn-lr0.1", "--scale", "smoke")
+        assert code == 0 and '"status": "finished"' in out
+        assert not load_or_run(experiment("vgg-bn-lr0.1", "smoke")).trained
+    other = {k: v[::-1].copy() for k, v in cifar_arrays.items()}  # the same images in another order
+    stat = cifar_tar.stat()
+    write_image_tar(cifar_tar, other)
+    os.utime(cifar_tar, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert bnlib.data.known_source() is None  # never decoded: no run of it can be stored
+    assert bnlib.data.load_cifar10().source["fingerprint"] != first["fingerprint"]
 
 
 # ------------------------------------------------------------------ 7. the book's hang detector

@@ -105,25 +105,34 @@ print(json.dumps([o.state for o in result.outcomes]))
 """
 
 
-def ray_workers_running_a_job() -> list[int]:
+def ray_workers_running_a_job(driver: int) -> list[int]:
+    """The Ray workers of the sweep started by process `driver` that are running a job (its own:
+    another sweep may run beside it)."""
     import psutil
 
-    return [p.pid for p in psutil.process_iter(["cmdline"]) if "ray::run_job" in " ".join(p.info["cmdline"] or [])]
+    found = []
+    for process in psutil.Process(driver).children(recursive=True):
+        try:
+            if "ray::run_job" in " ".join(process.cmdline()):
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
 
 
 def test_a_killed_worker_is_retried_and_its_run_resumes(cifar_tar, isolated_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("BNLIB_CHECKPOINT_S", "0")
-    configs = grid(["vgg-noisybn-lr0.1"], "smoke", seeds=(0, 1), steps=100)
+    configs = grid(["vgg-noisybn-lr0.1"], "smoke", seeds=(0, 1), steps=60)
     child = subprocess.Popen(
         [sys.executable, "-c", _SWEEP, json.dumps([c.to_dict() for c in configs]), "2"],
         stdout=subprocess.PIPE,
         text=True,
     )
     deadline = time.monotonic() + 180
-    while not list(isolated_cache.glob("runs/*/checkpoint.pt")) or not ray_workers_running_a_job():
+    while not list(isolated_cache.glob("runs/*/checkpoint.pt")) or not ray_workers_running_a_job(child.pid):
         assert time.monotonic() < deadline and child.poll() is None, "no worker got to a checkpoint"
         time.sleep(0.05)
-    victim = ray_workers_running_a_job()[0]
+    victim = ray_workers_running_a_job(child.pid)[0]
     os.kill(victim, signal.SIGKILL)
     out, _ = child.communicate(timeout=300)
     assert child.returncode == 0 and json.loads(out.strip().splitlines()[-1]) == ["trained", "trained"]
