@@ -178,8 +178,9 @@ def _book_pages(site: Path) -> list[str]:
     ]
 
 
-# Every table fits the window or sits in a container that scrolls sideways (never clipped), and the
-# book's tables (.bnlib-table) align their headers like their cells.
+# Every table fits the window or sits in a container that scrolls sideways (never clipped); the
+# claim tables (their rule folded in a details element) fit the page's column at 1,280 px, with no
+# sideways scroll; and the book's tables (.bnlib-table) align their headers like their cells.
 _TABLE_CHECK = """() => {
   const problems = [];
   const width = document.documentElement.clientWidth;
@@ -192,6 +193,10 @@ _TABLE_CHECK = """() => {
     const right = table.getBoundingClientRect().right;
     if (!scrolls && right > width + 1) {
       problems.push(`table ${i} is clipped: its right edge at ${right}px, window ${width}px`);
+    }
+    const column = table.parentElement.clientWidth;
+    if (table.closest(".bnlib-table") && table.querySelector("details") && table.scrollWidth > column + 1) {
+      problems.push(`claim table ${i} is ${table.scrollWidth - column}px wider than the page's column`);
     }
     const th = table.querySelector("th"), td = table.querySelector("td");
     const align = (cell) => getComputedStyle(cell).textAlign;

@@ -17,7 +17,10 @@ _STYLE = (
     ".bnlib-table table{border-collapse:collapse;font-size:0.9em}"
     ".bnlib-table th,.bnlib-table td{text-align:left;vertical-align:top;padding:0.25em 0.6em;"
     "border-bottom:1px solid #ddd}"
-    ".bnlib-table td{min-width:6em}.bnlib-table summary{cursor:pointer;font-size:0.85em;opacity:0.75}</style>"
+    # a long formula breaks anywhere rather than widen its table past the page; the verdict never
+    # breaks inside a word
+    ".bnlib-table td{min-width:6em;overflow-wrap:anywhere}.bnlib-table td:last-child{overflow-wrap:normal}"
+    ".bnlib-table summary{cursor:pointer;font-size:0.85em;opacity:0.75}</style>"
 )
 
 
