@@ -139,6 +139,16 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def command_line(pid: int) -> str:
+    """A process's command line ('' once it has ended or is a zombie: it may end at any moment)."""
+    import psutil
+
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
+
+
 @pytest.fixture(scope="session")
 def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Fake data and one run cache shared by every test file that executes the chapters (the smoke

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from conftest import run_cli
+from conftest import command_line, run_cli
 
 import bnlib
 from bnlib import RunConfig, experiment, load_or_run
@@ -174,14 +174,6 @@ def _family(pid: int) -> dict[int, float]:
     return found
 
 
-def _command(pid: int) -> str:
-    """A process's command line ('' once it has ended or is a zombie: it may end at any moment)."""
-    try:
-        return " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return ""
-
-
 def _running(family: dict[int, float]) -> list[int]:
     alive = []
     for pid, started in family.items():
@@ -209,7 +201,7 @@ def test_a_killed_sweep_leaves_no_process_running(cifar_tar, isolated_cache, ent
         deadline, family = time.monotonic() + 120, {}
         while time.monotonic() < deadline:  # until Ray's workers are training the runs
             family = _family(driver.pid)
-            names = " ".join(_command(p) for p in _running(family))
+            names = " ".join(command_line(p) for p in _running(family))
             if "raylet" in names and list(Path(isolated_cache / "runs").glob("*/checkpoint.pt")):
                 break
             assert driver.poll() is None, "the sweep ended before it could be killed"
@@ -222,7 +214,7 @@ def test_a_killed_sweep_leaves_no_process_running(cifar_tar, isolated_cache, ent
         deadline = time.monotonic() + 30
         while _running(family) and time.monotonic() < deadline:
             time.sleep(0.5)
-        left = [command[:80] for p in _running(family) if (command := _command(p))]
+        left = [command[:80] for p in _running(family) if (command := command_line(p))]
         assert not left, f"{len(left)} of the {len(family)} processes the sweep started still run: {left}"
     finally:
         if driver.poll() is None:

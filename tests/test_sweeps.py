@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import command_line, run_cli
 
 import bnlib.storage
 from bnlib import Job, RunConfig, sweep
@@ -110,14 +110,7 @@ def ray_workers_running_a_job(driver: int) -> list[int]:
     another sweep may run beside it)."""
     import psutil
 
-    found = []
-    for process in psutil.Process(driver).children(recursive=True):
-        try:
-            if "ray::run_job" in " ".join(process.cmdline()):
-                found.append(process.pid)
-        except psutil.Error:
-            continue
-    return found
+    return [p.pid for p in psutil.Process(driver).children(recursive=True) if "ray::run_job" in command_line(p.pid)]
 
 
 def test_a_killed_worker_is_retried_and_its_run_resumes(cifar_tar, isolated_cache, tmp_path, monkeypatch):
