@@ -1,11 +1,15 @@
 """Every run the book reads at a scale: its training time (probes included), how it ended, and what
 each chapter's own runs cost (a run several chapters read counts for the first that reads it).
 
-    python benchmarks/book_runs.py [--scale cpu] [--runs]
+    python benchmarks/book_runs.py [--scale cpu] [--runs] [--timed]
 
 It reads the stored run records (after a build of the book), trains nothing, and says which runs
-are missing. The times are those recorded while the build trained the runs, two side by side on one
-thread each; report them beside the machine's reference (`python benchmarks/throughput.py`).
+are missing. The times are those recorded while the runs trained, whatever else the machine was
+doing then (a record trained beside the test suite took up to four times as long). `--timed` adds
+what each run costs on this machine now: its step, probes included, timed on one thread
+(`bnlib.book.plan.step_seconds`, once per configuration and probe set), times the steps its record
+ran. Two runs side by side, as the build trains them, take 5-10% longer than that. Report either
+beside the machine's reference (`python benchmarks/throughput.py`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 
+import torch
+
 from bnlib.book import plan
 from bnlib.book.chapters import CHAPTERS
+from bnlib.probes.hook import probe_key
 from bnlib.records import stored_record
 
 
@@ -22,16 +29,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="cpu")
     parser.add_argument("--runs", action="store_true", help="a line per run, not only per chapter")
+    parser.add_argument("--timed", action="store_true", help="also time each run's step on this machine")
     args = parser.parse_args()
     os.environ[plan.ENV_BOOK] = "all"  # the runs with every chapter's probes, as the build trains them
     plan.use(None)
+    torch.set_num_threads(1)  # as the build trains each run
+    step_cost: dict[tuple, float] = {}
     seen: set = set()
-    total, missing = 0.0, 0
-    print(f"{'chapter':32s} {'runs':>5s} {'training time':>14s}  how they ended")
+    total, timed_total, missing = 0.0, 0.0, 0
+    timed_header = f" {'timed now':>10s}" if args.timed else ""
+    print(f"{'chapter':32s} {'runs':>5s} {'recorded':>10s}{timed_header}  how they ended")
     for chapter in CHAPTERS:
         own = [job for job in plan.jobs(args.scale, (chapter,)) if job.config not in seen]
         seen |= {job.config for job in own}
-        seconds, ended = 0.0, {}
+        seconds, timed, ended = 0.0, 0.0, {}
         for job in own:
             record = stored_record(job.config)
             if record is None:
@@ -39,12 +50,25 @@ def main() -> None:
                 continue
             seconds += record.wall_time_s
             ended[record.status] = ended.get(record.status, 0) + 1
+            now = ""
+            if args.timed:
+                key = (job.config.replace(seed=0), tuple(map(probe_key, job.probes)))
+                if key not in step_cost:
+                    step_cost[key] = plan.step_seconds(job.config, list(job.probes), steps=4)
+                run_timed = step_cost[key] * record.final["steps"]
+                timed += run_timed
+                now = f" {run_timed:8.1f} s"
             if args.runs:
-                print(f"  {job.name:70s} {record.status:8s} {record.final['steps']:6.0f} {record.wall_time_s:8.1f} s")
+                steps = record.final["steps"]
+                print(f"  {job.name:70s} {record.status:8s} {steps:6.0f} {record.wall_time_s:8.1f} s{now}")
         total += seconds
+        timed_total += timed
         shown = ", ".join(f"{n} {status}" for status, n in sorted(ended.items()))
-        print(f"{chapter.NOTEBOOK:32s} {len(own):5d} {seconds:12.0f} s  {shown}", flush=True)
-    print(f"every run: {total:.0f} s of training ({total / 2 / 60:.1f} minutes on two workers)")
+        timed_column = f" {timed:8.0f} s" if args.timed else ""
+        print(f"{chapter.NOTEBOOK:32s} {len(own):5d} {seconds:8.0f} s{timed_column}  {shown}", flush=True)
+    print(f"every run, recorded: {total:.0f} s of training ({total / 2 / 60:.1f} minutes on two workers)")
+    if args.timed:
+        print(f"every run, timed now: {timed_total:.0f} s ({timed_total / 2 / 60:.1f} minutes on two workers)")
     if missing:
         print(f"{missing} runs are not stored yet: build the book first (python -m bnlib.book --scale {args.scale})")
 

@@ -31,6 +31,7 @@ from bnlib.book.chapters import (
 )
 from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.book.measures import Speed, comparable, faster
+from bnlib.train import SPEED_WINDOW
 
 R, P, N, C, B = (
     Verdict.REPRODUCED,
@@ -152,6 +153,14 @@ def test_large_rate(store, std_top, bn, expected):
         store.put(ch01.STD_LARGE, seed, curve=curve)
         store.put(ch01.BN_LARGE, seed, steps_to=bn[seed])
     assert verdict(ch01, "large_rate") == expected
+
+
+def test_large_rate_cannot_tell_from_runs_shorter_than_the_window(store):
+    for seed in range(3):
+        store.put(ch01.STD_LARGE, seed, curve=np.full(SPEED_WINDOW - 5, 0.1))  # dead before one window
+        store.put(ch01.BN_LARGE, seed, steps_to=600)
+    finding = ch01.CLAIMS["large_rate"].finding("cpu")
+    assert finding.verdict == C and "nan" not in finding.measured
 
 
 @pytest.mark.parametrize(
