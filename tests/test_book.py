@@ -283,3 +283,37 @@ def test_every_page_renders_in_chromium(smoke_site, served, browser, tmp_path):
         checked[path] = {"images": len(images), "math": page.locator("mjx-container").count()}
     assert not problems, "\n".join(problems)
     assert any(v["math"] for v in checked.values()) and any(v["images"] > 1 for v in checked.values())
+
+
+def test_a_page_executed_with_other_bnlib_source_is_executed_again(tmp_path, monkeypatch):
+    """The execution cache holds a page with the bnlib it ran with: a page whose cells are unchanged
+    but whose rules or figures changed in bnlib is not served from the cache."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    notebook = tmp_path / "page.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), notebook)
+    cache = get_cache(str(tmp_path / "cache"))
+
+    def executed_with(digest: str) -> None:
+        stage = cache.add_nb_to_project(str(notebook))
+        nb = nbformat.read(notebook, as_version=4)
+        bundle = CacheBundleIn(nb, stage.uri, data={build.SOURCE_KEY: digest})
+        cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
+
+    assert not build._cached(notebook, tmp_path / "cache")
+    executed_with(build.source_digest())
+    assert build._cached(notebook, tmp_path / "cache")
+    executed_with("an older bnlib")
+    assert not build._cached(notebook, tmp_path / "cache")
+    monkeypatch.setattr(build, "ROOT", _copy_of_bnlib(tmp_path))
+    executed_with(build.source_digest())
+    (build.ROOT / "bnlib" / "book" / "claims.py").write_text("# a rule changed\n", encoding="utf-8")
+    assert not build._cached(notebook, tmp_path / "cache")
+
+
+def _copy_of_bnlib(tmp_path: Path) -> Path:
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "bnlib", copy / "bnlib", ignore=shutil.ignore_patterns("__pycache__"))
+    return copy

@@ -3,7 +3,8 @@
     python -m bnlib.book [--scale cpu]      # build the HTML; prints where it is
 
 The build executes the notebooks in notebooks/ (committed without outputs) at the chosen scale,
-with a per-scale execution cache so an unchanged chapter is not run again, a hang detector (a cell
+with a per-scale execution cache so a chapter is not run again while neither its cells nor bnlib's
+source changed, a hang detector (a cell
 with no output and no CPU for minutes fails; a long cell that works does not), and
 any cell error failing the build. Chapters share run records (bnlib.records), so a training run
 used by two chapters runs once. Each scale builds into its own folder, book/_build/<scale>: smoke
@@ -13,6 +14,7 @@ outputs never mix with the published cpu build.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -34,6 +36,7 @@ from bnlib.storage import ENV_CACHE
 # A cell that makes no progress (no new output and no CPU) for this long is a hang and fails the
 # build. A long cell that is working is not: there is no limit on a cell's total time.
 HANG_AFTER_S = {"smoke": 120, "cpu": 600, "paper": 1800}
+SOURCE_KEY = "bnlib_source"  # the execution cache's note of the bnlib a page was executed with (source_digest)
 PAGE_WORKERS = 2  # pages executed at a time, one thread each (the machines the book is built on have 2 cores)
 
 
@@ -51,8 +54,8 @@ def execute_into_cache(notebook: Path, cache_path: Path, hang_after_s: float, en
     """Execute a notebook in a fresh process and store it in the book's execution cache, unless
     the cache already holds it; Jupyter Book then only renders it. Executing here rather than
     inside Sphinx lets us choose nbclient's options (see `_execute_here`), and a crash in one
-    notebook cannot take the build process down. The cache is checked here first: an unchanged
-    notebook costs no process (a warm build is then seconds, not a torch import per page).
+    notebook cannot take the build process down. The cache is checked here first: a notebook
+    unchanged, with bnlib unchanged, costs no process (a warm build is then seconds, not a torch import per page).
     Returns whether it executed the notebook."""
     if _cached(notebook, cache_path):
         print(f"{notebook.name}: unchanged, not executed again", flush=True)
@@ -191,16 +194,27 @@ def _poll_every_second(channel) -> None:
     channel.get_msg = patient_get_msg
 
 
+def source_digest() -> str:
+    """A checksum of bnlib's source (every .py file under bnlib/, with its path). A page's outputs
+    depend on it as much as on the page's own cells: a changed rule or figure must execute the
+    page again, so the execution cache keeps it beside each page it holds."""
+    digest = hashlib.sha256()
+    package = ROOT / "bnlib"
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _cached(notebook: Path, cache_path: Path) -> bool:
-    """Whether the execution cache holds this notebook's code already."""
+    """Whether the execution cache holds this notebook's code already, executed with this bnlib."""
     import nbformat
     from jupyter_cache import get_cache
 
     try:
-        get_cache(str(cache_path)).match_cache_notebook(nbformat.read(notebook, as_version=4))
+        record = get_cache(str(cache_path)).match_cache_notebook(nbformat.read(notebook, as_version=4))
     except KeyError:
         return False
-    return True
+    return (record.data or {}).get(SOURCE_KEY) == source_digest()
 
 
 def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
@@ -218,7 +232,9 @@ def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
         print(error, file=sys.stderr)
         raise SystemExit(1) from error
     cache.cache_notebook_bundle(
-        CacheBundleIn(nb, stage.uri, data={"execution_seconds": seconds}), check_validity=False, overwrite=True
+        CacheBundleIn(nb, stage.uri, data={"execution_seconds": seconds, SOURCE_KEY: source_digest()}),
+        check_validity=False,
+        overwrite=True,
     )
     print(f"{Path(notebook).name}: executed in {seconds:.0f} s", flush=True)
 
