@@ -20,6 +20,7 @@ from bnlib.book import build, template
 from bnlib.book.chapters import CHAPTERS as CHAPTER_MODULES
 from bnlib.book.chapters import chapter
 from bnlib.book.project import REPO_URL
+from bnlib.errors import BnlibError
 
 ROOT = template.ROOT
 CHAPTERS = sorted(template.NOTEBOOKS.glob("*.ipynb"))
@@ -76,17 +77,26 @@ def test_apply_template_repairs_a_chapter(tmp_path, monkeypatch):
     chapter = tmp_path / "notebooks" / "ch.ipynb"
     chapter.parent.mkdir()
     nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_markdown_cell("# A chapter"), nbformat.v4.new_code_cell("1 + 1")]
+        cells=[
+            nbformat.v4.new_markdown_cell("# A chapter"),
+            nbformat.v4.new_code_cell("1 + 1"),
+            nbformat.v4.new_markdown_cell("Does it help?"),
+        ]
     )
     nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    nbformat.write(nb, chapter)
+    with pytest.raises(BnlibError, match="the page's opening"):  # a page opens with its question, not code
+        template.apply_template(chapter)
+    nb.cells = [nb.cells[0], nb.cells[2], nb.cells[1]]
     nbformat.write(nb, chapter)
     assert template.template_problems(chapter)
     template.apply_template(chapter)
     assert template.template_problems(chapter) == []
     cells = nbformat.read(chapter, as_version=4).cells
+    assert cells[1].source == "Does it help?"  # the opening, before the set-up cells
     assert [c.source for c in cells][-1] == "1 + 1" and cells[-1].outputs == []
     template.apply_template(chapter)  # idempotent
-    assert len(nbformat.read(chapter, as_version=4).cells) == 5  # title, set-up, parameters, start, the cell
+    assert len(nbformat.read(chapter, as_version=4).cells) == 6  # title, opening, set-up, parameters, start, cell
 
 
 def test_the_repository_address_is_defined_once():

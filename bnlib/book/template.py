@@ -1,5 +1,6 @@
-"""Every chapter's first four cells (title with its Colab link, set-up, parameters, start), the
-check that a chapter follows them, and what the set-up and start cells do when they run.
+"""Every chapter's first cells (title with its Colab link, the page's opening, then set-up,
+parameters and start), the check that a chapter follows them, and what the set-up and start cells
+do when they run.
 
 `python -m bnlib.book --apply-template` rewrites the first cells of every chapter from here, so
 the install line and the repository address (`bnlib.book.project`) live in one place.
@@ -35,9 +36,10 @@ scale = bnlib.book.default_scale()  # "cpu": the published pages, minutes; "pape
 seeds = None  # fewer seeds than the book's, e.g. 1 (None: the book's)
 steps = None  # fewer steps per run than the scale's, e.g. 500 (None: the scale's)"""
 START_CELL = "bnlib.book.start(scale, seeds, steps)  # what this page will train (at the paper scale: how long)"
-# On the static pages the three cells above fold behind a toggle, so that a page opens with its
-# question; in the notebook and on Colab they are there to run.
+# The three cells above come after the page's opening (its question, in a markdown cell), and on
+# the static pages they fold behind a toggle; in the notebook and on Colab they are there to run.
 HIDDEN = "hide-cell"
+HEAD_IDS = ("setup", "parameters", "start")
 
 
 def setup_cell(chapter: str | None) -> str:
@@ -111,7 +113,7 @@ def _chapter_of(notebook: Path) -> str | None:
 
 
 def _head(notebook: Path) -> list[tuple[str, str]]:
-    """(cell type, source) of the cells every chapter starts with, after its title."""
+    """(cell type, source) of the cells every chapter runs first, after its title and opening."""
     return [("code", setup_cell(_chapter_of(notebook))), ("code", PARAMETERS_CELL), ("code", START_CELL)]
 
 
@@ -119,17 +121,20 @@ def template_problems(notebook: Path) -> list[str]:
     """How a chapter departs from the template (empty if it follows it)."""
     cells = json.loads(notebook.read_text())["cells"]
     problems = []
-    if len(cells) < 4:
-        return [f"{notebook.name}: needs a title cell, then the set-up, parameters and start cells"]
+    if len(cells) < 5:
+        return [f"{notebook.name}: needs a title cell, its opening, then the set-up, parameters and start cells"]
     title = "".join(cells[0]["source"])
     if cells[0]["cell_type"] != "markdown" or not title.startswith("# ") or badge(notebook) not in title:
         problems.append(f"{notebook.name}: the first cell must be '# Title' and the Colab link")
-    for (kind, source), cell, name in zip(_head(notebook), cells[1:4], ("set-up", "parameters", "start"), strict=True):
+    if cells[1]["cell_type"] != "markdown":
+        problems.append(f"{notebook.name}: the cell after the title must be the page's opening (markdown)")
+    head = cells[2:5]
+    for (kind, source), cell, name in zip(_head(notebook), head, ("set-up", "parameters", "start"), strict=True):
         if cell["cell_type"] != kind or "".join(cell["source"]) != source:
-            problems.append(f"{notebook.name}: the cell after the title must be the {name} cell")
-    if "parameters" not in cells[2]["metadata"].get("tags", []):
+            problems.append(f"{notebook.name}: the {name} cell must follow the opening, as the template has it")
+    if "parameters" not in head[1]["metadata"].get("tags", []):
         problems.append(f"{notebook.name}: the parameters cell must be tagged 'parameters' (papermill)")
-    if any(HIDDEN not in cell["metadata"].get("tags", []) for cell in cells[1:4]):
+    if any(HIDDEN not in cell["metadata"].get("tags", []) for cell in head):
         problems.append(f"{notebook.name}: the set-up, parameters and start cells must be tagged {HIDDEN!r}")
     for cell in cells:
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
@@ -139,7 +144,8 @@ def template_problems(notebook: Path) -> list[str]:
 
 
 def apply_template(notebook: Path) -> None:
-    """Rewrite a chapter's first cells from the template and strip every output."""
+    """Rewrite a chapter's first cells from the template (its opening, the first markdown cell after
+    the title, moves up to follow the title) and strip every output."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
@@ -147,11 +153,12 @@ def apply_template(notebook: Path) -> None:
     title = cells[0].source.split("\n", 1)[0] if cells and cells[0].cell_type == "markdown" else ""
     if not title.startswith("# "):
         raise BnlibError(f"{notebook}: the first cell must start with a '# Title' line")
-    rest = cells[1:]
-    while rest and rest[0].get("id") in ("setup", "parameters", "start"):
-        rest = rest[1:]
+    rest = [cell for cell in cells[1:] if cell.get("id") not in HEAD_IDS]
+    if not rest or rest[0].cell_type != "markdown":
+        raise BnlibError(f"{notebook}: the title must be followed by the page's opening, a markdown cell")
     head = [
         nbformat.v4.new_markdown_cell(f"{title}\n\n{badge(notebook)}", id="title"),
+        rest.pop(0),
         nbformat.v4.new_code_cell(setup_cell(_chapter_of(notebook)), id="setup", metadata={"tags": [HIDDEN]}),
         nbformat.v4.new_code_cell(PARAMETERS_CELL, id="parameters", metadata={"tags": ["parameters", HIDDEN]}),
         nbformat.v4.new_code_cell(START_CELL, id="start", metadata={"tags": [HIDDEN]}),
