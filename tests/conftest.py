@@ -10,6 +10,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # tests start (set before torch is imported; more threads than cores make torch spin and crawl).
     os.environ["OMP_NUM_THREADS"] = "1"
 
+import html
 import io
 import pickle
 import tarfile
@@ -161,3 +162,8 @@ def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         session = session.parent  # the test session's folder, above each process's own
     return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(session / "book-runs"), "BNLIB_SCALE": "smoke"}
+
+
+def claims_not_shown(shown: str, claims: list) -> list[str]:
+    """The claims (bnlib.book.claims.Claim) whose words a page's HTML or outputs do not show."""
+    return [claim.claim for claim in claims if html.escape(claim.claim) not in shown]
