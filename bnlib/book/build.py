@@ -4,11 +4,10 @@
 
 The build executes the notebooks in notebooks/ (committed without outputs) at the chosen scale,
 with a per-scale execution cache so a chapter is not run again while neither its cells nor bnlib's
-source changed, a hang detector (a cell
-with no output and no CPU for minutes fails; a long cell that works does not), and
-any cell error failing the build. Chapters share run records (bnlib.records), so a training run
-used by two chapters runs once. Each scale builds into its own folder, book/_build/<scale>: smoke
-outputs never mix with the published cpu build.
+source changed, a hang detector (a cell with no output and no CPU for minutes fails; a long cell
+that works does not), and any cell error failing the build. Chapters share run records
+(bnlib.records), so a training run used by two chapters runs once. Each scale builds into its own
+folder, book/_build/<scale>: smoke outputs never mix with the published cpu build.
 """
 
 from __future__ import annotations
@@ -55,8 +54,8 @@ def execute_into_cache(notebook: Path, cache_path: Path, hang_after_s: float, en
     the cache already holds it; Jupyter Book then only renders it. Executing here rather than
     inside Sphinx lets us choose nbclient's options (see `_execute_here`), and a crash in one
     notebook cannot take the build process down. The cache is checked here first: a notebook
-    unchanged, with bnlib unchanged, costs no process (a warm build is then seconds, not a torch import per page).
-    Returns whether it executed the notebook."""
+    unchanged, with bnlib unchanged, costs no process (a warm build is then seconds, not a torch
+    import per page). Returns whether it executed the notebook."""
     if _cached(notebook, cache_path):
         print(f"{notebook.name}: unchanged, not executed again", flush=True)
         return False
