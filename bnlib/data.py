@@ -219,7 +219,25 @@ def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
         write_json(cache_file.with_suffix(".json"), source)
     except OSError as e:  # the arrays are in memory: a full disk costs the next run a decode, not this one
         warn(f"could not keep the decoded copy in {cache_file.parent} ({e.strerror})")
+    else:
+        _drop_superseded(cache_file, source["path"])
     return Cifar10(**arrays, source=source)
+
+
+def _drop_superseded(cache_file: Path, path: str) -> None:
+    """Remove the decoded copies made earlier from the same path, whose content has changed since
+    (or which an older bnlib keyed differently): each is the size of the data set, and no lookup
+    finds it again while the copy at that path stays as it is now."""
+    for sidecar in cache_file.parent.glob("cifar10-*.json"):
+        if sidecar == cache_file.with_suffix(".json"):
+            continue
+        try:
+            if read_json(sidecar).get("path") != path:
+                continue
+            sidecar.with_suffix(".npz").unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+        except (OSError, ValueError):  # unreadable, or a cache shared read-only: leave it
+            continue
 
 
 def known_source(location: str | os.PathLike | None = None) -> dict[str, Any] | None:

@@ -87,6 +87,22 @@ def test_decoded_once_then_cached(cifar_tar, cifar_arrays, monkeypatch, isolated
     assert_same(load_cifar10(), cifar_arrays)
 
 
+def test_a_changed_archive_replaces_its_old_decoded_copy(cifar_tar, cifar_arrays, isolated_cache, tmp_path):
+    other = write_image_tar(tmp_path / "other.tar.gz", cifar_arrays)  # kept: a different path
+    load_cifar10(other)
+    load_cifar10()
+    decoded = isolated_cache / "data"
+    before = {p.name for p in decoded.glob("cifar10-*")}
+    assert len(before) == 4  # two copies, each its arrays and its sidecar
+    changed = {k: v.copy() for k, v in cifar_arrays.items()}
+    changed["train_x"][0] = 255 - changed["train_x"][0]
+    write_image_tar(cifar_tar, changed)  # the same path, new content
+    load_cifar10()
+    after = {p.name for p in decoded.glob("cifar10-*")}
+    assert len(after) == 4 and len(after - before) == 2  # the old copy of this path is gone, the other stays
+    assert_same(load_cifar10(other), cifar_arrays)
+
+
 def test_damaged_cache_is_rebuilt(cifar_tar, cifar_arrays, isolated_cache):
     load_cifar10()
     (cache_file,) = (isolated_cache / "data").glob("cifar10-*.npz")
