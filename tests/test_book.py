@@ -297,7 +297,6 @@ def test_every_page_renders_in_chromium(smoke_site, served, browser, tmp_path):
 def test_a_page_executed_with_other_bnlib_source_is_executed_again(tmp_path, monkeypatch):
     """The execution cache holds a page with the bnlib it ran with: a page whose cells are unchanged
     but whose rules or figures changed in bnlib is not served from the cache."""
-    import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
