@@ -16,9 +16,10 @@ import nbformat
 import pytest
 from conftest import claims_not_shown
 
-from bnlib.book import build, template
+from bnlib.book import build, claims, plan, template
 from bnlib.book.chapters import CHAPTERS as CHAPTER_MODULES
 from bnlib.book.chapters import chapter
+from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.book.project import REPO_URL
 from bnlib.errors import BnlibError
 
@@ -319,6 +320,32 @@ def test_a_page_executed_with_other_bnlib_source_is_executed_again(tmp_path, mon
     executed_with(build.source_digest())
     (build.ROOT / "bnlib" / "book" / "claims.py").write_text("# a rule changed\n", encoding="utf-8")
     assert not build._cached(notebook, tmp_path / "cache")
+
+
+def test_the_pages_of_one_build_measure_each_claim_once(tmp_path, monkeypatch):
+    """In a book build (plan.ENV_FINDINGS names the build's folder) a page reads the finding an
+    earlier page measured; fewer seeds measure it again, and outside a build nothing is shared."""
+    measured = []
+
+    def measure(scale: str) -> Finding:
+        measured.append(scale)
+        return Finding(f"measurement {len(measured)}", Verdict.PARTLY, f"summary {len(measured)}")
+
+    claim = Claim("a claim", "the paper", "a rule", measure)
+    monkeypatch.setitem(CHAPTER_MODULES[-1].CLAIMS, "synthetic", claim)
+    monkeypatch.setattr(plan, "_session", plan.Session())
+    monkeypatch.setenv(plan.ENV_FINDINGS, str(tmp_path))
+    first = claim.finding("cpu")
+    claims.forget()  # the next page: a process of its own
+    assert claim.finding("cpu") == first and measured == ["cpu"]
+    claims.forget()
+    plan.use(seeds=1)
+    assert claim.finding("cpu") != first and claim.finding("smoke").measured == "measurement 3"
+    claims.forget()
+    monkeypatch.delenv(plan.ENV_FINDINGS)
+    plan.use()
+    assert claim.finding("cpu").measured == "measurement 4"
+    claims.forget()
 
 
 def _copy_of_bnlib(tmp_path: Path) -> Path:

@@ -11,15 +11,19 @@ keyed by name, so other chapters (the bottom line) refer to a claim by chapter a
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 from IPython.display import HTML, Markdown
 
 from bnlib.book.html import table_html
+from bnlib.storage import read_json, write_json
 
 
 class Verdict(str, Enum):
@@ -62,11 +66,35 @@ class Claim:
 
 @functools.cache
 def _finding(claim: Claim, scale: str) -> Finding:
-    """Measured once per process and scale: the chapter's prose and its table read the same finding."""
+    """Measured once per process and scale: the chapter's prose and its table read the same finding.
+    Within a book build, once per build: a page reads what an earlier page measured (`plan.ENV_FINDINGS`)."""
+    shared = _shared(claim, scale)
+    if shared is not None and shared.exists():
+        found = read_json(shared)
+        return Finding(found["measured"], Verdict(found["verdict"]), found["summary"])
     finding = claim.measure(scale)
     if not isinstance(finding, Finding):
         raise TypeError(f"{claim.measure.__name__} must return a Finding")
+    if shared is not None:
+        write_json(shared, {"measured": finding.measured, "verdict": finding.verdict.value, "summary": finding.summary})
     return finding
+
+
+def _shared(claim: Claim, scale: str) -> Path | None:
+    """Where this build's pages share the claim's finding at this scale and in this session (the
+    parameters cell's fewer seeds or steps measure another finding); None outside a book build, and
+    for a claim of no chapter."""
+    from bnlib.book import plan
+    from bnlib.book.chapters import CHAPTERS
+
+    folder = os.environ.get(plan.ENV_FINDINGS)
+    if not folder:
+        return None
+    name = next((f"{c.NOTEBOOK}.{key}" for c in CHAPTERS for key, known in c.CLAIMS.items() if known is claim), None)
+    if name is None:
+        return None
+    session = hashlib.sha256(plan.reduced().encode()).hexdigest()[:12]
+    return Path(folder) / f"{name}.{scale}.{session}.json"
 
 
 def forget() -> None:

@@ -40,6 +40,9 @@ from bnlib.records import Record, load_or_run, stored_record
 from bnlib.sweeps import Job
 
 ENV_BOOK = "BNLIB_BOOK"  # "all": the book build, every run with every probe any chapter reads
+# Set by the book build for the pages it executes, never by hand: a fresh folder for that one build,
+# where the pages share the findings they measured (bnlib.book.claims); the build deletes it after.
+ENV_FINDINGS = "BNLIB_BOOK_FINDINGS"
 
 
 @dataclass(frozen=True)
