@@ -21,13 +21,15 @@ import torch
 
 from bnlib.book import plan
 from bnlib.book.chapters import CHAPTERS
+from bnlib.errors import run_script
+from bnlib.experiments import SCALES
 from bnlib.probes.hook import probe_key
 from bnlib.records import stored_record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="cpu")
+    parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--runs", action="store_true", help="a line per run, not only per chapter")
     parser.add_argument("--timed", action="store_true", help="also time each run's step on this machine")
     args = parser.parse_args()
@@ -74,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from bnlib.errors import run_script
 from bnlib.experiments import experiment
 from bnlib.models import build_model
 from bnlib.probes import BatchLoss, ics, landscape
@@ -91,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

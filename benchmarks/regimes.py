@@ -21,6 +21,7 @@ from bnlib.book.chapters import ch09_curvature as ch09
 from bnlib.book.chapters import ch10_initialisation as ch10
 from bnlib.book.chapters import ch11_residual as ch11
 from bnlib.book.chapters import ch12_batchnorm_apart as ch12
+from bnlib.errors import run_script
 
 
 def show(title: str, frame: pd.DataFrame, columns: list[str]) -> None:
@@ -80,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bnlib import sweep
 from bnlib.data import load_cifar10
+from bnlib.errors import run_script
 from bnlib.storage import ENV_CACHE
 from bnlib.sweeps import Job, grid, run_job
 from bnlib.train import RunOptions
@@ -57,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

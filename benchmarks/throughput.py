@@ -33,6 +33,7 @@ from torchvision import transforms
 
 from bnlib import norms
 from bnlib.data import load_cifar10
+from bnlib.errors import run_script
 from bnlib.experiments import experiment
 from bnlib.models import build_model
 from bnlib.train import Run, RunOptions
@@ -192,4 +193,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

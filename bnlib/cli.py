@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 
 from bnlib.config import RunConfig
 from bnlib.data import ENV_DATA, fetch, resolve_location
-from bnlib.errors import BnlibError
+from bnlib.errors import BnlibError, report
 from bnlib.experiments import SCALES, default_scale, experiment, experiment_names
 from bnlib.norms import NORMS
 from bnlib.records import load_or_run, record_state, space_needed, stored_record
@@ -138,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"record: {record.path}")
         return 0
     except BnlibError as e:
-        print(f"bnlib: error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
 
 
 def _sweep(args: argparse.Namespace, scale: str) -> int:

@@ -116,6 +116,19 @@ def test_a_sweep_with_bad_data_says_so_before_ray_starts(tmp_path, isolated_cach
     assert "Token authentication" not in done.stderr and done.stdout == ""
 
 
+def test_a_benchmark_with_bad_data_says_so_in_one_line(tmp_path, isolated_cache):
+    """The benchmark scripts are an entry point too: bad input is bnlib's one line, not a traceback."""
+    done = subprocess.run(
+        [sys.executable, str(Path(bnlib.__file__).parents[1] / "benchmarks" / "regimes.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"BNLIB_DATA": str(tmp_path / "nowhere")},
+    )
+    assert done.returncode == 2 and one_line(done.stderr) and done.stderr.startswith("bnlib: error: data path")
+    assert "Traceback" not in done.stderr and done.stdout == "" and not isolated_cache.exists()
+
+
 # ----------------------------------------------------------------------------- repairs in one plain line
 
 DLN = RunConfig(model="dln", norm="batch", lr=1e-6, steps=30, dln_depth=6, dln_samples=50)

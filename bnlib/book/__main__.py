@@ -6,9 +6,8 @@ Bad input ends with one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from bnlib.errors import BnlibError
+from bnlib.errors import BnlibError, report
 from bnlib.experiments import SCALES
 
 
@@ -30,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         build.build(args.scale, rebuild_all=args.all)
         return 0
     except BnlibError as e:
-        print(f"bnlib: error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
 
 
 if __name__ == "__main__":
