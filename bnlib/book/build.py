@@ -323,8 +323,8 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
     # the pages of this build measure each claim once between them (the results page and the bottom
     # line show claims their chapters measured); the folder goes with the build, so none is stale
     with tempfile.TemporaryDirectory(prefix="bnlib-findings-") as shared:
-        env[plan.ENV_FINDINGS] = shared
-        executed = execute_pages(toc_notebooks(), out / "jupyter_cache", HANG_AFTER_S[scale], env, seconds)
+        shares = env | {plan.ENV_FINDINGS: shared}
+        executed = execute_pages(toc_notebooks(), out / "jupyter_cache", HANG_AFTER_S[scale], shares, seconds)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
         str(jupyter_book if jupyter_book.exists() else shutil.which("jupyter-book") or "jupyter-book"),
