@@ -152,16 +152,25 @@ def command_line(pid: int) -> str:
 
 @pytest.fixture(scope="session")
 def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Fake data and one run cache shared by every test file that executes the chapters (the smoke
-    book, and the pages with Colab's ipywidgets 7), as in a real build: each run trains once, by
-    whichever file asks first; with two test processes, by either (one writer per run: the other
-    waits for its record)."""
+    """Fake data, one run cache and one folder of findings shared by every test file that executes
+    the chapters (the smoke book, and the pages with Colab's ipywidgets 7), as in a real build: each
+    run trains once and each claim is measured once, by whichever file asks first; with two test
+    processes, by either (one writer per run: the other waits for its record)."""
+    from bnlib.book import plan
+
     own = tmp_path_factory.mktemp("book-data")
     data = write_image_tar(own / "cifar.tar.gz", fake_cifar())  # the same images in every process
     session = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         session = session.parent  # the test session's folder, above each process's own
-    return {"BNLIB_DATA": str(data), "BNLIB_CACHE": str(session / "book-runs"), "BNLIB_SCALE": "smoke"}
+    return {
+        "BNLIB_DATA": str(data),
+        "BNLIB_CACHE": str(session / "book-runs"),
+        "BNLIB_SCALE": "smoke",
+        # one folder of findings for both, as the pages of one build share theirs (bnlib.book.claims):
+        # ipywidgets changes how a page shows its claims, not what they measure
+        plan.ENV_FINDINGS: str(session / "book-findings"),
+    }
 
 
 def claims_not_shown(shown: str, claims: list) -> list[str]:

@@ -126,7 +126,7 @@ def smoke_site(book_env: dict[str, str]) -> Path:
         # relative to the directory the build is started from, as a reader would write it
         env.setenv("BNLIB_DATA", os.path.relpath(book_env["BNLIB_DATA"]))
         shutil.rmtree(ROOT / "book" / "_build" / "smoke", ignore_errors=True)
-        index = build.build("smoke", rebuild_all=True)
+        index = build.build("smoke", rebuild_all=True, findings=Path(book_env[plan.ENV_FINDINGS]))
     assert index.parent == ROOT / "book" / "_build" / "smoke" / "_build" / "html"  # never the published build
     return index.parent
 

@@ -49,7 +49,8 @@ def colab_executions(book_env, colab_widgets) -> dict[str, object]:
     one thread each, as the book build executes them (with ipywidgets 8): page name -> the executed
     notebook, or the error that stopped it. The build's sweep trains every run first (into the
     cache the smoke book shares, so whichever test file comes first trains them); the pages only
-    load them. The kernels see the environment set here."""
+    load them, and read the findings the smoke book's pages measured (or measure them for it). The
+    kernels see the environment set here."""
     from concurrent.futures import ThreadPoolExecutor
 
     def execute(page: Path):

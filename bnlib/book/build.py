@@ -293,8 +293,10 @@ def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
     return seconds
 
 
-def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
-    """Build the HTML book at `scale`; returns the path of its index.html."""
+def build(scale: str | None = None, rebuild_all: bool = False, findings: Path | None = None) -> Path:
+    """Build the HTML book at `scale`; returns the path of its index.html. The pages share what they
+    measure through `findings` (a folder of this build's own, deleted after, if None; the tests
+    give one they share with pages they execute beside the build, from the same runs)."""
     import yaml
 
     scale = check_scale(scale) if scale else default_scale()
@@ -322,8 +324,9 @@ def build(scale: str | None = None, rebuild_all: bool = False) -> Path:
     seconds = pretrain(scale, env)
     # the pages of this build measure each claim once between them (the results page and the bottom
     # line show claims their chapters measured); the folder goes with the build, so none is stale
-    with tempfile.TemporaryDirectory(prefix="bnlib-findings-") as shared:
-        shares = env | {plan.ENV_FINDINGS: shared}
+    with contextlib.ExitStack() as stack:
+        shared = findings or stack.enter_context(tempfile.TemporaryDirectory(prefix="bnlib-findings-"))
+        shares = env | {plan.ENV_FINDINGS: str(shared)}
         executed = execute_pages(toc_notebooks(), out / "jupyter_cache", HANG_AFTER_S[scale], shares, seconds)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [
