@@ -878,20 +878,38 @@ def test_a_censored_standard_seed_opens_the_interval_above():
 
 
 @pytest.mark.parametrize(
-    "key,variant,expected",
+    "key,variant,inside,expected",
     [
-        ("layer", [300, 320, 330], R),  # a source that predicts "most": it does
-        ("layer", [2600, 2700, 2800], N),
-        ("layer", [900, 1500, 2300], C),  # the seeds straddle one half
-        ("detached", [2900, None, None], R),  # a source that predicts "less than half": it does
-        ("detached", [300, 320, 330], N),
+        ("layer", [300, 320, 330], False, R),  # a source that predicts "most": it does, at any rate of the grid
+        ("layer", [2600, 2700, 2800], True, N),
+        ("layer", [2600, 2700, 2800], False, C),  # its best rate at the grid's edge: another might be faster
+        ("layer", [900, 1500, 2300], True, C),  # the seeds straddle one half
+        ("detached", [2900, None, None], True, R),  # a source that predicts "less than half": it does
+        ("detached", [2900, None, None], False, C),
+        ("detached", [300, 320, 330], False, N),
     ],
 )
-def test_each_rung_is_ruled_on_its_sources_prediction(monkeypatch, key, variant, expected):
+def test_each_rung_is_ruled_on_its_sources_prediction(monkeypatch, key, variant, inside, expected):
     speeds = {"standard": Speed([2000, 2500, 2800], 3000), "batchnorm": Speed([200, 240, 250], 3000)}
     monkeypatch.setattr(ch12, "speed", lambda step, scale: speeds.get(step.key, Speed(variant, 3000)))
     monkeypatch.setattr(ch12, "rate", lambda step, scale: 0.1)
+    monkeypatch.setattr(ch12, "inside_grid", lambda step, scale: inside)
     assert verdict(ch12, key) == expected
+
+
+@pytest.mark.parametrize(
+    "rates,best,inside",
+    [
+        ((0.1, 0.3), 0.1, False),  # two rates bracket nothing
+        ((0.1, 0.3), None, False),  # the target reached at no rate
+        ((0.03, 0.1, 0.3), 0.1, True),
+        ((0.03, 0.1, 0.3), 0.03, False),
+    ],
+)
+def test_less_than_half_needs_the_rungs_best_rate_inside_the_grid(monkeypatch, rates, best, inside):
+    monkeypatch.setattr(ch12, "RATES", rates)
+    monkeypatch.setattr(ch12, "ladder", lambda scale: ch12.Ladder(1472, {"layer": best}, {}))
+    assert ch12.inside_grid(ch12.rung("layer"), "cpu") == inside
 
 
 def test_the_ladder_reads_its_ends_from_chapter_07_and_stops_its_rungs_at_the_target(store):
@@ -913,6 +931,7 @@ def test_the_ladders_horizon_is_where_a_rung_that_has_not_arrived_recovers_less_
     censored = ch12.recovered(standard, Speed([None, None, None], h), batchnorm)  # stopped at the horizon
     assert censored.high < ch12.HALF and ch12.recovers(censored) == N
     assert ch12.verdict(ch12.rung("detached"), censored) == R  # predicted "less than half": decided too
+    assert ch12.verdict(ch12.rung("detached"), censored, inside=False) == C  # unless the grid's edge censors it
     arrived = ch12.recovered(standard, Speed([h, h, h], h), batchnorm)  # one step sooner: not yet decided
     assert arrived.high >= ch12.HALF and ch12.recovers(arrived) == C
 

@@ -7,8 +7,9 @@ ingredient without normalizing activations (`RUNGS`). Every rung trains at the r
 (`RATES`) in seed 0, then in seeds 1 and 2 at its best rate (the one at which seed 0 reached the
 speed target first). Speed is the steps to the speed target (`bnlib.book.measures`), and every run
 stops when it reaches it, or at the ladder's horizon (`decided_after`): the step after which a rung
-recovers less than half of BatchNorm's speed-up whatever its seeds, so that its verdict is decided
-there. The ends train first, and the horizon is read from their seeds.
+recovers less than half of BatchNorm's speed-up at that rate whatever its seeds, so that its run can
+stop there ("less than half" is a verdict only where the rung's best rate lies inside the grid:
+`inside_grid`). The ends train first, and the horizon is read from their seeds.
 
 The headline number of a rung is the fraction of BatchNorm's speed-up it recovers,
 
@@ -230,7 +231,7 @@ def decided_after(standard: Speed, batchnorm: Speed) -> int:
     """The horizon: the last step at which a rung that reaches the target there could still recover
     HALF of BatchNorm's speed-up in some combination of seeds, max over seeds of
     (1 - HALF) T_standard + HALF T_BN. A rung that has not reached the target by then recovers less
-    than HALF in every combination: its verdict is decided and its run can stop. A seed of either
+    than HALF at that rate in every combination: its run can stop. A seed of either
     end that never reached the target leaves it at the ends' horizon: nothing is decided early."""
     if len(standard.reached) < len(standard.steps) or len(batchnorm.reached) < len(batchnorm.steps):
         return max(standard.horizon, batchnorm.horizon)
@@ -374,16 +375,25 @@ def recovered(standard: Speed, variant: Speed, batchnorm: Speed) -> Recovered:
     return Recovered(float(point), float(low), float(high))
 
 
-def recovers(fraction: Recovered) -> Verdict:
-    """Reproduced ("recovers most") if the whole interval is at least HALF, not reproduced if all
-    of it is below HALF, cannot tell if it straddles HALF or is undefined."""
+def recovers(fraction: Recovered, inside: bool = True) -> Verdict:
+    """Reproduced ("recovers most") if the whole interval is at least HALF; not reproduced ("less
+    than half") if all of it is below HALF and the rung's best rate lies inside the grid (`inside`:
+    at the grid's edge, a rate beyond it might be faster); cannot tell otherwise, or if undefined."""
     if fraction.point is None:
         return Verdict.CANNOT_TELL
     if fraction.low >= HALF:
         return Verdict.REPRODUCED
-    if fraction.high < HALF:
+    if fraction.high < HALF and inside:
         return Verdict.NOT_REPRODUCED
     return Verdict.CANNOT_TELL
+
+
+def inside_grid(step: Rung, scale: str) -> bool:
+    """Whether the rung's best rate lies strictly inside the grid, so that a rate on each side of it
+    was tried and was slower. A rung that reached the target at no rate, or at the grid's edge, might
+    be faster at a rate beyond it: "less than half" is then not decided."""
+    best = ladder(scale).best[step.key]
+    return best is not None and min(RATES) < best < max(RATES)
 
 
 def fraction(step: Rung, scale: str) -> Recovered:
@@ -469,10 +479,10 @@ def curves(keys: tuple[str, ...], scale: str) -> plt.Figure:
 # ----------------------------------------------------------------------------- the claims
 
 
-def verdict(step: Rung, fraction: Recovered) -> Verdict:
+def verdict(step: Rung, fraction: Recovered, inside: bool = True) -> Verdict:
     """A rung's verdict on its source's prediction: `recovers` (most), or its opposite where the
     source predicts less than half."""
-    found = recovers(fraction)
+    found = recovers(fraction, inside)
     if step.most or found == Verdict.CANNOT_TELL:
         return found
     return Verdict.NOT_REPRODUCED if found == Verdict.REPRODUCED else Verdict.REPRODUCED
@@ -492,7 +502,7 @@ def _claim(step: Rung) -> Claim:
             if f.point is None
             else f"{name} recovers {f.text()} of BatchNorm's speed-up."
         )
-        return Finding(text, verdict(step, f), summary)
+        return Finding(text, verdict(step, f, inside_grid(step, scale)), summary)
 
     measure.__name__ = f"recovers_{step.key}"
     most = f"at least {HALF:g}" if step.most else f"below {HALF:g}"
@@ -502,7 +512,9 @@ def _claim(step: Rung) -> Claim:
         step.source,
         f"f = (T_standard - T_variant) / (T_standard - T_BN), steps to {TARGET:.0%} at each network's best rate: "
         f"reproduced if f is {most} in every combination of seeds, not reproduced if it is {least} in every one, "
-        "cannot tell otherwise (or if BN is not faster)",
+        f"where below {HALF:g} counts only if the rung's best rate lies inside the grid "
+        f"({', '.join(f'{r:g}' for r in RATES)}), a slower rate of it on each side (at an edge, or where no rate "
+        "reached the target, a rate beyond the grid might be faster); cannot tell otherwise (or if BN is not faster)",
         measure,
     )
 

@@ -314,7 +314,7 @@ def ladder_answer(scale: str) -> str:
     groups: dict[str, list[str]] = {"most": [], "less": [], "open": []}
     for step in sorted(LADDER.RUNGS, key=lambda s: -(LADDER.fraction(s, scale).point or -9)):
         f = LADDER.fraction(step, scale)
-        found = LADDER.recovers(f)
+        found = LADDER.recovers(f, LADDER.inside_grid(step, scale))
         where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(found, "open")
         groups[where].append(f"{step.label} ({f.text()})")
     parts = []
