@@ -1010,3 +1010,18 @@ def test_every_explanation_names_tests_that_exist():
         assert any(t.weight == ch13.DECISIVE for t in explanation.tests) or explanation.name.startswith("It smooths")
         for test in explanation.tests:
             assert test.key in test.chapter.CLAIMS, (explanation.name, test.key)
+
+
+def test_the_ladders_answer_says_which_rungs_the_grids_edge_leaves_open(monkeypatch):
+    fractions = {
+        "layer": ch12.Recovered(0.9, 0.8, 1.0),  # most, in every combination of seeds
+        "detached": ch12.Recovered(0.1, -np.inf, 0.2),  # less than half, its best rate inside the grid
+        "group": ch12.Recovered(0.1, -np.inf, 0.2),  # less than half at the grid's rates, best at its edge
+        "center": ch12.Recovered(0.5, 0.2, 0.7),  # the seeds straddle one half
+    }
+    monkeypatch.setattr(ch12, "RUNGS", tuple(ch12.rung(key) for key in fractions))
+    monkeypatch.setattr(ch12, "fraction", lambda step, scale: fractions[step.key])
+    monkeypatch.setattr(ch12, "inside_grid", lambda step, scale: step.key == "detached")
+    most, less, edge, seeds = ch13.ladder_answer("cpu").split(". Those recovering ")
+    assert "LayerNorm" in most and "without the gradient" in less and "GroupNorm" in edge and "centering" in seeds
+    assert edge.startswith("less than 0.5 at the grid's rates, undecided because a rate beyond the grid")

@@ -310,18 +310,26 @@ def evidence(explanation: Explanation, scale: str) -> pd.DataFrame:
 
 
 def ladder_answer(scale: str) -> str:
-    """How much of BatchNorm's speed-up each ingredient recovers, grouped by what the seeds decide."""
-    groups: dict[str, list[str]] = {"most": [], "less": [], "open": []}
+    """How much of BatchNorm's speed-up each ingredient recovers, grouped by what the seeds and the
+    grid of rates decide."""
+    groups: dict[str, list[str]] = {"most": [], "less": [], "edge": [], "open": []}
     for step in sorted(LADDER.RUNGS, key=lambda s: -(LADDER.fraction(s, scale).point or -9)):
         f = LADDER.fraction(step, scale)
         found = LADDER.recovers(f, LADDER.inside_grid(step, scale))
-        where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(found, "open")
+        below = LADDER.recovers(f) == Verdict.NOT_REPRODUCED  # below one half at the grid's rates
+        where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(found, "edge" if below else "open")
         groups[where].append(f"{step.label} ({f.text()})")
     parts = []
     if groups["most"]:
         parts.append(f"at least {LADDER.HALF:g} of it in every combination of seeds: " + "; ".join(groups["most"]))
     if groups["less"]:
         parts.append(f"less than {LADDER.HALF:g} in every combination: " + "; ".join(groups["less"]))
+    if groups["edge"]:
+        parts.append(
+            f"less than {LADDER.HALF:g} at the grid's rates, undecided because a rate beyond the grid might be "
+            "faster (none of the grid's rates reached the target, or the best is at its edge): "
+            + "; ".join(groups["edge"])
+        )
     if groups["open"]:
         parts.append("undecided by the seeds: " + "; ".join(groups["open"]))
     return "Of BatchNorm's speed-up, these recover " + ". Those recovering ".join(parts) + "."
