@@ -323,7 +323,7 @@ def build(scale: str | None = None, rebuild_all: bool = False, findings: Path | 
     started = time.perf_counter()
     seconds = pretrain(scale, env)
     # the pages of this build measure each claim once between them (the results page and the bottom
-    # line show claims their chapters measured); the folder goes with the build, so none is stale
+    # line show claims their chapters measured); a folder of the build's own goes with it, so none is stale
     with contextlib.ExitStack() as stack:
         shared = findings or stack.enter_context(tempfile.TemporaryDirectory(prefix="bnlib-findings-"))
         shares = env | {plan.ENV_FINDINGS: str(shared)}

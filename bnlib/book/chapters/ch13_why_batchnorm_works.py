@@ -315,9 +315,9 @@ def ladder_answer(scale: str) -> str:
     groups: dict[str, list[str]] = {"most": [], "less": [], "edge": [], "open": []}
     for step in sorted(LADDER.RUNGS, key=lambda s: -(LADDER.fraction(s, scale).point or -9)):
         f = LADDER.fraction(step, scale)
-        found = LADDER.recovers(f, LADDER.inside_grid(step, scale))
-        below = LADDER.recovers(f) == Verdict.NOT_REPRODUCED  # below one half at the grid's rates
-        where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(found, "edge" if below else "open")
+        where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(LADDER.recovers(f), "open")
+        if where == "less" and not LADDER.inside_grid(step, scale):
+            where = "edge"  # below one half at the grid's rates, but a rate beyond the grid might be faster
         groups[where].append(f"{step.label} ({f.text()})")
     parts = []
     if groups["most"]:
