@@ -282,21 +282,34 @@ def environment(device: torch.device, source: dict[str, Any]) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "processor": _processor(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch ran (AVX2, AVX512, ...)
         "device": devices.describe(device),
+        "trained": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": source,
     }
 
 
+def _processor() -> str:
+    """The CPU's model name (a result is bit-identical only on the same CPU family and torch)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def _git_commit() -> str:
+    """The commit of the bnlib that trains ("+changes" when bnlib's files differ from it; "unknown"
+    outside a git checkout, as an installed package)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
+        commit = git("rev-parse", "--short", "HEAD")
+        return (commit + ("+changes" if git("status", "--porcelain", "--", ".") else "")) if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
