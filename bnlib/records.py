@@ -5,10 +5,16 @@ RunConfig and the data copy's fingerprint. Inside: record.json (config, status, 
 wall time, environment, and a checksum of every other file), metrics.npz, one probe-<name>.npz per
 probe, and model.pt (the final weights; load with torch.load(..., weights_only=True)).
 
+A published record (`bnlib.published`: the book's run store, in the repository) answers for its
+config whenever the cache holds no record of the reader's own; it keeps the weights only of the
+runs whose weights a page loads.
+
 What `load_or_run` guarantees:
 
 * **Only what is missing is computed**: a new run, or the probes a finished run lacks (measuring
-  never changes the training, so the rerun retraces the same path).
+  never changes the training, so the rerun retraces the same path). The reader's own record comes
+  first, then the published one (unless `RunOptions.published` is False), and only then does
+  anything train; a published record is found without decoding any data.
 * **Resume**: while training, the run's whole state is checkpointed now and then into
   checkpoint.pt in the record's folder; a run killed at any moment resumes from there on the next
   request (bit-identical to an uninterrupted run on the CPU).
@@ -35,9 +41,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bnlib import published
 from bnlib.config import RunConfig
 from bnlib.data import known_source, load_cifar10
-from bnlib.errors import CacheError, ConfigError, warn
+from bnlib.errors import BnlibError, CacheError, ConfigError, warn
 from bnlib.models import NumberedNet, build_model
 from bnlib.probes.hook import Probe, probe_key
 from bnlib.storage import (
@@ -74,6 +81,7 @@ class Record:
     path: Path | None = None
     label: str = field(default="")
     trained: bool = False  # True when the call that returned it trained (or resumed) the run
+    origin: str = "cache"  # "published": read from the run store (bnlib.published), not the reader's cache
 
     @property
     def diverged(self) -> bool:
@@ -128,6 +136,11 @@ class Record:
         """The run's final network (from model.pt), on the CPU in training mode."""
         if self.path is None:
             raise ValueError("this record has no folder to load the model from")
+        if not (self.path / published.WEIGHTS).exists():
+            raise BnlibError(
+                f"the published record {self.path} keeps no weights (the store keeps them only for runs a page "
+                "loads); train it into your cache: bnlib.load_or_run(config, options=RunOptions(published=False))"
+            )
         model = build_model_at_seed(self.config)
         model.load_state_dict(torch.load(self.path / "model.pt", weights_only=True))
         return model
@@ -217,12 +230,30 @@ def record_key(config: RunConfig, options: RunOptions | None = None) -> str:
 
 
 def stored_record(config: RunConfig, options: RunOptions | None = None) -> Record | None:
-    """The record of `config` if one is stored, without training or decoding anything."""
+    """The record of `config` if one is stored, without training or decoding anything: the reader's
+    own (in the cache), else the published one (unless `options.published` is False)."""
     options = options or RunOptions()
     fingerprint = data_fingerprint(config, options, decode=False)
-    if fingerprint is None:
-        return None
-    return load_record(runs_dir() / config.digest(SCHEMA_VERSION, fingerprint))
+    own = None if fingerprint is None else load_record(runs_dir() / config.digest(SCHEMA_VERSION, fingerprint))
+    return own or (published_record(config) if options.published else None)
+
+
+def published_record(config: RunConfig) -> Record | None:
+    """The run store's record of `config` (`bnlib.published`), whatever copy of CIFAR-10 the reader
+    has: its environment names the copy it was trained on. None if the store holds none."""
+    for folder in _published_folders(config):
+        record = load_record(folder)
+        if record is not None:
+            record.origin = "published"
+            return record
+    return None
+
+
+def _published_folders(config: RunConfig) -> list[Path]:
+    """Where the run store would keep the record of `config`, one folder per data copy it names."""
+    fingerprints = ["synthetic"] if not config.on_cifar else published.fingerprints()
+    folders = [published.run_folder(config.digest(SCHEMA_VERSION, fingerprint)) for fingerprint in fingerprints]
+    return [folder for folder in folders if folder is not None and (folder / "record.json").exists()]
 
 
 class _Stale(Exception):
@@ -287,14 +318,21 @@ def record_state(config: RunConfig, options: RunOptions | None = None) -> str:
     fingerprint = data_fingerprint(config, options, decode=False)
     path = None if fingerprint is None else runs_dir() / config.digest(SCHEMA_VERSION, fingerprint)
     if path is None or not (path / "record.json").exists():
-        return "not run yet"
+        published_here = _published_folders(config)
+        if not published_here:
+            return "not run yet"
+        return _state(published_here[0], "published (in the run store)", "published, but ")
+    return _state(path, "stored")
+
+
+def _state(path: Path, whole: str, prefix: str = "") -> str:
     try:
         _read_record(path)
     except _Stale:
-        return "written by another version of bnlib; it will be recomputed when it next runs"
+        return f"{prefix}written by another version of bnlib; it will be recomputed when it next runs"
     except Exception as e:
-        return f"damaged ({_reason(e)}); it will be recomputed when it next runs"
-    return "stored"
+        return f"{prefix}damaged ({_reason(e)}); it will be recomputed when it next runs"
+    return whole
 
 
 _META_TYPES = {
@@ -322,8 +360,8 @@ def _check_meta(meta: Any) -> None:
         raise ValueError(f"record.json's status {meta['status']!r} is none of {', '.join(STATUSES)}")
     if not all(isinstance(k, str) and isinstance(v, float | int) for k, v in meta["final"].items()):
         raise ValueError("record.json's final numbers are not all numbers")
-    named = {"metrics.npz", "model.pt", *(f"probe-{k}.npz" for k in meta["probes"])}
-    if set(meta["files"]) != named:
+    named = {"metrics.npz", *(f"probe-{k}.npz" for k in meta["probes"])}  # and the weights, but for a published one
+    if set(meta["files"]) - {published.WEIGHTS} != named:
         raise ValueError(f"record.json names the files {sorted(meta['files'])}, expected {sorted(named)}")
 
 
@@ -424,16 +462,19 @@ def load_or_run(
     probes = check_probes(probes)
     options = options or RunOptions()
     options.check()  # again: an option may have been changed since the options were made
+    # First without the lock or any data: a record is only ever replaced whole, so one that reads
+    # back complete is final, and readers of a stored run (two chapters executing side by side)
+    # never wait on each other. The reader's own record, then the published one (no data needed).
+    # Anything else (missing, damaged, short of a probe) is decided under the lock.
+    fingerprint = data_fingerprint(config, options, decode=False)
+    own = None if fingerprint is None else _read_quietly(runs_dir() / config.digest(SCHEMA_VERSION, fingerprint))
+    for record in (own, published_record(config) if options.published else None):
+        if record is not None and all(probe_key(p) in record.probes for p in probes):
+            record.label = label
+            return record
     check_cache(space_needed([config], options))
     key = record_key(config, options)
     path = runs_dir() / key
-    # First without the lock: a record is only ever replaced whole, so one that reads back complete
-    # is final, and readers of a stored run (two chapters executing side by side) never wait on
-    # each other. Anything else (missing, damaged, short of a probe) is decided under the lock.
-    record = _read_quietly(path)
-    if record is not None and all(probe_key(p) in record.probes for p in probes):
-        record.label = label
-        return record
     with exclusive(runs_dir() / f"{key}.lock", on_wait=_say_waiting):
         record = load_record(path)
         missing = [p for p in probes if record is None or probe_key(p) not in record.probes]

@@ -174,6 +174,30 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+_COLUMNS = "__columns__"
+
+
+def save_frame(path: Path, frame) -> None:
+    """A table (a pandas DataFrame of numbers, booleans and strings) as .npz, its columns in order;
+    text columns as fixed-width unicode arrays, so that no pickle is needed to read it back."""
+    if not all(isinstance(c, str) for c in frame.columns):
+        raise ValueError(f"a stored table's columns must be named by strings, not {list(frame.columns)}")
+    arrays = {_COLUMNS: np.array(list(frame.columns), dtype=str)}
+    for i, column in enumerate(frame.columns):
+        values = frame[column].to_numpy()
+        arrays[f"c{i}"] = values.astype(str) if values.dtype == object else values
+    save_npz(path, arrays)
+
+
+def load_frame(path: Path):
+    """The table `save_frame` wrote."""
+    import pandas as pd
+
+    arrays = load_npz(path)
+    columns = arrays.pop(_COLUMNS).tolist()
+    return pd.DataFrame({name: arrays[f"c{i}"] for i, name in enumerate(columns)})
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

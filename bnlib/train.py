@@ -57,6 +57,9 @@ class RunOptions:
     # CPU threads for this run (None: torch's current setting). A run is bit-identical on the CPU only
     # to runs with the same thread count (the order of its float sums depends on it); it is recorded.
     threads: int | None = None
+    # Whether a published record (bnlib.published: the book's run store) answers when the cache holds
+    # none of the reader's own; False trains the run on this machine and data copy, into the cache.
+    published: bool = True
 
     def __post_init__(self) -> None:
         self.check()
@@ -74,6 +77,8 @@ class RunOptions:
             raise ConfigError(
                 f"threads must be at least 1, not {self.threads}; use e.g. 1, or None for torch's setting"
             )
+        if not isinstance(self.published, bool):
+            raise ConfigError(f"published must be True or False, not {self.published!r}")
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ConfigError(f"progress must be True, False or None, not {self.progress!r}")
         if self.data is not None and not isinstance(self.data, str | os.PathLike):
@@ -285,6 +290,7 @@ def environment(device: torch.device, source: dict[str, Any]) -> dict[str, Any]:
         "processor": _processor(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch ran (AVX2, AVX512, ...)
         "device": devices.describe(device),
+        "threads": torch.get_num_threads(),  # a CPU run is bit-identical only on as many threads
         "trained": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "data": source,
     }

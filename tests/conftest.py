@@ -45,9 +45,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty cache, no data location and no progress bars."""
+    """Every test gets its own empty cache, an empty run store (not the checkout's published one),
+    no data location and no progress bars."""
     cache = tmp_path_factory.mktemp("cache") / "bnlib"
     monkeypatch.setenv("BNLIB_CACHE", str(cache))
+    monkeypatch.setenv("BNLIB_STORE", str(tmp_path_factory.mktemp("store")))
+    monkeypatch.delenv("BNLIB_STORE_URL", raising=False)
     monkeypatch.delenv("BNLIB_DATA", raising=False)
     monkeypatch.delenv("BNLIB_SCALE", raising=False)
     monkeypatch.setenv("BNLIB_PROGRESS", "0")
@@ -166,6 +169,7 @@ def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
         "BNLIB_DATA": str(data),
         "BNLIB_CACHE": str(session / "book-runs"),
+        "BNLIB_STORE": str(session / "book-store"),  # empty: the smoke book trains its runs
         "BNLIB_SCALE": "smoke",
         # one folder of findings for both, as the pages of one build share theirs (bnlib.book.claims):
         # ipywidgets changes how a page shows its claims, not what they measure

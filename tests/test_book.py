@@ -95,9 +95,10 @@ def test_apply_template_repairs_a_chapter(tmp_path, monkeypatch):
     assert template.template_problems(chapter) == []
     cells = nbformat.read(chapter, as_version=4).cells
     assert cells[1].source == "Does it help?"  # the opening, before the set-up cells
-    assert [c.source for c in cells][-1] == "1 + 1" and cells[-1].outputs == []
+    assert [c.source for c in cells][-2] == "1 + 1" and cells[-2].outputs == []
+    assert cells[-1].source == template.EVIDENCE_CELL  # every page ends saying where its evidence came from
     template.apply_template(chapter)  # idempotent
-    assert len(nbformat.read(chapter, as_version=4).cells) == 6  # title, opening, set-up, parameters, start, cell
+    assert len(nbformat.read(chapter, as_version=4).cells) == 7  # title, opening, 3 head cells, cell, evidence
 
 
 def test_the_repository_address_is_defined_once():
@@ -123,6 +124,7 @@ def smoke_site(book_env: dict[str, str]) -> Path:
     cache) and return its html folder."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BNLIB_CACHE", book_env["BNLIB_CACHE"])
+        env.setenv("BNLIB_STORE", book_env["BNLIB_STORE"])
         # relative to the directory the build is started from, as a reader would write it
         env.setenv("BNLIB_DATA", os.path.relpath(book_env["BNLIB_DATA"]))
         shutil.rmtree(ROOT / "book" / "_build" / "smoke", ignore_errors=True)

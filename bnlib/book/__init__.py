@@ -7,14 +7,16 @@
 | `claims` | what a claim is (`Claim`, `Finding`, `Verdict`) and how a chapter shows its claims |
 | `measures` | measurements several chapters share: final numbers over seeds, steps to an accuracy |
 | `plotting`, `widgets`, `html` | the book's figures, its widgets (ipywidgets 7 and 8), its tables |
-| `template` | each chapter's first cells, and what its set-up and start cells do (`setup`, `start`) |
-| `build`, `__main__` | `python -m bnlib.book`: train the runs, execute the chapters, render the HTML |
+| `template` | each chapter's first and last cells, and what they do (`setup`, `start`, `evidence`) |
+| `provenance` | where a page's evidence came from, from its records: store or cache, commit, machine, data |
+| `store` | the book's run store: train what the book reads, publish it, verify it by retraining |
+| `build`, `__main__` | `python -m bnlib.book`: render the published runs; train, publish, verify them |
 | `project` | the repository address and tag |
 
 The reproduction library (`bnlib` outside this folder) never imports it.
 """
 
-from bnlib.book.template import setup, start
+from bnlib.book.template import evidence, setup, start
 from bnlib.experiments import default_scale
 
-__all__ = ["default_scale", "setup", "start"]
+__all__ = ["default_scale", "evidence", "setup", "start"]

@@ -1,4 +1,10 @@
-"""`python -m bnlib.book`: build the book's HTML at a scale, or re-apply the chapter template.
+"""`python -m bnlib.book`: build the book's HTML from its run store, or train, publish and verify
+the store's runs, or re-apply the chapter template.
+
+    python -m bnlib.book [--scale cpu]             # render the book (the published runs: no data needed)
+    python -m bnlib.book train [--chapter 07]      # train what the book reads into your cache
+    python -m bnlib.book publish [--chapter 07]    # your cache's records into the repository's store/
+    python -m bnlib.book verify [--run NAME] [--chapter 07] [--sample 3] [--steps 100]
 
 Bad input ends with one line on stderr and a non-zero exit status.
 """
@@ -11,25 +17,77 @@ from bnlib.errors import BnlibError, report
 from bnlib.experiments import SCALES
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bnlib.book", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, help="default: $BNLIB_SCALE, else cpu")
     parser.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")
     parser.add_argument(
+        "--no-training",
+        action="store_true",
+        help="fail, naming them, if runs the book reads are in neither the store nor your cache (default: train them)",
+    )
+    parser.add_argument(
         "--apply-template", action="store_true", help="only rewrite each chapter's first cells and strip outputs"
     )
-    args = parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", metavar="{train,publish,verify}")
+    chapter_help = "a chapter by number (07) or notebook; several allowed (default: the whole book)"
+    train = commands.add_parser("train", help="train what the book (or a chapter) reads into your cache")
+    train.add_argument("--chapter", action="append", help=chapter_help)
+    train.add_argument("--workers", type=int, help="runs side by side (default: this machine's cores)")
+    publish = commands.add_parser("publish", help="copy your cache's records of what the book reads into store/")
+    publish.add_argument("--chapter", action="append", help=chapter_help)
+    verify = commands.add_parser("verify", help="retrain published runs and compare them with their records")
+    verify.add_argument("--chapter", action="append", help=chapter_help)
+    verify.add_argument("--run", action="append", default=[], help="a run by the start of its name; several allowed")
+    verify.add_argument("--sample", type=int, help="this many runs drawn at random")
+    verify.add_argument("--seed", type=int, default=0, help="the draw of --sample")
+    verify.add_argument("--steps", type=int, help="retrain only the first steps (default: the whole run)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     from bnlib.book import build, template
+    from bnlib.experiments import check_scale, default_scale
 
     try:
-        if args.apply_template:
+        scale = check_scale(args.scale) if args.scale else default_scale()
+        if args.command is None and args.apply_template:
             for notebook in template.pages():
                 template.apply_template(notebook)
             return 0
-        build.build(args.scale, rebuild_all=args.all)
-        return 0
+        if args.command is None:
+            build.build(scale, rebuild_all=args.all, training=not args.no_training)
+            return 0
+        return _store_command(args, scale)
     except BnlibError as e:
         return report(e)
+
+
+def _store_command(args: argparse.Namespace, scale: str) -> int:
+    from bnlib.book import store
+    from bnlib.errors import ConfigError
+
+    chapters = store.chapters_named(args.chapter)
+    if args.command == "train":
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+        store.train_book(scale, chapters, args.workers)
+    elif args.command == "publish":
+        done = store.publish(scale, chapters)
+        files, size = store.store_size(done.store)
+        print(f"published {done.runs} new runs and {done.tables} new tables into {done.store}")
+        print(f"the store: {files} files, {size / 2**20:.1f} MB on disk")
+        if done.missing:
+            print(f"{len(done.missing)} runs the book reads are not in your cache yet, e.g. {done.missing[0]}")
+    else:
+        for name, value in (("--sample", args.sample), ("--steps", args.steps)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, not {value}")
+        comparisons = store.verify(scale, chapters, args.run, args.sample, args.steps, args.seed)
+        print(store.report(comparisons))
+        return 1 if any(c.outcome == "differs" for c in comparisons) else 0
+    return 0
 
 
 if __name__ == "__main__":

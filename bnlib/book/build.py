@@ -2,6 +2,11 @@
 
     python -m bnlib.book [--scale cpu]      # build the HTML; prints where it is
 
+The chapters read their runs from the reader's cache, else from the book's published run store
+(`bnlib.published`, `store/` in the repository), so with every run published the build trains
+nothing and needs no data set. Runs found in neither are trained first, after saying which and how
+long they will take (`--no-training` fails instead, naming them).
+
 The build executes the notebooks in notebooks/ (committed without outputs) at the chosen scale,
 with a per-scale execution cache so a chapter is not run again while neither its cells nor bnlib's
 source changed, a hang detector (a cell with no output and no CPU for minutes fails; a long cell
@@ -266,12 +271,14 @@ def execute_pages(
     return any(results)
 
 
-def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
-    """Train every run the book reads, with the union of the probes its chapters read, as sweeps
-    across this machine's cores (`bnlib.sweep`: one thread per run), so that the chapters only load
-    them. Some chapters read more seeds where seed 0 reached its target, so the sweeps run in rounds
-    until nothing the chapters read is missing. Returns the seconds each round took. Without Ray the
-    sweeps run one config after another."""
+def pretrain(scale: str, env: dict[str, str], training: bool = True) -> dict[str, float]:
+    """Train every run the book reads that is in neither the reader's cache nor the published store,
+    with the union of the probes its chapters read, as sweeps across this machine's cores
+    (`bnlib.sweep`: one thread per run), so that the chapters only load them; each round's runs and
+    their time on this machine are announced first. Some chapters read more seeds where seed 0
+    reached its target, so the sweeps run in rounds until nothing the chapters read is missing.
+    Returns the seconds each round took. Without Ray the sweeps run one config after another.
+    With `training` False, a missing run is an error that names it."""
     from bnlib.sweeps import ray_closed_after, sweep
 
     saved = {name: os.environ.get(name) for name in env}
@@ -280,6 +287,12 @@ def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
     try:
         with ray_closed_after():
             while todo := [job for job in plan.jobs(scale) if plan.untrained(job)]:
+                if not training:
+                    raise BnlibError(
+                        f"{len(todo)} runs the book reads are in neither the published store nor your cache "
+                        f"(e.g. {todo[0].name}); train them with `python -m bnlib.book train` and publish them"
+                    )
+                print(plan.announce(scale, todo, workers=min(os.cpu_count() or 1, len(todo)), who="The build"))
                 started = time.perf_counter()
                 sweep(todo).raise_if_failed("the book's runs")
                 seconds[f"training round {len(seconds) + 1} ({len(todo)} runs)"] = time.perf_counter() - started
@@ -293,10 +306,13 @@ def pretrain(scale: str, env: dict[str, str]) -> dict[str, float]:
     return seconds
 
 
-def build(scale: str | None = None, rebuild_all: bool = False, findings: Path | None = None) -> Path:
+def build(
+    scale: str | None = None, rebuild_all: bool = False, findings: Path | None = None, training: bool = True
+) -> Path:
     """Build the HTML book at `scale`; returns the path of its index.html. The pages share what they
     measure through `findings` (a folder of this build's own, deleted after, if None; the tests
-    give one they share with pages they execute beside the build, from the same runs)."""
+    give one they share with pages they execute beside the build, from the same runs). `training`
+    False: fail, naming them, if runs are in neither the store nor the cache (`pretrain`)."""
     import yaml
 
     scale = check_scale(scale) if scale else default_scale()
@@ -321,7 +337,7 @@ def build(scale: str | None = None, rebuild_all: bool = False, findings: Path | 
         if env.get(name):
             env[name] = str(Path(env[name]).expanduser().absolute())
     started = time.perf_counter()
-    seconds = pretrain(scale, env)
+    seconds = pretrain(scale, env, training)
     # the pages of this build measure each claim once between them (the results page and the bottom
     # line show claims their chapters measured); a folder of the build's own goes with it, so none is stale
     with contextlib.ExitStack() as stack:

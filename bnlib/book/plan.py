@@ -23,21 +23,28 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import pandas as pd
 import torch
 
+from bnlib import published
 from bnlib.config import RunConfig
-from bnlib.errors import ConfigError
+from bnlib.errors import ConfigError, warn
 from bnlib.experiments import Experiment, check_scale
 from bnlib.probes import ActivationProbe, HessianProbe, ICSProbe, LandscapeProbe
 from bnlib.probes.hook import Probe, probe_key
 from bnlib.probes.landscape import DLN_EXTENDED_ETAS, VGG_EXTENDED_ETAS
 from bnlib.probes.theory import BNScaleProbe
 from bnlib.probes.weights import WeightNormProbe
-from bnlib.records import Record, load_or_run, stored_record
+from bnlib.records import SCHEMA_VERSION, Record, data_fingerprint, load_or_run, stored_record
+from bnlib.storage import cache_dir, load_frame, save_frame
 from bnlib.sweeps import Job
+from bnlib.train import RunOptions
 
 ENV_BOOK = "BNLIB_BOOK"  # "all": the book build, every run with every probe any chapter reads
 # Set by the book build for the pages it executes, never by hand: a fresh folder for that one build,
@@ -48,12 +55,14 @@ ENV_FINDINGS = "BNLIB_BOOK_FINDINGS"
 @dataclass(frozen=True)
 class Read:
     """One experiment a chapter reads: the seeds it reads, and the probes those seeds' records must
-    carry (probe kinds of `PROBE_KINDS`, or probes). `optional` runs train only when asked for."""
+    carry (probe kinds of `PROBE_KINDS`, or probes). `optional` runs train only when asked for;
+    `weights`: the page loads the run's final weights, so the published store keeps them."""
 
     run: Experiment
     seeds: tuple[int, ...] = (0,)
     probes: tuple[str | Probe, ...] = ()
     optional: bool = False
+    weights: bool = False
 
 
 # ----------------------------------------------------------------------------- the session
@@ -232,6 +241,73 @@ def get(run: Experiment, scale: str, seed: int = 0) -> Record:
     return record
 
 
+# ----------------------------------------------------------------------------- tables computed from data
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A table a page computed from data beyond its runs, and where it came from."""
+
+    name: str
+    config: RunConfig
+    origin: str  # "published" (the run store), "cache" (the reader's own), or "computed" (just now)
+    path: Path
+
+
+_measured: dict[Path, Measured] = {}  # what this process's pages read, for their evidence
+
+
+Table = Callable[[], pd.DataFrame]
+
+
+def measured(name: str, config: RunConfig, scale: str, compute: Table, **params: Any) -> pd.DataFrame:
+    """A table a page computes from data beyond its runs (a network at initialisation on its run's
+    first batch, say), kept like a run: the reader's own (in the cache), else the published one (the
+    run store, so that the page needs no data set), else computed by `compute` now, which needs the
+    data, and kept in the cache. `name` and `params` say what is computed from `config`'s data; the
+    copy of the data is part of the key, as for runs."""
+    fingerprint = data_fingerprint(config, RunOptions(), decode=False)
+    if fingerprint is not None:
+        own = cache_dir() / "measurements" / scale / f"{_measurement_key(name, config, fingerprint, params)}.npz"
+        frame = _read_table(own)
+        if frame is not None:
+            return _note(name, config, "cache", own, frame)
+    for fingerprint in ["synthetic"] if not config.on_cifar else published.fingerprints():
+        path = published.measurement_file(_measurement_key(name, config, fingerprint, params))
+        frame = None if path is None else _read_table(path)
+        if frame is not None:
+            return _note(name, config, "published", path, frame)
+    frame = compute()
+    fingerprint = data_fingerprint(config, RunOptions())  # decoded by `compute`
+    own = cache_dir() / "measurements" / scale / f"{_measurement_key(name, config, fingerprint, params)}.npz"
+    save_frame(own, frame)
+    return _note(name, config, "computed", own, frame)
+
+
+def _measurement_key(name: str, config: RunConfig, fingerprint: str, params: dict[str, Any]) -> str:
+    return config.digest(SCHEMA_VERSION, fingerprint, "measurement", name, params)
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return load_frame(path)
+    except Exception as e:
+        warn(f"the stored table {path} is damaged ({type(e).__name__}); it will be computed again")
+        return None
+
+
+def _note(name: str, config: RunConfig, origin: str, path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    _measured[path] = Measured(name, config, origin, path)
+    return frame
+
+
+def measurements_read() -> list[Measured]:
+    """The tables this process's pages computed from data beyond their runs, in the order read."""
+    return list(_measured.values())
+
+
 def stored(run: Experiment, scale: str, seed: int = 0) -> Record | None:
     """A run's record if it is stored (never trains): for optional runs."""
     return stored_record(config(run, scale, seed))
@@ -294,10 +370,19 @@ def jobs(scale: str, chapters: tuple[ModuleType, ...] | None = None) -> list[Job
     return sorted(todo.values(), key=_cost, reverse=True)
 
 
-def untrained(job: Job) -> bool:
-    """Whether a job's record is missing, or lacks one of its probes."""
-    record = stored_record(job.config)
+def untrained(job: Job, published: bool = True) -> bool:
+    """Whether a job's record is missing, or lacks one of its probes (`published`: a published
+    record counts; False: only the reader's own, in the cache)."""
+    record = stored_record(job.config, RunOptions(published=published))
     return record is None or any(probe_key(p) not in record.probes for p in job.probes)
+
+
+def with_weights(scale: str) -> set[RunConfig]:
+    """The configs whose final weights a page loads (`Read.weights`): the store keeps theirs."""
+    from bnlib.book.chapters import CHAPTERS
+
+    reads = [read for chapter in CHAPTERS for read in chapter.reads(scale) if read.weights]
+    return {read.run.config(scale, seed) for read in reads for seed in read.seeds}
 
 
 def missing(scale: str) -> list[Job]:
@@ -337,13 +422,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def announce(scale: str) -> str:
-    """What this chapter will train (runs, steps, probes), and at the paper scale how long it will
-    take on this device, measured from a short timing of each kind of run. '' if nothing is missing."""
-    todo = missing(scale)
+def announce(scale: str, todo: list[Job] | None = None, workers: int = 1, who: str = "This chapter") -> str:
+    """What will train (`todo`, by default what this session's chapter lacks): the runs, their steps
+    and probes, and, except at the smoke scale, how long they will take on this device, measured
+    from a short timing of each kind of run, on `workers` runs side by side. '' if nothing will."""
+    todo = missing(scale) if todo is None else todo
     if not todo:
         return ""
-    lines = [f"This chapter will train {len(todo)} run{'s' if len(todo) > 1 else ''} at the {scale} scale:"]
+    lines = [f"{who} will train {len(todo)} run{'s' if len(todo) > 1 else ''} at the {scale} scale:"]
     total = 0.0
     timed: dict[tuple, float] = {}
     for job in todo:
@@ -351,17 +437,23 @@ def announce(scale: str) -> str:
         kinds = ", ".join(sorted({probe_key(p).split("-")[0] for p in job.probes})) or "no probes"
         stops = cfg.target_acc is not None or cfg.target_loss is not None  # it ends at its target, if sooner
         line = f"  {job.name}: {'up to ' if stops else ''}{cfg.steps:,} steps, {kinds}"
-        if scale == "paper":
+        if scale != "smoke":
             key = (cfg.replace(seed=0), tuple(map(probe_key, job.probes)))
             if key not in timed:
                 timed[key] = step_seconds(cfg, list(job.probes))
             total += timed[key] * cfg.steps
-            line += f", {'at most' if stops else 'about'} {timed[key] * cfg.steps / 60:.0f} min"
+            line += f", {'at most' if stops else 'about'} {_minutes(timed[key] * cfg.steps)}"
         lines.append(line)
-    if scale == "paper":
+    if scale != "smoke":
+        side = f", {workers} runs side by side" if workers > 1 else ""
         lines.append(
-            f"Estimated total on this device: at most {total / 60:.0f} minutes (from a short timing of each; "
-            "runs that stop at their target take less)."
+            f"Estimated total on this device: at most {_minutes(total / workers)}{side} (from a short timing of "
+            "each kind of run; runs that stop at their target take less)."
         )
+    if who == "This chapter":
         lines.append("For fewer seeds or steps set `seeds` or `steps` in the parameters cell and run it again.")
     return "\n".join(lines)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"

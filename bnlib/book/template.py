@@ -1,6 +1,6 @@
 """Every chapter's first cells (title with its Colab link, the page's opening, then set-up,
-parameters and start), the check that a chapter follows them, and what the set-up and start cells
-do when they run.
+parameters and start) and its last (where its evidence came from), the check that a chapter follows
+them, and what those cells do when they run.
 
 `python -m bnlib.book --apply-template` rewrites the first cells of every chapter from here, so
 the install line and the repository address (`bnlib.book.project`) live in one place.
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from bnlib.book.project import colab_url, install_line
+from bnlib.book.project import colab_url, install_line, store_url
 from bnlib.device import describe, pick_device
 from bnlib.errors import BnlibError
-from bnlib.storage import ENV_CACHE
+from bnlib.published import ENV_STORE, ENV_STORE_URL
+from bnlib.storage import ENV_CACHE, cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -40,6 +41,9 @@ START_CELL = "bnlib.book.start(scale, seeds, steps)  # what this page will train
 # the static pages they fold behind a toggle; in the notebook and on Colab they are there to run.
 HIDDEN = "hide-cell"
 HEAD_IDS = ("setup", "parameters", "start")
+# Every page's last cell: where its evidence came from (the published store or the reader's cache)
+EVIDENCE_CELL = "bnlib.book.evidence(scale)  # where this page's runs came from, and every record by name"
+EVIDENCE_ID = "evidence"
 
 
 def setup_cell(chapter: str | None) -> str:
@@ -80,6 +84,10 @@ def setup(chapter: str | None = None, keep_on_drive: bool = False) -> None:
         print(f"Runs are kept on your Google Drive, in {DRIVE_CACHE}.")
     elif keep_on_drive:
         print("KEEP_ON_DRIVE applies on Colab only; here runs are kept in $BNLIB_CACHE (default ~/.cache/bnlib).")
+    if on_colab and not os.environ.get(ENV_STORE):
+        # the book's published runs, fetched from the repository as the page reads them (no training)
+        os.environ[ENV_STORE] = str(cache_dir() / "store")
+        os.environ.setdefault(ENV_STORE_URL, store_url())
     device = pick_device()
     print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}")
 
@@ -97,6 +105,13 @@ def start(scale: str, seeds: int | None = None, steps: int | None = None) -> Non
     print(note)
     plan_text = plan.announce(scale)
     print(plan_text or "Every run this page reads is already trained: it only loads them.")
+
+
+def evidence(scale: str):
+    """A page's last cell: where the runs it read came from (`bnlib.book.evidence`)."""
+    from bnlib.book import provenance
+
+    return provenance.show(scale)
 
 
 def badge(notebook: Path) -> str:
@@ -136,6 +151,8 @@ def template_problems(notebook: Path) -> list[str]:
         problems.append(f"{notebook.name}: the parameters cell must be tagged 'parameters' (papermill)")
     if any(HIDDEN not in cell["metadata"].get("tags", []) for cell in head):
         problems.append(f"{notebook.name}: the set-up, parameters and start cells must be tagged {HIDDEN!r}")
+    if cells[-1]["cell_type"] != "code" or "".join(cells[-1]["source"]) != EVIDENCE_CELL:
+        problems.append(f"{notebook.name}: the last cell must say where the page's evidence came from (the template's)")
     for cell in cells:
         if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"{notebook.name}: committed with outputs; strip them")
@@ -153,7 +170,7 @@ def apply_template(notebook: Path) -> None:
     title = cells[0].source.split("\n", 1)[0] if cells and cells[0].cell_type == "markdown" else ""
     if not title.startswith("# "):
         raise BnlibError(f"{notebook}: the first cell must start with a '# Title' line")
-    rest = [cell for cell in cells[1:] if cell.get("id") not in HEAD_IDS]
+    rest = [cell for cell in cells[1:] if cell.get("id") not in (*HEAD_IDS, EVIDENCE_ID)]
     if not rest or rest[0].cell_type != "markdown":
         raise BnlibError(f"{notebook}: the title must be followed by the page's opening, a markdown cell")
     head = [
@@ -166,6 +183,6 @@ def apply_template(notebook: Path) -> None:
     for cell in rest:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    nb.cells = head + rest
+    nb.cells = [*head, *rest, nbformat.v4.new_code_cell(EVIDENCE_CELL, id=EVIDENCE_ID)]
     nbformat.validator.normalize(nb)  # gives any cell without an id one
     nbformat.write(nb, notebook)

@@ -40,7 +40,8 @@ DLN_BN = Experiment("dln", "batch", 1e-6)  # Fig. 9's network, which the paper c
 
 
 def reads(scale: str) -> list[Read]:
-    return [Read(BN, (0,), ("bn-scale",)), Read(DLN_BN, (0,), ("bn-scale",))]
+    # the trained network's weights: Theorems 4.1 and 4.2 on it (`theorem_4_1_trained`, `hypotheses`)
+    return [Read(BN, (0,), ("bn-scale",), weights=True), Read(DLN_BN, (0,), ("bn-scale",))]
 
 
 def random_instances(
@@ -299,9 +300,22 @@ def scale_invariance(factors: Sequence[float], seed: int = 0) -> pd.DataFrame:
 
 @functools.cache
 def hypotheses(scale: str) -> pd.DataFrame:
-    """Theorem 4.2's hypotheses on the initial and trained VGG with BN at lr 0.1 (computed once per
-    process: about half a minute at the cpu scale)."""
-    return hypotheses_start_and_end(plan.get(BN, scale))
+    """Theorem 4.2's hypotheses on the initial and trained VGG with BN at lr 0.1 (computed once and
+    kept with the runs, `plan.measured`: about half a minute at the cpu scale, and it reads the data)."""
+    config = plan.config(BN, scale)
+    return plan.measured("theorem-4.2-hypotheses", config, scale, lambda: hypotheses_start_and_end(plan.get(BN, scale)))
+
+
+def theorem_4_1_trained(scale: str) -> pd.DataFrame:
+    """Theorem 4.1 on every unit of the trained VGG with BN at lr 0.1, on its run's first batch
+    (kept with the runs, `plan.measured`: it reads the data and the run's weights)."""
+
+    def compute() -> pd.DataFrame:
+        record = plan.get(BN, scale)
+        x, y, loss_fn = first_batch(record.config)
+        return theorem_4_1_on_network(record.model(), x, y, loss_fn)
+
+    return plan.measured("theorem-4.1-trained", plan.config(BN, scale), scale, compute)
 
 
 # ----------------------------------------------------------------------------- the claims

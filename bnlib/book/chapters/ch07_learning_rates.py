@@ -26,6 +26,7 @@ from bnlib.book import plan, plotting
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import TARGET, Speed, fast, speeds
 from bnlib.book.plan import Read
+from bnlib.config import RunConfig
 from bnlib.experiments import Experiment
 from bnlib.probes.signal import one_step_spread
 from bnlib.records import Record, load_or_run
@@ -163,16 +164,21 @@ def one_step(scale: str, rates: tuple[float, ...]) -> pd.DataFrame:
     layer's output, before any normalization) on a fresh batch after one SGD step at each rate,
     relative to before, from the initial weights of each seed, and the share of the layer's units
     whose activation the step left at zero for every example of that batch (dead)."""
-    rows = []
+    frames = []
     for norm in NETWORKS:
         for seed in plan.limit(SEEDS):
             config = Experiment("vgg", norm, 0.1).config(scale, seed)
-            batches, loss_fn = first_batches(config, 2)
-            model = initial_model(config)
-            for lr in rates:
-                spread = one_step_spread(model, batches[0], batches[1][0], loss_fn, lr, site="norm_in")
-                rows.append(spread.assign(network=plotting.label(norm), norm=norm, seed=seed, lr=lr))
-    return pd.concat(rows, ignore_index=True)
+            table = plan.measured("one-step-spread", config, scale, lambda c=config: _one_step(c, rates), rates=rates)
+            frames.append(table.assign(network=plotting.label(norm), norm=norm, seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _one_step(config: RunConfig, rates: tuple[float, ...]) -> pd.DataFrame:
+    """`one_step_spread` from a config's initial weights at each rate, on its run's first two batches."""
+    batches, loss_fn = first_batches(config, 2)
+    model = initial_model(config)
+    rows = [one_step_spread(model, batches[0], batches[1][0], loss_fn, lr, site="norm_in") for lr in rates]
+    return pd.concat([row.assign(lr=lr) for row, lr in zip(rows, rates, strict=True)], ignore_index=True)
 
 
 def one_step_figure(frame: pd.DataFrame) -> plt.Figure:

@@ -71,16 +71,21 @@ def vgg_config(network: str, depth: int, scale: str) -> RunConfig:
     return plan.config(BN.but(norm=norm, vgg_depth=depth, init=init), scale)
 
 
-def at_init(config: RunConfig) -> pd.DataFrame:
-    """`signal_propagation` of a config's network at initialisation, on the run's first batch."""
-    [(x, y)], loss_fn = first_batches(config, 1)
-    return signal_propagation(initial_model(config), x, y, loss_fn)
+def at_init(config: RunConfig, scale: str) -> pd.DataFrame:
+    """`signal_propagation` of a config's network at initialisation, on the run's first batch (kept
+    with the runs, `plan.measured`: it reads the data)."""
+
+    def compute() -> pd.DataFrame:
+        [(x, y)], loss_fn = first_batches(config, 1)
+        return signal_propagation(initial_model(config), x, y, loss_fn)
+
+    return plan.measured("signal-propagation", config, scale, compute)
 
 
 def signal_table(scale: str) -> pd.DataFrame:
     """Per family (MLP, VGG), depth, network and layer: `signal_propagation` at initialisation."""
     mlps = [mlp_at_depth(scale, depth) for depth in MLP_DEPTHS[check_scale(scale)]]
-    vggs = [_every("VGG", depth, lambda net, d=depth: vgg_config(net, d, scale)) for depth in VGG_DEPTHS]
+    vggs = [_every("VGG", depth, scale, lambda net, d=depth: vgg_config(net, d, scale)) for depth in VGG_DEPTHS]
     return pd.concat(mlps + vggs, ignore_index=True)
 
 
@@ -91,15 +96,15 @@ def mlp_at_depth(scale: str, depth: int, width: int | None = None) -> pd.DataFra
         cfg = plan.config(mlp_run(network, depth), scale)
         return cfg.replace(mlp_width=width) if width else cfg
 
-    return _every("MLP", depth, config)
+    return _every("MLP", depth, scale, config)
 
 
-def _every(family: str, depth: int, config) -> pd.DataFrame:
+def _every(family: str, depth: int, scale: str, config) -> pd.DataFrame:
     frames = []
     for network in NETWORKS:
         cfg = config(network)
         width = cfg.mlp_width if family == "MLP" else None
-        frames.append(at_init(cfg).assign(family=family, depth=depth, network=network, width=width))
+        frames.append(at_init(cfg, scale).assign(family=family, depth=depth, network=network, width=width))
     frame = pd.concat(frames, ignore_index=True)
     return frame.assign(**{"mean^2 / variance": frame["channel mean^2"] / frame["channel variance"]})
 

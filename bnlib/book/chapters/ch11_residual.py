@@ -25,6 +25,7 @@ from bnlib.book import plan
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import TARGET, Speed, comparable, fast, fastest, speeds
 from bnlib.book.plan import Read
+from bnlib.config import RunConfig
 from bnlib.experiments import Experiment, check_scale
 from bnlib.probes.signal import residual_variances
 from bnlib.records import Record
@@ -74,9 +75,15 @@ def init_table(scale: str) -> pd.DataFrame:
     frames = []
     for variant in VARIANTS:
         cfg = plan.config(run(variant, BATCHES[check_scale(scale)][0], 0.1, INIT_DEPTH[scale]), scale)
-        [(x, _)], _ = first_batches(cfg, 1)
-        frames.append(residual_variances(initial_model(cfg), x).assign(variant=variant))
+        table = plan.measured("residual-variances", cfg, scale, lambda cfg=cfg: _residual_variances(cfg))
+        frames.append(table.assign(variant=variant))
     return pd.concat(frames, ignore_index=True)
+
+
+def _residual_variances(config: RunConfig) -> pd.DataFrame:
+    """`residual_variances` of a config's network at initialisation, on its run's first batch."""
+    [(x, _)], _ = first_batches(config, 1)
+    return residual_variances(initial_model(config), x)
 
 
 def init_summary(frame: pd.DataFrame) -> pd.DataFrame:

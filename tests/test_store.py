@@ -1,0 +1,267 @@
+"""The published run store (bnlib.published, bnlib.book.store): records published once and read
+back without data through every entry point (load_or_run, the CLI, a chapter's plan), never
+replaced, fetched over HTTP as Colab does, verified by retraining, and the book's evidence per page."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bnlib
+from bnlib import published
+from bnlib.book import plan, provenance
+from bnlib.book import store as book_store
+from bnlib.errors import BnlibError
+from bnlib.probes import ActivationProbe
+from bnlib.records import load_or_run, record_state, stored_record
+from bnlib.sweeps import Job
+from bnlib.train import RunOptions
+from tests.conftest import run_cli
+
+VGG = bnlib.experiment("vgg-bn-lr0.1", scale="smoke")
+DLN = bnlib.experiment("dln-bn-lr1e-6", scale="smoke")
+PROBES = [ActivationProbe((2, 3), every=3)]
+
+
+def _arrays_equal(a: bnlib.Record, b: bnlib.Record) -> None:
+    assert a.config == b.config and a.status == b.status and a.final == b.final
+    for name in a.metrics:
+        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+    assert a.probes.keys() == b.probes.keys()
+    for key in a.probes:
+        for name in a.probes[key]:
+            np.testing.assert_array_equal(a.probes[key][name], b.probes[key][name])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, bnlib.Record, bnlib.Record]:
+    """The smoke VGG (with a probe) and DLN trained once for this module on fake data, and published
+    into a store: (data, store, vgg, dln)."""
+    from tests.conftest import fake_cifar, write_image_tar
+
+    root = tmp_path_factory.mktemp("published")
+    data = write_image_tar(root / "cifar.tar.gz", fake_cifar())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BNLIB_CACHE", str(root / "cache"))
+        env.setenv("BNLIB_DATA", str(data))
+        env.setenv("BNLIB_STORE", str(root / "no-store"))
+        vgg, dln = load_or_run(VGG, PROBES), load_or_run(DLN)
+        for record in (vgg, dln):
+            assert published.publish_run(record.path, record.path.name, False, root / "store")
+        published.add_data_copy(vgg.environment["data"], root / "store")
+    return data, root / "store", vgg, dln
+
+
+@pytest.fixture
+def published_store(trained, tmp_path, monkeypatch) -> tuple[Path, bnlib.Record, bnlib.Record]:
+    """A copy of the module's store, a fresh cache and no data set: (store, vgg, dln)."""
+    _, original, vgg, dln = trained
+    store = tmp_path / "store"
+    shutil.copytree(original, store)
+    monkeypatch.setenv("BNLIB_STORE", str(store))
+    monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
+    monkeypatch.delenv("BNLIB_DATA", raising=False)
+    return store, vgg, dln
+
+
+@pytest.fixture
+def module_data(trained, monkeypatch) -> Path:
+    """The module's fake data set, as BNLIB_DATA."""
+    monkeypatch.setenv("BNLIB_DATA", str(trained[0]))
+    return trained[0]
+
+
+def test_a_published_record_reads_back_whole_without_data(published_store, tmp_path):
+    store, vgg, dln = published_store
+    for original, probes in ((vgg, PROBES), (dln, [])):
+        again = load_or_run(original.config, probes)
+        assert again.origin == "published" and not again.trained and store in again.path.parents
+        _arrays_equal(original, again)
+    assert not (tmp_path / "fresh-cache" / "data").exists()  # nothing decoded, nothing downloaded
+    assert record_state(VGG) == "published (in the run store)"
+    assert stored_record(VGG, RunOptions(published=False)) is None  # the reader's own cache holds none
+
+
+def test_the_store_compresses_and_keeps_weights_only_where_asked(published_store, tmp_path):
+    store, vgg, _ = published_store
+    folder = store / "runs" / vgg.path.name
+    assert not (folder / "model.pt").exists()
+    assert sum(f.stat().st_size for f in folder.glob("*.npz")) < sum(f.stat().st_size for f in vgg.path.glob("*.npz"))
+    with pytest.raises(BnlibError, match="keeps no weights"):
+        load_or_run(VGG, PROBES).model()
+    kept = tmp_path / "with-weights"
+    assert published.publish_run(vgg.path, vgg.path.name, True, kept)
+    assert (kept / "runs" / vgg.path.name / "model.pt").exists()
+
+
+def test_what_is_published_stays_published(published_store):
+    store, vgg, _ = published_store
+    before = (store / "runs" / vgg.path.name / "record.json").read_bytes()
+    assert not published.publish_run(vgg.path, vgg.path.name, True, store)  # never replaced
+    assert (store / "runs" / vgg.path.name / "record.json").read_bytes() == before
+
+
+def test_a_missing_probe_trains_the_run_in_the_cache(published_store, module_data):
+    more = [*PROBES, ActivationProbe((4,), every=3)]
+    record = load_or_run(VGG, more)  # the published record lacks a probe: trained here, into the cache
+    assert record.trained and record.origin == "cache"
+    assert load_or_run(VGG, more).origin == "cache"  # the reader's own comes first from now on
+
+
+def test_training_your_own_ignores_the_store(published_store, module_data):
+    _, vgg, _ = published_store
+    mine = load_or_run(VGG, PROBES, RunOptions(published=False))
+    assert mine.trained and mine.origin == "cache"
+    _arrays_equal(vgg, mine)  # the same data, the same machine: the same run, bit for bit
+
+
+def test_the_cli_shows_a_published_run_without_data(published_store, capsys):
+    code, out, err = run_cli(capsys, "show", "vgg-bn-lr0.1", "--scale", "smoke")
+    assert code == 0 and "published" in out, out + err
+
+
+def test_a_damaged_published_file_is_named(published_store):
+    store, vgg, _ = published_store
+    (store / "runs" / vgg.path.name / "metrics.npz").write_bytes(b"garbage")
+    assert "damaged" in record_state(VGG)
+
+
+# ----------------------------------------------------------------------------- Colab: fetched over HTTP
+
+
+@pytest.fixture
+def served(published_store):
+    """The published store served over HTTP on 127.0.0.1, as the repository serves it to Colab."""
+    store = published_store[0]
+    handler = functools.partial(QuietHandler, directory=str(store))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", published_store
+    server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_colab_fetches_published_runs_as_it_reads_them(served, tmp_path, monkeypatch):
+    url, (_, vgg, dln) = served
+    local = tmp_path / "colab-store"
+    monkeypatch.setenv("BNLIB_STORE", str(local))
+    monkeypatch.setenv("BNLIB_STORE_URL", url)
+    monkeypatch.setattr(published, "_absent", set())
+    for original, probes in ((vgg, PROBES), (dln, [])):
+        again = load_or_run(original.config, probes)  # fetched, checked, read: nothing trains
+        assert again.origin == "published" and not again.trained and local in again.path.parents
+        _arrays_equal(original, again)
+    assert stored_record(VGG.replace(lr=0.3)) is None  # a run the store lacks: none, and no error
+
+
+def test_a_fetched_file_that_fails_its_checksum_is_refused(served, tmp_path, monkeypatch):
+    url, (store, vgg, _) = served
+    (store / "runs" / vgg.path.name / "metrics.npz").write_bytes(b"not the published file")
+    monkeypatch.setenv("BNLIB_STORE", str(tmp_path / "colab-store"))
+    monkeypatch.setenv("BNLIB_STORE_URL", url)
+    with pytest.raises(BnlibError, match="does not match its record's checksum"):
+        stored_record(VGG)
+
+
+def test_an_unreachable_store_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNLIB_STORE", str(tmp_path / "colab-store"))
+    monkeypatch.setenv("BNLIB_STORE_URL", "http://127.0.0.1:9/store")  # the discard port: nothing listens
+    with pytest.raises(BnlibError, match=r"fetching http://127.0.0.1:9/store/store.json failed"):
+        stored_record(VGG)
+
+
+# ----------------------------------------------------------------------------- tables computed from data
+
+
+def test_a_table_computed_from_data_is_kept_and_published(cifar_tar, tmp_path, monkeypatch):
+    calls = []
+
+    def compute() -> pd.DataFrame:
+        bnlib.train.first_batch(VGG)  # reads the data, as the chapters' tables do
+        calls.append(1)
+        return pd.DataFrame({"layer": [1, 2], "ratio": [0.5, 2.0], "network": ["a", "b"]})
+
+    first = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
+    again = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
+    assert calls == [1] and first.equals(again)
+    assert plan.measured("spread", VGG, "smoke", compute, rates=(0.1,)) is not None and calls == [1, 1]
+    store = tmp_path / "store"
+    cached = sorted((bnlib.storage.cache_dir() / "measurements" / "smoke").glob("*.npz"))
+    assert len(cached) == 2  # one table per set of parameters
+    for path in cached:
+        published.publish_measurement(path, path.stem, store)
+    published.add_data_copy(bnlib.data.load_cifar10().source, store)
+    monkeypatch.setenv("BNLIB_STORE", str(store))
+    monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
+    monkeypatch.delenv("BNLIB_DATA")
+    read = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
+    assert calls == [1, 1] and read.equals(first)  # from the store, without data
+    assert plan.measurements_read()[-1].origin == "published"
+
+
+# ----------------------------------------------------------------------------- evidence
+
+
+def test_each_page_names_its_evidence(published_store):
+    _, vgg, dln = published_store
+    runs = [("vgg-bn-lr0.1", 0, load_or_run(VGG, PROBES)), ("dln-bn-lr1e-6", 0, load_or_run(DLN))]
+    text = provenance.summary(provenance.Evidence(runs, []))
+    env = vgg.environment
+    assert "2 from the book's published run store" in text
+    for fact in (env["git_commit"], env["torch"], env["bnlib"], env["processor"], env["cpu_capability"]):
+        assert str(fact) in text
+    assert f"fingerprint {env['data']['fingerprint']}" in text  # a copy the project does not know by name
+    assert f"{(vgg.wall_time_s + dln.wall_time_s) / 3600:.2f} hours of training" in text
+    table = provenance.listing(provenance.Evidence(runs, []))
+    assert list(table["from"]) == ["published", "published"] and table["record"].str.contains("runs/").all()
+
+
+def test_a_known_data_copy_is_named():
+    jpeg = next(iter(provenance.KNOWN_COPIES))
+    assert "JPEG re-encoding" in provenance.data_copy({"fingerprint": jpeg, "kind": "image-tar"})
+    assert "canonical CIFAR-10" in provenance.data_copy({"fingerprint": "0" * 16, "kind": "cifar-archive"})
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+def test_verify_retrains_a_published_run_and_finds_it_bit_identical(published_store, module_data):
+    for config, probes in ((VGG, PROBES), (DLN, [])):
+        whole = book_store.compare(Job(config, tuple(probes), config.model))
+        prefix = book_store.compare(Job(config, tuple(probes), config.model), steps=6)
+        assert (whole.outcome, prefix.outcome) == ("bit-identical", "bit-identical"), (whole, prefix)
+        assert whole.largest == 0 and prefix.steps == 6
+
+
+def test_verify_says_when_the_data_copy_differs(published_store, tmp_path, monkeypatch):
+    from tests.conftest import fake_cifar, write_image_tar
+
+    other = write_image_tar(tmp_path / "other.tar.gz", fake_cifar(seed=1))
+    monkeypatch.setenv("BNLIB_DATA", str(other))
+    result = book_store.compare(Job(VGG, tuple(PROBES), "vgg"), steps=6)
+    assert result.outcome == "cannot compare" and "is not the one the record was trained on" in result.detail
+    assert book_store.compare(Job(DLN, (), "dln"), steps=6).outcome == "bit-identical"  # needs no data set
+
+
+def test_verify_finds_a_changed_run(published_store, module_data):
+    store, vgg, _ = published_store
+    folder = store / "runs" / vgg.path.name
+    metrics = dict(np.load(folder / "metrics.npz"))
+    metrics["train_loss"] = metrics["train_loss"] + 0.5  # a record that is not what its config trains
+    np.savez_compressed(folder / "metrics.npz", **metrics)
+    meta = bnlib.storage.read_json(folder / "record.json")
+    meta["files"]["metrics.npz"] = bnlib.storage.file_sha256(folder / "metrics.npz")
+    bnlib.storage.write_json(folder / "record.json", meta)
+    result = book_store.compare(Job(VGG, tuple(PROBES), "vgg"))
+    assert result.outcome == "differs" and result.largest == pytest.approx(0.5, rel=1e-3)
