@@ -16,8 +16,7 @@ import pytest
 
 import bnlib
 from bnlib import published
-from bnlib.book import plan, provenance
-from bnlib.book import store as book_store
+from bnlib.book import plan, provenance, store
 from bnlib.errors import BnlibError
 from bnlib.probes import ActivationProbe
 from bnlib.records import load_or_run, record_state, stored_record
@@ -38,6 +37,16 @@ def _arrays_equal(a: bnlib.Record, b: bnlib.Record) -> None:
     for key in a.probes:
         for name in a.probes[key]:
             np.testing.assert_array_equal(a.probes[key][name], b.probes[key][name])
+
+
+@pytest.fixture(autouse=True)
+def plan_session(monkeypatch):
+    """Whatever a test sets of the book's session (store.book_mode) ends with it."""
+    monkeypatch.delenv(plan.ENV_BOOK, raising=False)  # restored, as it was, after the test
+    yield
+    monkeypatch.delenv(plan.ENV_BOOK, raising=False)
+    plan.use()
+    plan.refresh()
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +72,12 @@ def trained(tmp_path_factory) -> tuple[Path, Path, bnlib.Record, bnlib.Record]:
 def published_store(trained, tmp_path, monkeypatch) -> tuple[Path, bnlib.Record, bnlib.Record]:
     """A copy of the module's store, a fresh cache and no data set: (store, vgg, dln)."""
     _, original, vgg, dln = trained
-    store = tmp_path / "store"
-    shutil.copytree(original, store)
-    monkeypatch.setenv("BNLIB_STORE", str(store))
+    shelf = tmp_path / "store"
+    shutil.copytree(original, shelf)
+    monkeypatch.setenv("BNLIB_STORE", str(shelf))
     monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
     monkeypatch.delenv("BNLIB_DATA", raising=False)
-    return store, vgg, dln
+    return shelf, vgg, dln
 
 
 @pytest.fixture
@@ -79,10 +88,10 @@ def module_data(trained, monkeypatch) -> Path:
 
 
 def test_a_published_record_reads_back_whole_without_data(published_store, tmp_path):
-    store, vgg, dln = published_store
+    shelf, vgg, dln = published_store
     for original, probes in ((vgg, PROBES), (dln, [])):
         again = load_or_run(original.config, probes)
-        assert again.origin == "published" and not again.trained and store in again.path.parents
+        assert again.origin == "published" and not again.trained and shelf in again.path.parents
         _arrays_equal(original, again)
     assert not (tmp_path / "fresh-cache" / "data").exists()  # nothing decoded, nothing downloaded
     assert record_state(VGG) == "published (in the run store)"
@@ -90,8 +99,8 @@ def test_a_published_record_reads_back_whole_without_data(published_store, tmp_p
 
 
 def test_the_store_compresses_and_keeps_weights_only_where_asked(published_store, tmp_path):
-    store, vgg, _ = published_store
-    folder = store / "runs" / vgg.path.name
+    shelf, vgg, _ = published_store
+    folder = shelf / "runs" / vgg.path.name
     assert not (folder / "model.pt").exists()
     assert sum(f.stat().st_size for f in folder.glob("*.npz")) < sum(f.stat().st_size for f in vgg.path.glob("*.npz"))
     with pytest.raises(BnlibError, match="keeps no weights"):
@@ -102,10 +111,10 @@ def test_the_store_compresses_and_keeps_weights_only_where_asked(published_store
 
 
 def test_what_is_published_stays_published(published_store):
-    store, vgg, _ = published_store
-    before = (store / "runs" / vgg.path.name / "record.json").read_bytes()
-    assert not published.publish_run(vgg.path, vgg.path.name, True, store)  # never replaced
-    assert (store / "runs" / vgg.path.name / "record.json").read_bytes() == before
+    shelf, vgg, _ = published_store
+    before = (shelf / "runs" / vgg.path.name / "record.json").read_bytes()
+    assert not published.publish_run(vgg.path, vgg.path.name, True, shelf)  # never replaced
+    assert (shelf / "runs" / vgg.path.name / "record.json").read_bytes() == before
 
 
 def test_a_missing_probe_trains_the_run_in_the_cache(published_store, module_data):
@@ -128,8 +137,8 @@ def test_the_cli_shows_a_published_run_without_data(published_store, capsys):
 
 
 def test_a_damaged_published_file_is_named(published_store):
-    store, vgg, _ = published_store
-    (store / "runs" / vgg.path.name / "metrics.npz").write_bytes(b"garbage")
+    shelf, vgg, _ = published_store
+    (shelf / "runs" / vgg.path.name / "metrics.npz").write_bytes(b"garbage")
     assert "damaged" in record_state(VGG)
 
 
@@ -139,8 +148,8 @@ def test_a_damaged_published_file_is_named(published_store):
 @pytest.fixture
 def served(published_store):
     """The published store served over HTTP on 127.0.0.1, as the repository serves it to Colab."""
-    store = published_store[0]
-    handler = functools.partial(QuietHandler, directory=str(store))
+    shelf = published_store[0]
+    handler = functools.partial(QuietHandler, directory=str(shelf))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", published_store
@@ -166,8 +175,8 @@ def test_colab_fetches_published_runs_as_it_reads_them(served, tmp_path, monkeyp
 
 
 def test_a_fetched_file_that_fails_its_checksum_is_refused(served, tmp_path, monkeypatch):
-    url, (store, vgg, _) = served
-    (store / "runs" / vgg.path.name / "metrics.npz").write_bytes(b"not the published file")
+    url, (shelf, vgg, _) = served
+    (shelf / "runs" / vgg.path.name / "metrics.npz").write_bytes(b"not the published file")
     monkeypatch.setenv("BNLIB_STORE", str(tmp_path / "colab-store"))
     monkeypatch.setenv("BNLIB_STORE_URL", url)
     with pytest.raises(BnlibError, match="does not match its record's checksum"):
@@ -196,13 +205,13 @@ def test_a_table_computed_from_data_is_kept_and_published(cifar_tar, tmp_path, m
     again = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
     assert calls == [1] and first.equals(again)
     assert plan.measured("spread", VGG, "smoke", compute, rates=(0.1,)) is not None and calls == [1, 1]
-    store = tmp_path / "store"
+    shelf = tmp_path / "store"
     cached = sorted((bnlib.storage.cache_dir() / "measurements" / "smoke").glob("*.npz"))
     assert len(cached) == 2  # one table per set of parameters
     for path in cached:
-        published.publish_measurement(path, path.stem, store)
-    published.add_data_copy(bnlib.data.load_cifar10().source, store)
-    monkeypatch.setenv("BNLIB_STORE", str(store))
+        published.publish_measurement(path, path.stem, shelf)
+    published.add_data_copy(bnlib.data.load_cifar10().source, shelf)
+    monkeypatch.setenv("BNLIB_STORE", str(shelf))
     monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
     monkeypatch.delenv("BNLIB_DATA")
     read = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
@@ -238,8 +247,8 @@ def test_a_known_data_copy_is_named():
 
 def test_verify_retrains_a_published_run_and_finds_it_bit_identical(published_store, module_data):
     for config, probes in ((VGG, PROBES), (DLN, [])):
-        whole = book_store.compare(Job(config, tuple(probes), config.model))
-        prefix = book_store.compare(Job(config, tuple(probes), config.model), steps=6)
+        whole = store.compare(Job(config, tuple(probes), config.model))
+        prefix = store.compare(Job(config, tuple(probes), config.model), steps=6)
         assert (whole.outcome, prefix.outcome) == ("bit-identical", "bit-identical"), (whole, prefix)
         assert whole.largest == 0 and prefix.steps == 6
 
@@ -249,19 +258,93 @@ def test_verify_says_when_the_data_copy_differs(published_store, tmp_path, monke
 
     other = write_image_tar(tmp_path / "other.tar.gz", fake_cifar(seed=1))
     monkeypatch.setenv("BNLIB_DATA", str(other))
-    result = book_store.compare(Job(VGG, tuple(PROBES), "vgg"), steps=6)
+    result = store.compare(Job(VGG, tuple(PROBES), "vgg"), steps=6)
     assert result.outcome == "cannot compare" and "is not the one the record was trained on" in result.detail
-    assert book_store.compare(Job(DLN, (), "dln"), steps=6).outcome == "bit-identical"  # needs no data set
+    assert store.compare(Job(DLN, (), "dln"), steps=6).outcome == "bit-identical"  # needs no data set
 
 
 def test_verify_finds_a_changed_run(published_store, module_data):
-    store, vgg, _ = published_store
-    folder = store / "runs" / vgg.path.name
+    shelf, vgg, _ = published_store
+    folder = shelf / "runs" / vgg.path.name
     metrics = dict(np.load(folder / "metrics.npz"))
     metrics["train_loss"] = metrics["train_loss"] + 0.5  # a record that is not what its config trains
     np.savez_compressed(folder / "metrics.npz", **metrics)
     meta = bnlib.storage.read_json(folder / "record.json")
     meta["files"]["metrics.npz"] = bnlib.storage.file_sha256(folder / "metrics.npz")
     bnlib.storage.write_json(folder / "record.json", meta)
-    result = book_store.compare(Job(VGG, tuple(PROBES), "vgg"))
+    result = store.compare(Job(VGG, tuple(PROBES), "vgg"))
     assert result.outcome == "differs" and result.largest == pytest.approx(0.5, rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+def book_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`python -m bnlib.book ARGS` in this process: its exit status, stdout and stderr."""
+    from bnlib.book.__main__ import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_publish_and_verify_a_chapter_through_the_commands(cifar_tar, tmp_path, monkeypatch, capsys):
+    from bnlib.book.chapters import ch06_theory
+
+    monkeypatch.setenv("BNLIB_STORE", str(tmp_path / "store"))
+    code, out, err = book_cli(capsys, "--scale", "smoke", "train", "--chapter", "06", "--workers", "1")
+    assert code == 0 and "This will train 2 runs at the smoke scale" in out, out + err
+    code, out, err = book_cli(capsys, "--scale", "smoke", "train", "--chapter", "06")
+    assert code == 0 and "will train" not in out  # resumable: what is in the cache stays
+    code, out, err = book_cli(capsys, "--scale", "smoke", "publish", "--chapter", "06")
+    assert code == 0 and "published 2 new runs" in out, out + err
+    code, out, _ = book_cli(capsys, "--scale", "smoke", "publish", "--chapter", "06")
+    assert "published 0 new runs" in out  # what is published stays published
+    code, out, err = book_cli(capsys, "--scale", "smoke", "verify", "--chapter", "06", "--steps", "6")
+    assert code == 0 and out.count("bit-identical") == 2, out + err
+    monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
+    monkeypatch.delenv("BNLIB_DATA")
+    store.book_mode()
+    assert store.unpublished("smoke", (ch06_theory,)) == []  # read back without the data set
+    code, out, err = book_cli(capsys, "--scale", "smoke", "train", "--chapter", "06", "--missing")
+    assert code == 0 and "will train" not in out  # the store holds them: nothing to train
+
+
+def test_the_commands_refuse_bad_input_in_one_line(capsys):
+    for args, words in (
+        (("train", "--chapter", "99"), "no chapter '99'"),
+        (("train", "--workers", "0"), "--workers must be at least 1"),
+        (("verify", "--steps", "0"), "--steps must be at least 1"),
+        (("--scale", "smoke", "verify", "--run", "vgg-nothing"), "no published run is named vgg-nothing"),
+    ):
+        code, out, err = book_cli(capsys, *args)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (args, out, err)
+
+
+def test_a_page_executes_from_the_store_without_data(cifar_tar, tmp_path, monkeypatch):
+    """Chapter 06 (its runs, a trained network's weights and tables computed from data) executed
+    once with data, published, then executed again with a fresh cache, the store and no data set."""
+    import nbformat
+
+    from bnlib.book import build, template
+    from bnlib.book.chapters import ch06_theory
+
+    page = template.NOTEBOOKS / f"{ch06_theory.NOTEBOOK}.ipynb"
+    monkeypatch.setenv("BNLIB_SCALE", "smoke")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    store.train_book("smoke", (ch06_theory,), workers=1)  # with every chapter's probes, as published
+    build.run_notebook(nbformat.read(page, as_version=4), page.parent, hang_after_s=120)  # computes its tables
+    published_now = store.publish("smoke", (ch06_theory,), tmp_path / "store")
+    assert (published_now.runs, published_now.tables, published_now.missing) == (2, 2, [])
+    monkeypatch.setenv("BNLIB_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
+    monkeypatch.delenv("BNLIB_DATA")
+    nb = nbformat.read(page, as_version=4)
+    build.run_notebook(nb, page.parent, hang_after_s=120)
+    last = nb.cells[-1].outputs[0]["data"]["text/html"]
+    assert "This page reads 2 training runs: 2 from the book&#x27;s published run store" in last
+    assert "2 published with the runs" in last  # its tables computed from data, read back
+    assert not (tmp_path / "fresh-cache" / "data").exists()  # no data set was looked for

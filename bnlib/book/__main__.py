@@ -3,6 +3,7 @@ the store's runs, or re-apply the chapter template.
 
     python -m bnlib.book [--scale cpu]             # render the book (the published runs: no data needed)
     python -m bnlib.book train [--chapter 07]      # train what the book reads into your cache
+    python -m bnlib.book train --missing           # only what the published store lacks
     python -m bnlib.book publish [--chapter 07]    # your cache's records into the repository's store/
     python -m bnlib.book verify [--run NAME] [--chapter 07] [--sample 3] [--steps 100]
 
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train what the book (or a chapter) reads into your cache")
     train.add_argument("--chapter", action="append", help=chapter_help)
     train.add_argument("--workers", type=int, help="runs side by side (default: this machine's cores)")
+    train.add_argument("--missing", action="store_true", help="only what the published store lacks")
     publish = commands.add_parser("publish", help="copy your cache's records of what the book reads into store/")
     publish.add_argument("--chapter", action="append", help=chapter_help)
     verify = commands.add_parser("verify", help="retrain published runs and compare them with their records")
@@ -72,14 +74,17 @@ def _store_command(args: argparse.Namespace, scale: str) -> int:
     if args.command == "train":
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
-        store.train_book(scale, chapters, args.workers)
+        store.train_book(scale, chapters, args.workers, args.missing)
     elif args.command == "publish":
         done = store.publish(scale, chapters)
         files, size = store.store_size(done.store)
         print(f"published {done.runs} new runs and {done.tables} new tables into {done.store}")
         print(f"the store: {files} files, {size / 2**20:.1f} MB on disk")
         if done.missing:
-            print(f"{len(done.missing)} runs the book reads are not in your cache yet, e.g. {done.missing[0]}")
+            print(
+                f"{len(done.missing)} runs the book reads are not in your cache yet, e.g. {done.missing[0]} (records "
+                "are found by your copy of CIFAR-10: set BNLIB_DATA as when they trained)"
+            )
     else:
         for name, value in (("--sample", args.sample), ("--steps", args.steps)):
             if value is not None and value < 1:

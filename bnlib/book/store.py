@@ -10,7 +10,8 @@ and the tables its pages compute from data beyond the runs. Building the book re
 
 * `train` trains what the book (or one chapter) reads into the reader's cache, whatever the store
   holds, announcing the runs and the time they will take on this device first. It resumes: runs
-  already in the cache are kept, a run stopped midway resumes from its checkpoint.
+  already in the cache are kept, a run stopped midway resumes from its checkpoint. `--missing`
+  trains only what the store lacks (filling the store in several sittings, then `publish`).
 * `publish` copies the cache's records of what the book reads into the store (compressed; the
   weights only of the runs whose weights a page loads), with the tables the pages computed from data.
   It never removes or replaces a published record.
@@ -76,17 +77,20 @@ def _jobs(scale: str, chapters: tuple[ModuleType, ...] | None, published_counts:
 # ----------------------------------------------------------------------------- train
 
 
-def train_book(scale: str, chapters: tuple[ModuleType, ...] | None = None, workers: int | None = None) -> int:
-    """Train what the chapters read into the reader's cache (published records do not count), in
-    rounds (a chapter reads more seeds where seed 0 reached its target), announcing each round's
-    runs and their time on this device first. Returns how many runs were trained."""
+def train_book(
+    scale: str, chapters: tuple[ModuleType, ...] | None = None, workers: int | None = None, missing: bool = False
+) -> int:
+    """Train what the chapters read into the reader's cache (published records do not count; with
+    `missing`, they do: only what the store lacks trains, to be published after), in rounds (a
+    chapter reads more seeds where seed 0 reached its target), announcing each round's runs and
+    their time on this device first. Returns how many runs were trained."""
     from bnlib.sweeps import ray_closed_after, sweep
 
     book_mode()
     workers = workers or os.cpu_count() or 1
     trained = 0
     with ray_closed_after():
-        while todo := _jobs(scale, chapters, published_counts=False):
+        while todo := _jobs(scale, chapters, published_counts=missing):
             print(plan.announce(scale, todo, workers=min(workers, len(todo)), who="This"), flush=True)
             sweep(todo, workers=workers, options=RunOptions(published=False)).raise_if_failed("the book's runs")
             trained += len(todo)
@@ -109,9 +113,11 @@ class Published:
 
 
 def publish(scale: str, chapters: tuple[ModuleType, ...] | None = None, store: Path | None = None) -> Published:
-    """Copy the cache's records of what the chapters read into the store, with the tables the pages
-    computed from data at this scale; what is published already stays as it is."""
-    store = store or published.CHECKOUT_STORE
+    """Copy the cache's records of what the chapters read into the store (`store`, else the one
+    bnlib reads: $BNLIB_STORE, else the checkout's), with the tables the pages computed from data at
+    this scale; what is published already stays as it is. The cache's records are found by the
+    reader's copy of CIFAR-10 (BNLIB_DATA), as when they trained."""
+    store = store or published.store_dir() or published.CHECKOUT_STORE
     book_mode()
     keep = plan.with_weights(scale)
     added, seen, missing = 0, set(), []
