@@ -283,7 +283,13 @@ def run_job(job: Job, options: RunOptions, threads: int, environment: dict[str, 
     if environment is not None:
         os.environ.update(environment)
     data = environment.get(ENV_DATA) if environment is not None else options.data
-    run_options = RunOptions(device=options.device, data=data, progress=False, threads=None if _gpu() else threads)
+    run_options = RunOptions(
+        device=options.device,
+        data=data,
+        progress=False,
+        threads=None if _gpu() else threads,
+        published=options.published,
+    )
     started = time.perf_counter()
     try:
         record = load_or_run(job.config, job.probes, run_options, label=job.label)

@@ -311,6 +311,11 @@ def test_train_publish_and_verify_a_chapter_through_the_commands(cifar_tar, tmp_
     assert store.unpublished("smoke", (ch06_theory,)) == []  # read back without the data set
     code, out, err = book_cli(capsys, "--scale", "smoke", "train", "--chapter", "06", "--missing")
     assert code == 0 and "will train" not in out  # the store holds them: nothing to train
+    monkeypatch.setenv("BNLIB_DATA", str(cifar_tar))
+    code, out, err = book_cli(capsys, "--scale", "smoke", "train", "--chapter", "06")
+    assert code == 0 and "This will train 2 runs" in out, out + err  # your own, whatever the store holds
+    assert store.unpublished("smoke", (ch06_theory,)) == []
+    assert {r.origin for r in map(stored_record, [VGG, DLN])} == {"cache"}  # yours come first now
 
 
 def test_the_commands_refuse_bad_input_in_one_line(capsys):
