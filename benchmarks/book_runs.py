@@ -3,12 +3,12 @@ each chapter's own runs cost (a run several chapters read counts for the first t
 
     python benchmarks/book_runs.py [--scale cpu] [--runs] [--timed]
 
-It reads the stored run records (after a build of the book), trains nothing, and says which runs
-are missing. The times are those recorded while the runs trained, whatever else the machine was
-doing then (a record trained beside the test suite took up to four times as long). `--timed` adds
-what each run costs on this machine now: its step, probes included, timed on one thread
-(`bnlib.book.plan.step_seconds`, once per configuration and probe set), times the steps its record
-ran. Two runs side by side, as the build trains them, take 5-10% longer than that. Report either
+It reads the run records the book reads (the reader's cache, else the published store), trains
+nothing, and says which runs are missing. The times are those recorded while the runs trained,
+whatever else the machine was doing then (a record trained beside the test suite took up to four
+times as long). `--timed` adds what each run costs on this machine now: its step, probes included,
+timed on one thread (`bnlib.book.plan.step_seconds`, once per configuration and probe set), times
+the steps its record ran. Two runs side by side, as the build trains them, take 5-10% longer than that. Report either
 beside the machine's reference (`python benchmarks/throughput.py`).
 """
 
@@ -40,7 +40,7 @@ def main() -> None:
     seen: set = set()
     total, timed_total, missing = 0.0, 0.0, 0
     timed_header = f" {'timed now':>10s}" if args.timed else ""
-    print(f"{'chapter':32s} {'runs':>5s} {'recorded':>10s}{timed_header}  how they ended")
+    print(f"{'chapter':32s} {'runs':>5s} {'recorded':>10s} {'2 workers':>10s}{timed_header}  how they ended")
     for chapter in CHAPTERS:
         own = [job for job in plan.jobs(args.scale, (chapter,)) if job.config not in seen]
         seen |= {job.config for job in own}
@@ -67,12 +67,16 @@ def main() -> None:
         timed_total += timed
         shown = ", ".join(f"{n} {status}" for status, n in sorted(ended.items()))
         timed_column = f" {timed:8.0f} s" if args.timed else ""
-        print(f"{chapter.NOTEBOOK:32s} {len(own):5d} {seconds:8.0f} s{timed_column}  {shown}", flush=True)
+        workers = f"{seconds / 2 / 60:6.1f} min"
+        print(f"{chapter.NOTEBOOK:32s} {len(own):5d} {seconds:8.0f} s {workers}{timed_column}  {shown}", flush=True)
     print(f"every run, recorded: {total:.0f} s of training ({total / 2 / 60:.1f} minutes on two workers)")
     if args.timed:
         print(f"every run, timed now: {timed_total:.0f} s ({timed_total / 2 / 60:.1f} minutes on two workers)")
     if missing:
-        print(f"{missing} runs are not stored yet: build the book first (python -m bnlib.book --scale {args.scale})")
+        print(
+            f"{missing} runs are in neither your cache nor the store: train them "
+            f"(python -m bnlib.book --scale {args.scale} train --missing) and publish them"
+        )
 
 
 if __name__ == "__main__":

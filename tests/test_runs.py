@@ -120,7 +120,7 @@ def test_the_cost_is_announced_before_training(cifar_tar, monkeypatch):
         m.setattr(plan, "step_seconds", lambda config, probes, steps=3: 0.5)
         m.setattr(plan, "config", lambda run, scale, seed=0: run.config("smoke", seed))
         paper = plan.announce("paper")
-    assert "about 6 s" in paper and "Estimated total on this device: at most 84 s" in paper  # 14 runs x 12 x 0.5 s
+    assert "about 6 s" in paper and "Estimated total on this device: at most 75 s" in paper  # 150 steps x 0.5 s
     assert "vgg-stdnoise-lr0.1 (target_acc=0.4) seed 1: up to 12 steps, no probes, at most 6 s" in paper
     plan.get(ch02_noisy_batchnorm.STD_NOISE, "smoke")
     assert "vgg-stdnoise-lr0.1 (target_acc=0.4) seed 0" not in plan.announce("smoke")  # stored runs cost nothing

@@ -104,7 +104,7 @@ def start(scale: str, seeds: int | None = None, steps: int | None = None) -> Non
         note += " The paper's full protocol, in float32: on a GPU, minutes to hours per run (estimates below)."
     print(note)
     plan_text = plan.announce(scale)
-    print(plan_text or "Every run this page reads is already trained: it only loads them.")
+    print(plan_text or "Every run this page reads is trained already (published, or yours): it only loads them.")
 
 
 def evidence(scale: str):
