@@ -131,16 +131,28 @@ def cifar_tar(tmp_path: Path, cifar_arrays: dict[str, np.ndarray], monkeypatch: 
     return path
 
 
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """`python -m bnlib ARGS` in this process: its exit status, stdout and stderr."""
+def run_cli(capsys, *args: str, entry=None) -> tuple[int, str, str]:
+    """`python -m bnlib ARGS` (or another command's `entry`, its main) in this process: its exit
+    status, stdout and stderr."""
     from bnlib.cli import main
 
     try:
-        code = main(list(args))
+        code = (entry or main)(list(args))
     except SystemExit as e:  # argparse's own errors
         code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def assert_same_arrays(a, b) -> None:
+    """Two run records hold the same metrics and probe outputs, bit for bit."""
+    assert a.status == b.status and a.final == b.final
+    for name in a.metrics:
+        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+    assert a.probes.keys() == b.probes.keys()
+    for key in a.probes:
+        for name in a.probes[key]:
+            np.testing.assert_array_equal(a.probes[key][name], b.probes[key][name])
 
 
 def command_line(pid: int) -> str:

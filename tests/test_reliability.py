@@ -20,7 +20,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, write_image_tar
+from conftest import assert_same_arrays, run_cli, write_image_tar
 
 import bnlib.data
 import bnlib.records as records
@@ -57,13 +57,7 @@ def kill_at_random_moment(child: subprocess.Popen, cache: Path, pid: int | None 
 
 
 def assert_same_records(a, b) -> None:
-    assert a.status == b.status and a.final == b.final
-    for name in a.metrics:
-        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
-    assert a.probes.keys() == b.probes.keys()
-    for key in a.probes:
-        for name in a.probes[key]:
-            np.testing.assert_array_equal(a.probes[key][name], b.probes[key][name])
+    assert_same_arrays(a, b)
     weights_a = torch.load(a.path / "model.pt", weights_only=True)
     weights_b = torch.load(b.path / "model.pt", weights_only=True)
     assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)

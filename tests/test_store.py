@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_same_arrays, run_cli
 
 import bnlib
 from bnlib import published
@@ -22,21 +23,10 @@ from bnlib.probes import ActivationProbe
 from bnlib.records import load_or_run, record_state, stored_record
 from bnlib.sweeps import Job
 from bnlib.train import RunOptions
-from tests.conftest import run_cli
 
 VGG = bnlib.experiment("vgg-bn-lr0.1", scale="smoke")
 DLN = bnlib.experiment("dln-bn-lr1e-6", scale="smoke")
 PROBES = [ActivationProbe((2, 3), every=3)]
-
-
-def _arrays_equal(a: bnlib.Record, b: bnlib.Record) -> None:
-    assert a.config == b.config and a.status == b.status and a.final == b.final
-    for name in a.metrics:
-        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
-    assert a.probes.keys() == b.probes.keys()
-    for key in a.probes:
-        for name in a.probes[key]:
-            np.testing.assert_array_equal(a.probes[key][name], b.probes[key][name])
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +43,7 @@ def plan_session(monkeypatch):
 def trained(tmp_path_factory) -> tuple[Path, Path, bnlib.Record, bnlib.Record]:
     """The smoke VGG (with a probe) and DLN trained once for this module on fake data, and published
     into a store: (data, store, vgg, dln)."""
-    from tests.conftest import fake_cifar, write_image_tar
+    from conftest import fake_cifar, write_image_tar
 
     root = tmp_path_factory.mktemp("published")
     data = write_image_tar(root / "cifar.tar.gz", fake_cifar())
@@ -92,7 +82,8 @@ def test_a_published_record_reads_back_whole_without_data(published_store, tmp_p
     for original, probes in ((vgg, PROBES), (dln, [])):
         again = load_or_run(original.config, probes)
         assert again.origin == "published" and not again.trained and shelf in again.path.parents
-        _arrays_equal(original, again)
+        assert original.config == again.config
+        assert_same_arrays(original, again)
     assert not (tmp_path / "fresh-cache" / "data").exists()  # nothing decoded, nothing downloaded
     assert record_state(VGG) == "published (in the run store)"
     assert stored_record(VGG, RunOptions(published=False)) is None  # the reader's own cache holds none
@@ -128,7 +119,7 @@ def test_training_your_own_ignores_the_store(published_store, module_data):
     _, vgg, _ = published_store
     mine = load_or_run(VGG, PROBES, RunOptions(published=False))
     assert mine.trained and mine.origin == "cache"
-    _arrays_equal(vgg, mine)  # the same data, the same machine: the same run, bit for bit
+    assert_same_arrays(vgg, mine)  # the same data, the same machine: the same run, bit for bit
 
 
 def test_the_cli_shows_a_published_run_without_data(published_store, capsys):
@@ -170,7 +161,8 @@ def test_colab_fetches_published_runs_as_it_reads_them(served, tmp_path, monkeyp
     for original, probes in ((vgg, PROBES), (dln, [])):
         again = load_or_run(original.config, probes)  # fetched, checked, read: nothing trains
         assert again.origin == "published" and not again.trained and local in again.path.parents
-        _arrays_equal(original, again)
+        assert original.config == again.config
+        assert_same_arrays(original, again)
     assert stored_record(VGG.replace(lr=0.3)) is None  # a run the store lacks: none, and no error
 
 
@@ -254,7 +246,7 @@ def test_verify_retrains_a_published_run_and_finds_it_bit_identical(published_st
 
 
 def test_verify_says_when_the_data_copy_differs(published_store, tmp_path, monkeypatch):
-    from tests.conftest import fake_cifar, write_image_tar
+    from conftest import fake_cifar, write_image_tar
 
     other = write_image_tar(tmp_path / "other.tar.gz", fake_cifar(seed=1))
     monkeypatch.setenv("BNLIB_DATA", str(other))
@@ -283,12 +275,7 @@ def book_cli(capsys, *args: str) -> tuple[int, str, str]:
     """`python -m bnlib.book ARGS` in this process: its exit status, stdout and stderr."""
     from bnlib.book.__main__ import main
 
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, *args, entry=main)
 
 
 def test_train_publish_and_verify_a_chapter_through_the_commands(cifar_tar, tmp_path, monkeypatch, capsys):
