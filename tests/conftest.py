@@ -50,7 +50,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     cache = tmp_path_factory.mktemp("cache") / "bnlib"
     monkeypatch.setenv("BNLIB_CACHE", str(cache))
     monkeypatch.setenv("BNLIB_STORE", str(tmp_path_factory.mktemp("store")))
-    monkeypatch.delenv("BNLIB_STORE_URL", raising=False)
+    monkeypatch.setenv("BNLIB_STORE_URL", "")  # none: and whatever a test sets is undone after it
     monkeypatch.delenv("BNLIB_DATA", raising=False)
     monkeypatch.delenv("BNLIB_SCALE", raising=False)
     monkeypatch.setenv("BNLIB_PROGRESS", "0")

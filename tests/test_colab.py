@@ -10,7 +10,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from bnlib.book import template
-from bnlib.book.project import install_line
+from bnlib.book.project import install_line, store_url
 from bnlib.storage import ENV_CACHE
 
 
@@ -66,6 +66,16 @@ def test_keep_on_drive_mounts_drive_and_keeps_the_cache_there(colab, monkeypatch
     assert "kept on your Google Drive" in capsys.readouterr().out
 
 
+def test_on_colab_the_pages_read_the_published_store(colab, monkeypatch):
+    import os
+
+    monkeypatch.setenv(ENV_CACHE, "/somewhere")
+    monkeypatch.delenv("BNLIB_STORE")
+    run_setup_cell("07_learning_rates")
+    assert os.environ["BNLIB_STORE_URL"] == store_url()  # the repository's store/ at the tag
+    assert os.environ["BNLIB_STORE"] == "/somewhere/store"  # fetched into the cache (on Drive, if kept there)
+
+
 def test_outside_colab_nothing_is_installed_or_mounted(monkeypatch, capsys):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.setenv(ENV_CACHE, "/somewhere")
@@ -74,6 +84,7 @@ def test_outside_colab_nothing_is_installed_or_mounted(monkeypatch, capsys):
 
     assert os.environ[ENV_CACHE] == "/somewhere"
     assert "applies on Colab only" in capsys.readouterr().out
+    assert os.environ["BNLIB_STORE_URL"] == ""  # the checkout's own store, nothing fetched
 
 
 @pytest.mark.parametrize("page", template.pages(), ids=lambda p: p.stem)

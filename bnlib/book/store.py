@@ -282,7 +282,8 @@ def _differences(stored: Record, fresh: Record, steps: int) -> tuple[float, floa
 
 
 def report(comparisons: list[Comparison]) -> str:
-    lines = [f"{'run':70s} {'steps':>6s}  outcome           largest diff  curves diff"]
+    """One line per run retrained: how it compared, then the run and against what."""
+    lines = [f"{'outcome':17s} {'steps':>6s} {'largest diff':>12s} {'curves diff':>12s}  run"]
     for c in comparisons:
-        lines.append(f"{c.name[:70]:70s} {c.steps:6d}  {c.outcome:17s} {c.largest:12.3g} {c.curves:12.3g}  {c.detail}")
+        lines.append(f"{c.outcome:17s} {c.steps:6d} {c.largest:12.3g} {c.curves:12.3g}  {c.name}: {c.detail}")
     return "\n".join(lines)

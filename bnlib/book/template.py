@@ -87,7 +87,7 @@ def setup(chapter: str | None = None, keep_on_drive: bool = False) -> None:
     if on_colab and not os.environ.get(ENV_STORE):
         # the book's published runs, fetched from the repository as the page reads them (no training)
         os.environ[ENV_STORE] = str(cache_dir() / "store")
-        os.environ.setdefault(ENV_STORE_URL, store_url())
+        os.environ[ENV_STORE_URL] = os.environ.get(ENV_STORE_URL) or store_url()
     device = pick_device()
     print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}")
 
