@@ -62,6 +62,12 @@ def fingerprints(store: Path | None = None) -> list[str]:
     return sorted(manifest(store)["data"])
 
 
+def copies_for(on_cifar: bool) -> list[str]:
+    """The data copies a config's published record may be keyed by: the store's copies of CIFAR-10,
+    or "synthetic" for a run that reads none (the deep linear network)."""
+    return fingerprints() if on_cifar else ["synthetic"]
+
+
 def run_folder(key: str) -> Path | None:
     """Where the store keeps the record with this key (None without a store); fetched first from
     $BNLIB_STORE_URL if that is set and the local store lacks it."""

@@ -251,8 +251,8 @@ def published_record(config: RunConfig) -> Record | None:
 
 def _published_folders(config: RunConfig) -> list[Path]:
     """Where the run store would keep the record of `config`, one folder per data copy it names."""
-    fingerprints = ["synthetic"] if not config.on_cifar else published.fingerprints()
-    folders = [published.run_folder(config.digest(SCHEMA_VERSION, fingerprint)) for fingerprint in fingerprints]
+    keys = [config.digest(SCHEMA_VERSION, fingerprint) for fingerprint in published.copies_for(config.on_cifar)]
+    folders = [published.run_folder(key) for key in keys]
     return [folder for folder in folders if folder is not None and (folder / "record.json").exists()]
 
 

@@ -267,21 +267,21 @@ def measured(name: str, config: RunConfig, scale: str, compute: Table, **params:
     data, and kept in the cache. `name` and `params` say what is computed from `config`'s data; the
     copy of the data is part of the key, as for runs."""
     fingerprint = data_fingerprint(config, RunOptions(), decode=False)
+    own = cache_dir() / "measurements" / scale
     if fingerprint is not None:
-        own = cache_dir() / "measurements" / scale / f"{_measurement_key(name, config, fingerprint, params)}.npz"
-        frame = _read_table(own)
+        path = own / f"{_measurement_key(name, config, fingerprint, params)}.npz"
+        frame = _read_table(path)
         if frame is not None:
-            return _note(name, config, "cache", own, frame)
-    for fingerprint in ["synthetic"] if not config.on_cifar else published.fingerprints():
+            return _note(name, config, "cache", path, frame)
+    for fingerprint in published.copies_for(config.on_cifar):
         path = published.measurement_file(_measurement_key(name, config, fingerprint, params))
         frame = None if path is None else _read_table(path)
         if frame is not None:
             return _note(name, config, "published", path, frame)
     frame = compute()
-    fingerprint = data_fingerprint(config, RunOptions())  # decoded by `compute`
-    own = cache_dir() / "measurements" / scale / f"{_measurement_key(name, config, fingerprint, params)}.npz"
-    save_frame(own, frame)
-    return _note(name, config, "computed", own, frame)
+    path = own / f"{_measurement_key(name, config, data_fingerprint(config, RunOptions()), params)}.npz"
+    save_frame(path, frame)  # the fingerprint of the copy `compute` decoded
+    return _note(name, config, "computed", path, frame)
 
 
 def _measurement_key(name: str, config: RunConfig, fingerprint: str, params: dict[str, Any]) -> str:

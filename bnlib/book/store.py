@@ -120,7 +120,7 @@ def publish(scale: str, chapters: tuple[ModuleType, ...] | None = None, store: P
     store = store or published.store_dir() or published.CHECKOUT_STORE
     book_mode()
     keep = plan.with_weights(scale)
-    added, seen, missing = 0, set(), []
+    added, seen = 0, set()
     while True:  # in rounds, as the reads that depend on stored runs change with what is published
         plan.refresh()
         new = False
