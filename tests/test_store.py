@@ -290,6 +290,12 @@ def test_train_publish_and_verify_a_chapter_through_the_commands(cifar_tar, tmp_
     assert code == 0 and "published 2 new runs" in out, out + err
     code, out, _ = book_cli(capsys, "--scale", "smoke", "publish", "--chapter", "06")
     assert "published 0 new runs" in out  # what is published stays published
+    code, out, err = book_cli(
+        capsys, "--scale", "smoke", "results", "--chapter", "06", "--csv", str(tmp_path / "r.csv")
+    )
+    claims = pd.read_csv(tmp_path / "r.csv")
+    assert code == 0 and list(claims["claim"]) == list(ch06_theory.CLAIMS), out + err
+    assert all(f"| {ch06_theory.NOTEBOOK} | {key} |" in out for key in ch06_theory.CLAIMS), out
     code, out, err = book_cli(capsys, "--scale", "smoke", "verify", "--chapter", "06", "--steps", "6")
     assert code == 0 and out.count("bit-identical") == 2, out + err
     monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
@@ -311,6 +317,7 @@ def test_the_commands_refuse_bad_input_in_one_line(capsys):
         (("train", "--workers", "0"), "--workers must be at least 1"),
         (("verify", "--steps", "0"), "--steps must be at least 1"),
         (("--scale", "smoke", "verify", "--run", "vgg-nothing"), "no published run is named vgg-nothing"),
+        (("--scale", "smoke", "results", "--chapter", "06"), "2 runs these claims read are in neither"),
     ):
         code, out, err = book_cli(capsys, *args)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (args, out, err)

@@ -6,6 +6,7 @@ the store's runs, or re-apply the chapter template.
     python -m bnlib.book train --missing           # only what the published store lacks
     python -m bnlib.book publish [--chapter 07]    # your cache's records into the repository's store/
     python -m bnlib.book verify [--run NAME] [--chapter 07] [--sample 3] [--steps 100]
+    python -m bnlib.book results [--chapter 07] [--csv FILE]   # every claim's verdict, from the runs
 
 Bad input ends with one line on stderr and a non-zero exit status.
 """
@@ -13,6 +14,8 @@ Bad input ends with one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from types import ModuleType
 
 from bnlib.errors import BnlibError, report
 from bnlib.experiments import SCALES
@@ -30,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--apply-template", action="store_true", help="only rewrite each chapter's first cells and strip outputs"
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,publish,verify}")
+    commands = parser.add_subparsers(dest="command", metavar="{train,publish,verify,results}")
     chapter_help = "a chapter by number (07) or notebook; several allowed (default: the whole book)"
     train = commands.add_parser("train", help="train what the book (or a chapter) reads into your cache")
     train.add_argument("--chapter", action="append", help=chapter_help)
@@ -44,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--sample", type=int, help="this many runs drawn at random")
     verify.add_argument("--seed", type=int, default=0, help="the draw of --sample")
     verify.add_argument("--steps", type=int, help="retrain only the first steps (default: the whole run)")
+    results = commands.add_parser("results", help="print every claim's verdict and what we measure, from the runs")
+    results.add_argument("--chapter", action="append", help=chapter_help)
+    results.add_argument("--csv", type=Path, help="also write the table to this CSV file")
     return parser
 
 
@@ -75,6 +81,8 @@ def _store_command(args: argparse.Namespace, scale: str) -> int:
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
         store.train_book(scale, chapters, args.workers, args.missing)
+    elif args.command == "results":
+        _print_results(scale, chapters, args.csv)
     elif args.command == "publish":
         done = store.publish(scale, chapters)
         files, size = store.store_size(done.store)
@@ -93,6 +101,32 @@ def _store_command(args: argparse.Namespace, scale: str) -> int:
         print(store.report(comparisons))
         return 1 if any(c.outcome == "differs" for c in comparisons) else 0
     return 0
+
+
+def _print_results(scale: str, chapters: tuple[ModuleType, ...] | None, csv: Path | None) -> None:
+    """The results table as Markdown on stdout (and as CSV where asked), measured from the runs the
+    reader would render: the published store, or the reader's own cache where it holds them."""
+    from bnlib.book.chapters import CHAPTERS
+    from bnlib.book.claims import results
+    from bnlib.book.store import book_mode, missing_runs
+    from bnlib.errors import BnlibError
+    from bnlib.storage import atomic_write
+
+    book_mode()
+    if todo := missing_runs(scale, chapters):
+        raise BnlibError(
+            f"{len(todo)} runs these claims read are in neither the published store nor your cache "
+            f"(e.g. {todo[0].name}); train them with `python -m bnlib.book train`"
+        )
+    frame = results(scale, chapters or CHAPTERS)
+    print("| " + " | ".join(frame.columns) + " |")
+    print("|" + "---|" * len(frame.columns))
+    for row in frame.itertuples(index=False):
+        print("| " + " | ".join(str(value).replace("|", "\\|") for value in row) + " |")
+    counts = frame["verdict"].value_counts()
+    print("\n" + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + f" ({len(frame)} claims)")
+    if csv is not None:
+        atomic_write(csv, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 if __name__ == "__main__":

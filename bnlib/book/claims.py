@@ -141,6 +141,28 @@ def table_of(scale: str, chapters: Iterable[ModuleType]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def results(scale: str, chapters: Iterable[ModuleType]) -> pd.DataFrame:
+    """One row per claim, keyed by chapter and claim name, with its verdict and what we measure (the
+    book's results in a form two builds can be compared by)."""
+    from bnlib.book import plan
+
+    rows = []
+    for chapter in chapters:
+        plan.use(chapter)
+        for key, claim in chapter.CLAIMS.items():
+            found = claim.finding(scale)
+            rows.append(
+                {
+                    "chapter": chapter.NOTEBOOK,
+                    "claim": key,
+                    "verdict": str(found.verdict),
+                    "we measure": " ".join(found.measured.split()),
+                }
+            )
+    plan.use()
+    return pd.DataFrame(rows)
+
+
 PART_TWO_COLUMNS = {"claim": "the explanation predicts", "paper says": "its source says"}
 
 

@@ -70,7 +70,9 @@ def book_mode() -> None:
     plan.use()
 
 
-def _jobs(scale: str, chapters: tuple[ModuleType, ...] | None, published_counts: bool) -> list[Job]:
+def missing_runs(scale: str, chapters: tuple[ModuleType, ...] | None, published_counts: bool = True) -> list[Job]:
+    """The runs the chapters read that are not trained yet with every probe they read: in neither the
+    reader's cache nor the store (`published_counts` False: not in the reader's cache)."""
     return [job for job in plan.jobs(scale, chapters) if plan.untrained(job, published=published_counts)]
 
 
@@ -90,7 +92,7 @@ def train_book(
     workers = workers or os.cpu_count() or 1
     trained = 0
     with ray_closed_after():
-        while todo := _jobs(scale, chapters, published_counts=missing):
+        while todo := missing_runs(scale, chapters, published_counts=missing):
             print(plan.announce(scale, todo, workers=min(workers, len(todo)), who="This"), flush=True)
             sweep(todo, workers=workers, options=RunOptions(published=False)).raise_if_failed("the book's runs")
             trained += len(todo)
