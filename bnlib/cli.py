@@ -13,24 +13,28 @@ import json
 import os
 from collections.abc import Sequence
 
+from bnlib import interrupts
 from bnlib.config import RunConfig
 from bnlib.data import ENV_DATA, fetch, resolve_location
 from bnlib.errors import BnlibError, report
 from bnlib.experiments import SCALES, default_scale, experiment, experiment_names
 from bnlib.norms import NORMS
-from bnlib.records import load_or_run, record_state, space_needed, stored_record
+from bnlib.records import Record, load_or_run, record_state, space_needed, stored_record
 from bnlib.storage import check_cache
 from bnlib.train import RunOptions
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of argparse's usage block
-        self.exit(2, f"bnlib: error: {message} (see python -m bnlib --help)\n")
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with bad input said in one line (instead of its usage block), exit status 2."""
+
+    def error(self, message: str) -> None:
+        command = self.prog.split(" ")
+        self.exit(2, f"bnlib: error: {message} (see {' '.join(command[:3])} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m bnlib", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m bnlib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def experiment_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("experiment", help="a named experiment, e.g. vgg-bn-lr0.1 (see `list`)")
@@ -107,6 +111,7 @@ def _summary(config: RunConfig, scale: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    interrupts.terminate_as_interrupt()
     try:
         if args.command == "list":
             scale = args.scale or default_scale()
@@ -128,16 +133,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"status": record.status, "final": record.final, "path": str(record.path)}, indent=1))
             return 0
         options = RunOptions(data=args.data, device=args.device, progress=False if args.quiet else None)
-        check_cache(space_needed([config], options))  # every check before the plan is printed
+        if stored_record(config, options) is None:  # a finished record loads from a read-only cache or store
+            check_cache(space_needed([config], options))  # every check before the plan is printed
         print(f"{args.experiment}: {_summary(config, scale)}", flush=True)
         record = load_or_run(config, options=options)
         final = ", ".join(f"{k}={v:.4g}" for k, v in record.final.items())
-        how = "trained" if record.trained else "loaded from the cache (trained earlier)"
-        print(f"{how}: {record.status} in {record.wall_time_s:.1f} s of training: {final}")
+        print(f"{_how(record)}: {record.status} in {record.wall_time_s:.1f} s of training: {final}")
         print(f"record: {record.path}")
         return 0
     except BnlibError as e:
         return report(e)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run in progress saved its checkpoint
+        return interrupts.say(e)
+
+
+def _how(record: Record) -> str:
+    """How `run` came by a record, in words."""
+    if record.trained:
+        return "trained"
+    if record.waited:
+        return "loaded: another process trained it while this one waited"
+    where = "the published store" if record.origin == "published" else "the cache"
+    return f"loaded from {where} (trained earlier)"
 
 
 def _sweep(args: argparse.Namespace, scale: str) -> int:

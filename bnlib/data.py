@@ -12,10 +12,14 @@ URL ending in `#md5=<hex>` names another checksum, e.g. for a repacked copy).
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import functools
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import pickle
 import tarfile
@@ -49,7 +53,8 @@ HOW_TO_PROVIDE = (
     "provide CIFAR-10 in one of four ways: (a) go online and let torchvision download it "
     "(the default), (b) point BNLIB_DATA or --data at a canonical cifar-10-batches-py folder, or "
     "(c) point them at an image-folder tree train/<class>/*, test/<class>/* or a .tar.gz of one, or "
-    "(d) point them at an http(s) URL of cifar-10-python.tar.gz on a mirror you trust"
+    "(d) point them at an http(s) URL of cifar-10-python.tar.gz on a mirror you trust (or of a .tar.gz of an "
+    "image folder, with #md5=<its checksum> after the URL)"
 )
 CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"  # the archive's published checksum (torchvision's too)
@@ -102,7 +107,10 @@ def resolve_location(location: str | os.PathLike | None) -> tuple[str, Path]:
         if not path.name.endswith(_TAR_SUFFIXES):
             raise DataError(f"data path {path} is a file but not a .tar.gz of an image folder; {HOW_TO_PROVIDE}")
         _check_archive(path)
-        return ("cifar-archive" if path.name == CIFAR_ARCHIVE else "image-tar"), path
+        kind = "cifar-archive" if path.name == CIFAR_ARCHIVE else "image-tar"
+        if not _cache_file(kind, path).exists():  # decoded before: it read whole then
+            _check_whole(path)
+        return kind, path
     if not path.is_dir():
         raise DataError(f"data path {path} is neither a file nor a folder; {HOW_TO_PROVIDE}")
     for candidate in (path, path / "cifar-10-batches-py"):
@@ -131,6 +139,47 @@ def _check_archive(path: Path) -> None:
         f"data path {path} is not a tar archive (gzip, bzip2, xz or plain): it {shown}; give the canonical "
         f"{CIFAR_ARCHIVE}, a .tar.gz of an image folder, or a folder"
     )
+
+
+_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+_STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, tarfile.TarError, ValueError)
+
+
+def _check_whole(path: Path) -> None:
+    """That a compressed archive reads to its end with its checksum right (gzip's CRC, bzip2's and
+    xz's own), so a damaged or cut file is named as such before any plan is printed (a second or so
+    for the canonical 163 MB archive). A plain tar carries no checksum of its contents."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    opener = next((_OPENERS[kind] for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+    if opener is None:
+        return
+    try:
+        with opener(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except _STREAM_ERRORS as e:
+        raise _damaged(path, e) from None
+
+
+def _damaged(path: Path | str, error: BaseException) -> DataError:
+    return DataError(f"the archive {path} is damaged ({_one_line(error) or type(error).__name__}); download it again")
+
+
+def _archive_layout(path: Path) -> str | None:
+    """What an archive holds, from its first members: "cifar-archive" (the canonical batches),
+    "image-tar" (train/<class>/* and test/<class>/*), or None (neither)."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if member.isfile() and parts[-1] in ("data_batch_1", "test_batch", "batches.meta"):
+                    return "cifar-archive"
+                if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
+                    return "image-tar"
+    except _STREAM_ERRORS as e:
+        raise _damaged(path, e) from None
+    return None
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -195,7 +244,8 @@ def load_cifar10(location: str | os.PathLike | None = None) -> Cifar10:
     if kind == "torchvision":
         path, kind = _download(path), "cifar-python"
     if kind == "url":
-        path, kind = fetch(str(location or os.environ.get(ENV_DATA)), path), "cifar-archive"
+        path = fetch(str(location or os.environ.get(ENV_DATA)), path)
+        kind = _archive_layout(path) or "cifar-archive"  # fetch keeps only an archive of a known layout
     cache_file = _cache_file(kind, path)
     if cache_file.exists():
         try:
@@ -251,7 +301,7 @@ def known_source(location: str | os.PathLike | None = None) -> dict[str, Any] | 
     if kind == "url":
         if not path.is_file():  # not downloaded (and checked) yet
             return None
-        kind = "cifar-archive"
+        kind = _archive_layout(path) or "cifar-archive"
     sidecar = _cache_file(kind, path).with_suffix(".json")
     try:
         return read_json(sidecar)
@@ -298,12 +348,28 @@ def fetch(location: str, target: Path) -> Path:
     url, md5 = _split_checksum(location)
     if target.is_file():  # only an archive whose checksum matched is ever kept under this name
         return target
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive(target.with_name(target.name + ".lock")):
-        if not target.is_file():
-            _download_part(url, target.with_name(target.name + ".part"))
-            _verify(target.with_name(target.name + ".part"), md5, url)
-            os.replace(target.with_name(target.name + ".part"), target)
+    part, lock = target.with_name(target.name + ".part"), target.with_name(target.name + ".lock")
+    try:
+        with exclusive(lock):
+            if not target.is_file():
+                _download_part(url, part)
+                _verify(part, md5, url)
+                if _archive_layout(part) is None:
+                    part.unlink()
+                    raise DataError(
+                        f"the archive at {url} holds neither {CIFAR_ARCHIVE}'s batches nor an image folder "
+                        "(train/<class>/*, test/<class>/*), the two layouts a URL may hold; nothing was kept"
+                    )
+                os.replace(part, target)
+    except DataError:
+        if not part.exists():  # nothing arrived to resume from: leave nothing behind
+            lock.unlink(missing_ok=True)
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
     return target
 
 
@@ -423,8 +489,8 @@ def _read_cifar_archive(path: Path) -> tuple[np.ndarray, ...]:
                 name = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and name in names:
                     blobs[name] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise DataError(f"cannot read {path} as {CIFAR_ARCHIVE} ({_one_line(e)}); {HOW_TO_PROVIDE}") from None
+    except _STREAM_ERRORS as e:
+        raise _damaged(path, e) from None
     missing = [n for n in names if n not in blobs]
     if missing:
         raise DataError(f"{path} lacks {', '.join(missing)}: it is not {CIFAR_ARCHIVE}; {HOW_TO_PROVIDE}")
@@ -464,8 +530,8 @@ def _read_image_tar(path: Path) -> tuple[np.ndarray, ...]:
                 parts = member.name.split("/")
                 if member.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test"):
                     entries.append((parts[-3], parts[-2], parts[-1], tar.extractfile(member).read()))
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise DataError(f"cannot read {path} as a .tar.gz of an image folder ({_one_line(e)}); {HOW_TO_PROVIDE}") from e
+    except _STREAM_ERRORS as e:
+        raise _damaged(path, e) from None
     return _assemble(entries, str(path))
 
 

@@ -81,6 +81,7 @@ class Record:
     path: Path | None = None
     label: str = field(default="")
     trained: bool = False  # True when the call that returned it trained (or resumed) the run
+    waited: bool = False  # True when another process trained it while the call that returned it waited
     origin: str = "cache"  # "published": read from the run store (bnlib.published), not the reader's cache
 
     @property
@@ -475,11 +476,12 @@ def load_or_run(
     check_cache(space_needed([config], options))
     key = record_key(config, options)
     path = runs_dir() / key
-    with exclusive(runs_dir() / f"{key}.lock", on_wait=_say_waiting):
+    waits: list[str] = []
+    with exclusive(runs_dir() / f"{key}.lock", on_wait=lambda holder: (waits.append(holder), _say_waiting(holder))):
         record = load_record(path)
         missing = [p for p in probes if record is None or probe_key(p) not in record.probes]
         if record is not None and not missing:
-            record.label = label
+            record.label, record.waited = label, bool(waits)
             return record
         if path.exists():
             remove_stale_temporaries(path)

@@ -31,6 +31,7 @@ from bnlib.errors import CacheError
 
 ENV_CACHE = "BNLIB_CACHE"
 _MB = 1 << 20
+FULL_BELOW = _MB  # a write that fails with less than this free on its disk failed for want of space
 
 
 def cache_dir() -> Path:
@@ -85,6 +86,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide shared caches from other users
         os.replace(tmp, path)
+    except RuntimeError as e:  # torch.save says a full disk as a RuntimeError, without its errno
+        full = shutil.disk_usage(path.parent).free < FULL_BELOW
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

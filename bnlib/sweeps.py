@@ -38,7 +38,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bnlib import reaper
+from bnlib import interrupts, reaper
 from bnlib.config import RunConfig
 from bnlib.data import ENV_DATA, resolve_location
 from bnlib.errors import BnlibError, ConfigError
@@ -48,6 +48,7 @@ from bnlib.storage import ENV_CACHE, cache_dir, check_cache
 from bnlib.train import ENV_CHECKPOINT, ENV_PROGRESS, RunOptions
 
 INSTALL_RAY = "pip install 'bnlib[sweep]' (or pip install ray)"
+STOP_GRACE_S = 30.0  # how long an interrupted sweep waits for its runs in flight to save their checkpoints
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,19 @@ def sweep(
             outcomes[i] = Outcome(job, "stored", record.status, record.final, record.wall_time_s)
         else:
             todo.append(i)
-    check_cache(space_needed([jobs[i].config for i in todo], options))  # only what will be written
+    if todo:  # a cache that holds every record may be read-only: only writing needs a writable one
+        check_cache(space_needed([jobs[i].config for i in todo], options))
     ray = _ray(required=require_ray or address is not None) if todo or address else None  # installed?
+    if ray is not None and not address:
+        _check_threads(threads, ray.cluster_resources().get("CPU") if ray.is_initialized() else workers, workers)
     if any(jobs[i].config.on_cifar for i in todo):
         from bnlib.data import load_cifar10
 
         load_cifar10(options.data)  # decoded (or downloaded) once here, not once per worker, before Ray starts
     if ray is not None:
         _connect(ray, address, workers)
+        if address and not ray.cluster_resources().get("GPU"):
+            _check_threads(threads, ray.cluster_resources().get("CPU", 0), None, address)
     if ray is None:
         for i in _progress(todo, jobs, progress):
             outcomes[i] = _outcome(jobs[i], run_job(jobs[i], options, threads))
@@ -172,6 +178,22 @@ def sweep(
     if progress:
         print(result.summary(), file=sys.stderr, flush=True)
     return result
+
+
+def _check_threads(threads: int, cpus: float | None, workers: int | None, address: str | None = None) -> None:
+    """A task asks Ray for `threads` CPUs; where Ray has fewer (`cpus`; None: this machine's, or
+    `workers`), it would wait for them forever. One line naming what fits, before any work."""
+    cpus = int(cpus if cpus is not None else os.cpu_count() or 1)
+    if threads <= cpus:
+        return
+    have = f"{cpus} CPU{'s' if cpus != 1 else ''}"
+    where = (
+        f"the Ray cluster at {address} has {have}"
+        if address
+        else f"Ray has {have} here" + (f" (--workers {workers})" if workers else "")
+    )
+    more = "" if address else " or more --workers"
+    raise ConfigError(f"each run asks for {threads} threads but {where}; give --threads {cpus} or fewer{more}")
 
 
 def _check_count(name: str, value: object) -> None:
@@ -250,7 +272,7 @@ def _connect(ray, address: str | None, workers: int | None) -> None:
     settings = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     notices = io.StringIO()  # Ray's start-up notices (token authentication, ...): shown only if it fails
     try:
-        with contextlib.redirect_stdout(notices), contextlib.redirect_stderr(notices):
+        with contextlib.redirect_stdout(notices), contextlib.redirect_stderr(notices), interrupts.keeping_sigterm():
             if address:
                 ray.init(address=address, **settings)
             else:
@@ -334,7 +356,10 @@ def _run_on_ray(ray, jobs, todo, options, threads, environment, show) -> dict[in
     with tqdm(total=len(todo), desc="sweep", unit="run", disable=not show, mininterval=every) as bar:
         shown = None
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            try:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            except KeyboardInterrupt:
+                raise _stop(ray, pending, _slots(ray, resources)) from None
             for ref in done:
                 i = pending.pop(ref)
                 try:
@@ -352,6 +377,18 @@ def _run_on_ray(ray, jobs, todo, options, threads, environment, show) -> dict[in
                 bar.set_postfix(status, refresh=False)
                 shown = status
     return outcomes
+
+
+def _stop(ray, pending: dict, slots: int) -> interrupts.Interrupted:
+    """Ctrl-C or SIGTERM during a sweep: each run in flight is asked to stop (Ray raises
+    KeyboardInterrupt in its worker, which saves its checkpoint between two steps, `bnlib.train`),
+    and given STOP_GRACE_S to do so; what ended before is kept in the cache."""
+    for ref in pending:
+        ray.cancel(ref)
+    with contextlib.suppress(Exception):
+        ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_S)
+    running = min(len(pending), slots)
+    return interrupts.Interrupted(f"the sweep's {running} runs in flight saved their checkpoints")
 
 
 def _slots(ray, resources: dict[str, float]) -> int:

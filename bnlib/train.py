@@ -28,9 +28,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bnlib import device as devices
+from bnlib import interrupts
 from bnlib.config import RunConfig
 from bnlib.data import BatchSampler, ImageSplit, balanced_subset, dln_data, load_cifar10
-from bnlib.errors import ConfigError, warn
+from bnlib.errors import CacheError, ConfigError, warn
 from bnlib.models import NumberedNet, build_model, init_lsuv
 from bnlib.probes.hook import Probe, ProbeContext, RandomState, due, preserved_state, probe_key, to_numpy
 from bnlib.storage import atomic_write
@@ -320,6 +321,17 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _megabytes(state: Any) -> float:
+    """The size of a checkpoint's tensors, in MB (what it needs on disk, near enough)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size() / 2**20
+    if isinstance(state, dict):
+        return sum(_megabytes(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return sum(_megabytes(v) for v in state)
+    return 0.0
+
+
 def _progress_enabled(progress: bool | None) -> bool:
     if progress is not None:
         return progress
@@ -430,9 +442,17 @@ class Run:
 
     def checkpoint(self) -> None:
         path = self.options.checkpoint_path
-        if path is not None:
-            state = self.state_dict()
+        if path is None:
+            return
+        state = self.state_dict()
+        try:
             atomic_write(path, lambda tmp: torch.save(state, tmp))
+        except OSError as e:
+            raise CacheError(
+                f"could not write the checkpoint of {self.label} in {path.parent} ({e.strerror}; it needs about "
+                f"{_megabytes(state):.0f} MB); free some space there or point BNLIB_CACHE at a larger disk, and run "
+                "again: the run resumes from its last checkpoint"
+            ) from None
 
     # ---------------------------------------------------------------- the loop
 
@@ -510,22 +530,36 @@ class Run:
     def loop(self, bar: tqdm) -> None:
         cfg = self.config
         last_checkpoint = time.monotonic()
-        while self.step < cfg.steps:
-            started = time.perf_counter()
-            if cfg.test_every and self.step % cfg.test_every == 0 and not self._tested(self.step):
-                self.test()
-            x, y = self.task.next_batch()
-            self.train_step(x, y, [p for p in self.probes if due(p, self.step)])
-            self.step += 1
-            self.elapsed += time.perf_counter() - started
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                if self.check_divergence() or self.decided():
-                    return
-                bar.update(self.step - bar.n)
-                bar.set_postfix(loss=f"{self.loss_buf[self.step - 1].item():.4g}", refresh=False)
-                if time.monotonic() - last_checkpoint >= self.options.checkpoint_interval_s:
+        with interrupts.deferred() as interrupted:
+            while self.step < cfg.steps:
+                self.one_step()
+                if interrupted():  # between two steps: the checkpoint holds whole steps only
                     self.checkpoint()
-                    last_checkpoint = time.monotonic()
+                    saved = "its checkpoint saved" if self.options.checkpoint_path else "no checkpoint kept"
+                    raise interrupts.Interrupted(f"{self.label} stopped at step {self.step} of {cfg.steps}, {saved}")
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    if self.check_divergence() or self.decided():
+                        return
+                    bar.update(self.step - bar.n)
+                    bar.set_postfix(loss=f"{self.loss_buf[self.step - 1].item():.4g}", refresh=False)
+                    if time.monotonic() - last_checkpoint >= self.options.checkpoint_interval_s:
+                        self.checkpoint()
+                        last_checkpoint = time.monotonic()
+
+    def one_step(self) -> None:
+        started = time.perf_counter()
+        cfg = self.config
+        if cfg.test_every and self.step % cfg.test_every == 0 and not self._tested(self.step):
+            self.test()
+        x, y = self.task.next_batch()
+        self.train_step(x, y, [p for p in self.probes if due(p, self.step)])
+        self.step += 1
+        self.elapsed += time.perf_counter() - started
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c.model}/{c.norm} lr={c.lr:g} seed={c.seed}"
 
     def _tested(self, step: int) -> bool:
         return bool(self.tests) and self.tests[-1][0] == step
@@ -571,9 +605,8 @@ def train(config: RunConfig, probes: Sequence[Probe] = (), options: RunOptions |
         run = Run(config, probes, options)
         if not run.try_resume() and run.spoiled:  # a checkpoint that failed half-way through loading
             run = Run(config, probes, options)
-        label = f"{config.model}/{config.norm} lr={config.lr:g} seed={config.seed}"
         show = _progress_enabled(options.progress)
-        with tqdm(total=config.steps, initial=run.step, desc=label, disable=not show, leave=False) as bar:
+        with tqdm(total=config.steps, initial=run.step, desc=run.label, disable=not show, leave=False) as bar:
             run.loop(bar)
         if run.diverged_at is None:
             run.checkpoint()

@@ -144,6 +144,21 @@ def run_cli(capsys, *args: str, entry=None) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def count_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the step of every training step this process takes."""
+    import bnlib.train
+
+    steps: list[int] = []
+    real = bnlib.train.Run.train_step
+
+    def counted(self, *args, **kwargs):
+        steps.append(self.step)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(bnlib.train.Run, "train_step", counted)
+    return steps
+
+
 def assert_same_arrays(a, b) -> None:
     """Two run records hold the same metrics and probe outputs, bit for bit."""
     assert a.status == b.status and a.final == b.final

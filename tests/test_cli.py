@@ -70,5 +70,5 @@ def test_malformed_tarball(capsys, isolated_cache, tmp_path):
     bad = tmp_path / "cifar.tar.gz"
     bad.write_bytes(b"\x1f\x8b" + os.urandom(5000))  # a gzip header, then garbage
     code, _, err = run_cli(capsys, "run", "vgg-bn-lr0.1", "--data", str(bad), "--scale", "smoke", "--quiet")
-    assert code == 2 and "cannot read" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "is damaged" in err and len(err.strip().splitlines()) == 1
     assert not isolated_cache.exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_cifar_python
+from conftest import run_cli, write_cifar_python, write_image_tar
 
 from bnlib.data import CIFAR_ARCHIVE, load_cifar10
 from bnlib.errors import DataError
@@ -82,6 +82,11 @@ def same(cifar, arrays) -> None:
         np.testing.assert_array_equal(getattr(cifar, key), arrays[key])
 
 
+def nothing_written(cache: Path) -> bool:
+    """No file and no folder in the cache (which may not exist at all)."""
+    return not cache.exists() or not any(cache.iterdir())
+
+
 def test_a_complete_download_is_checked_decoded_and_kept(server, archive, cifar_arrays, isolated_cache):
     url = f"{server.url}#md5={md5(archive)}"
     same(load_cifar10(url), cifar_arrays)
@@ -108,14 +113,14 @@ def test_a_wrong_checksum_keeps_nothing(server, isolated_cache):
     with pytest.raises(DataError, match=r"has MD5 .*, not c58f30108f718f92721af3b95e74349a") as info:
         load_cifar10(server.url)  # the canonical MD5: the fake archive is not the canonical one
     assert "\n" not in str(info.value) and "nothing was kept" in str(info.value)
-    assert not [p for p in (isolated_cache / "data").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert nothing_written(isolated_cache)
 
 
 def test_a_missing_file_is_one_line(server, isolated_cache):
     with pytest.raises(DataError, match="the server answered 404") as info:
         load_cifar10(server.url.replace(CIFAR_ARCHIVE, "nothing.tar.gz"))
     assert "\n" not in str(info.value)
-    assert not [p for p in (isolated_cache / "data").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert nothing_written(isolated_cache)
 
 
 def test_a_bad_checksum_fragment_is_refused_before_anything(server, isolated_cache):
@@ -137,3 +142,37 @@ def test_the_cli_says_a_missing_url_in_one_line_and_exits_2(server, isolated_cac
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "404" in done.stderr
     assert done.stdout == ""  # the problem is found before the plan is printed
+
+
+def test_a_url_may_hold_an_image_folder_tarball(tmp_path, cifar_arrays, isolated_cache, capsys):
+    """The offline copy's format (a .tar.gz of train/<class>/*, test/<class>/*) at a URL, with its
+    checksum: kept, decoded and trained on, through the CLI; a second run finds it."""
+    tarball = write_image_tar(tmp_path / "images.tar.gz", cifar_arrays)
+    served = Server(tarball.read_bytes())
+    try:
+        url = f"{served.url}#md5={md5(tarball)}"
+        args = ("run", "vgg-bn-lr0.1", "--scale", "smoke", "--data", url, "--quiet")
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0 and "trained:" in out, err
+        same(load_cifar10(url), cifar_arrays)
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0 and "loaded from the cache" in out, err
+        assert len(served.requests) == 1
+    finally:
+        served.httpd.shutdown()
+
+
+def test_a_url_of_neither_layout_keeps_nothing(tmp_path, isolated_cache, capsys):
+    other = tmp_path / "other.tar.gz"
+    with tarfile.open(other, "w:gz") as tar:
+        (tmp_path / "readme.txt").write_text("not CIFAR-10")
+        tar.add(tmp_path / "readme.txt", arcname="readme.txt")
+    served = Server(other.read_bytes())
+    try:
+        args = ("run", "vgg-bn-lr0.1", "--scale", "smoke", "--data", f"{served.url}#md5={md5(other)}", "--quiet")
+        code, out, err = run_cli(capsys, *args)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert "holds neither cifar-10-python.tar.gz's batches nor an image folder" in err
+        assert nothing_written(isolated_cache)
+    finally:
+        served.httpd.shutdown()

@@ -20,7 +20,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_arrays, run_cli, write_image_tar
+from conftest import assert_same_arrays, count_steps, run_cli, write_image_tar
 
 import bnlib.data
 import bnlib.records as records
@@ -68,19 +68,6 @@ def uninterrupted(config: RunConfig, probes, tmp_path: Path, monkeypatch):
     with monkeypatch.context() as m:
         m.setenv("BNLIB_CACHE", str(tmp_path / "uninterrupted"))
         return load_or_run(config, probes)
-
-
-def count_steps(monkeypatch) -> list[int]:
-    """Record the step of every training step this process takes."""
-    steps: list[int] = []
-    real = bnlib.train.Run.train_step
-
-    def counted(self, *args, **kwargs):
-        steps.append(self.step)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(bnlib.train.Run, "train_step", counted)
-    return steps
 
 
 # ------------------------------------------------------------------ 1. a killed run resumes

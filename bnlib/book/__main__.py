@@ -17,12 +17,14 @@ import argparse
 from pathlib import Path
 from types import ModuleType
 
+from bnlib import interrupts
+from bnlib.cli import OneLineParser
 from bnlib.errors import BnlibError, report
 from bnlib.experiments import SCALES
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bnlib.book", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m bnlib.book", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, help="default: $BNLIB_SCALE, else cpu")
     parser.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")
     parser.add_argument(
@@ -33,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--apply-template", action="store_true", help="only rewrite each chapter's first cells and strip outputs"
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,publish,verify,results}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="{train,publish,verify,results}", parser_class=OneLineParser
+    )
     chapter_help = "a chapter by number (07) or notebook; several allowed (default: the whole book)"
     train = commands.add_parser("train", help="train what the book (or a chapter) reads into your cache")
     train.add_argument("--chapter", action="append", help=chapter_help)
@@ -55,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    interrupts.terminate_as_interrupt()
     from bnlib.book import build, template
     from bnlib.experiments import check_scale, default_scale
 
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return _store_command(args, scale)
     except BnlibError as e:
         return report(e)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: what finished is kept, runs in flight checkpointed
+        return interrupts.say(e)
 
 
 def _store_command(args: argparse.Namespace, scale: str) -> int:

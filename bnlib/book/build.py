@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from bnlib import interrupts
 from bnlib.book import plan
 from bnlib.book.project import REPO_TAG, REPO_URL
 from bnlib.book.template import ROOT, pages, template_problems
@@ -65,12 +66,40 @@ def execute_into_cache(notebook: Path, cache_path: Path, hang_after_s: float, en
         print(f"{notebook.name}: unchanged, not executed again", flush=True)
         return False
     call = f"_execute_here({str(notebook)!r}, {str(cache_path)!r}, {hang_after_s})"
-    done = subprocess.run([sys.executable, "-c", f"from bnlib.book.build import _execute_here; {call}"], env=env)
-    if done.returncode != 0:
-        raise BnlibError(
-            f"executing {notebook.relative_to(ROOT)} failed (exit {done.returncode}); its traceback is above"
-        )
+    returncode = run_child([sys.executable, "-c", f"from bnlib.book.build import _execute_here; {call}"], env)
+    if returncode != 0:
+        raise BnlibError(f"executing {notebook.relative_to(ROOT)} failed (exit {returncode}); its traceback is above")
     return True
+
+
+_children: set[subprocess.Popen] = set()  # the build's processes (pages, Jupyter Book) running now
+
+
+def run_child(command: list[str], env: dict[str, str]) -> int:
+    """Run a process of the build and return its exit status. It runs in a session of its own, so
+    Ctrl-C at the terminal reaches only the build, which stops it (`stop_children`): one line on
+    the terminal instead of a traceback from each process."""
+    child = subprocess.Popen(command, env=env, start_new_session=True)
+    _children.add(child)
+    try:
+        return child.wait()
+    finally:
+        _children.discard(child)
+
+
+def stop_children(grace_s: float = 5.0) -> None:
+    """End the build's processes (SIGTERM, then SIGKILL after `grace_s`); a page's kernel follows
+    its process (ipykernel watches its parent)."""
+    for child in list(_children):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in list(_children):
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
 
 
 def run_notebook(nb, cwd: Path, hang_after_s: float) -> float:
@@ -106,11 +135,16 @@ def _run_cells(client, nb, hang_after_s: float) -> float:
     with client.setup_kernel(cleanup_kc=True):  # the manager is ours (IPC), so shut its kernel down too
         for channel in (client.kc.shell_channel, client.kc.iopub_channel):
             _poll_every_second(channel)
-        watchdog = Watchdog(client.km.provisioner.process.pid, hang_after_s)
+        kernel = client.km.provisioner.process.pid
+        watchdog = Watchdog(kernel, hang_after_s)
         for index, cell in enumerate(nb.cells):
             with watchdog.watching(cell):
                 try:
                     client.execute_cell(cell, index)
+                except KeyboardInterrupt:  # the build is stopping: the kernel goes now, without a word
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(kernel, signal.SIGKILL)
+                    raise
                 except Exception as error:
                     if watchdog.hung:
                         raise BnlibError(
@@ -227,6 +261,7 @@ def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
     from jupyter_cache.base import CacheBundleIn
     from nbclient.exceptions import CellExecutionError
 
+    interrupts.terminate_as_interrupt()  # the build stops a page with SIGTERM: its kernel goes with it
     cache = get_cache(cache_path)
     nb = nbformat.read(notebook, as_version=4)
     stage = cache.add_nb_to_project(notebook)
@@ -235,6 +270,8 @@ def _execute_here(notebook: str, cache_path: str, hang_after_s: float) -> None:
     except CellExecutionError as error:
         print(error, file=sys.stderr)
         raise SystemExit(1) from error
+    except KeyboardInterrupt:  # the build says so, once
+        raise SystemExit(interrupts.EXIT_STATUS) from None
     cache.cache_notebook_bundle(
         CacheBundleIn(nb, stage.uri, data={"execution_seconds": seconds, SOURCE_KEY: source_digest()}),
         check_validity=False,
@@ -250,7 +287,7 @@ def execute_pages(
     trained already, so a page mostly imports, loads and draws, one core's work); their seconds go
     into `seconds`. Returns whether any page was executed; the first failure is raised once all
     have ended."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
     env = env | {"OMP_NUM_THREADS": "1"}  # two pages on two threads each would oversubscribe the cores
     seconds |= {notebook.stem: 0.0 for notebook in notebooks}  # printed in the book's order
@@ -264,6 +301,13 @@ def execute_pages(
     _cached(notebooks[0], cache_path)  # creates the cache's database here, before two processes race to
     with ThreadPoolExecutor(max_workers=PAGE_WORKERS) as pool:
         futures = [pool.submit(execute, notebook) for notebook in notebooks]
+        try:
+            wait(futures)
+        except KeyboardInterrupt:  # the pages executed so far stay in the cache
+            for future in futures:
+                future.cancel()
+            stop_children()
+            raise
     results = [future.exception() or future.result() for future in futures]
     for result in results:
         if isinstance(result, BaseException):
@@ -358,9 +402,13 @@ def build(
     if rebuild_all or executed:
         command.append("--all")
     began = time.perf_counter()
-    done = subprocess.run(command, env=env)
-    if done.returncode != 0:
-        raise BnlibError(f"the {scale}-scale book build failed (exit {done.returncode}); the log above says where")
+    try:
+        returncode = run_child(command, env)
+    except KeyboardInterrupt:
+        stop_children()
+        raise
+    if returncode != 0:
+        raise BnlibError(f"the {scale}-scale book build failed (exit {returncode}); the log above says where")
     seconds["rendering the HTML"] = time.perf_counter() - began
     index = out / "_build" / "html" / "index.html"
     print(f"\n{scale}-scale book built in {time.perf_counter() - started:.0f} s: {index}")
