@@ -4,6 +4,7 @@ replaced, fetched over HTTP as Colab does, verified by retraining, and the book'
 
 from __future__ import annotations
 
+import errno
 import functools
 import http.server
 import shutil
@@ -16,6 +17,7 @@ import pytest
 from conftest import assert_same_arrays, run_cli
 
 import bnlib
+import bnlib.storage
 from bnlib import published
 from bnlib.book import plan, provenance, store
 from bnlib.errors import BnlibError
@@ -125,6 +127,20 @@ def test_training_your_own_ignores_the_store(published_store, module_data):
 def test_the_cli_shows_a_published_run_without_data(published_store, capsys):
     code, out, err = run_cli(capsys, "show", "vgg-bn-lr0.1", "--scale", "smoke")
     assert code == 0 and "published" in out, out + err
+
+
+def test_a_store_and_cache_that_cannot_be_written_serve_a_published_run(published_store, capsys, monkeypatch):
+    """The book's evidence installed read-only: `run` loads it, with no data set and nothing written."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(bnlib.storage.tempfile, "mkstemp", refuse)  # root may write anywhere: simulate
+    shelf = published_store[0]
+    before = sorted(shelf.rglob("*"))
+    code, out, err = run_cli(capsys, "run", "vgg-bn-lr0.1", "--scale", "smoke", "--quiet")
+    assert code == 0 and "loaded from the published store (trained earlier)" in out, out + err
+    assert sorted(shelf.rglob("*")) == before and not (shelf.parent / "fresh-cache").exists()
 
 
 def test_a_damaged_published_file_is_named(published_store):
