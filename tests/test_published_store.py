@@ -19,14 +19,6 @@ SCALE = "cpu"  # the published book's
 PREFIX = 100  # steps retrained of each family's run
 # The copy of CIFAR-10 the records were trained on, where CI and the developers' machines have it
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
-# Chapters whose runs are still being trained into the store (issue 35 fills it in sittings). Each
-# must fail the check below (a strict xfail): once its runs are published it passes, which fails
-# here until it leaves this list.
-TRAINING: tuple[str, ...] = (
-    "10_initialisation",
-    "12_batchnorm_apart",
-    "13_why_batchnorm_works",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +32,7 @@ def checkout_store(monkeypatch):
     plan.refresh()
 
 
-def _marks(notebook: str) -> list:
-    reason = "its runs are still being trained into the store"
-    return [pytest.mark.xfail(strict=True, reason=reason)] if notebook in TRAINING else []
-
-
-@pytest.mark.parametrize("chapter", [pytest.param(c, id=c.NOTEBOOK, marks=_marks(c.NOTEBOOK)) for c in CHAPTERS])
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.NOTEBOOK for c in CHAPTERS])
 def test_the_store_holds_every_run_the_chapter_reads(chapter):
     missing = store.unpublished(SCALE, (chapter,))
     number = chapter.NOTEBOOK.split("_")[0]
