@@ -13,8 +13,9 @@ import threading
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
-from conftest import claims_not_shown
+from conftest import claims_not_shown, run_cli
 
 from bnlib.book import build, claims, plan, template
 from bnlib.book.chapters import CHAPTERS as CHAPTER_MODULES
@@ -152,6 +153,21 @@ def test_every_page_shows_its_claims_with_their_verdicts(smoke_site, notebook):
     assert not claims_not_shown(shown, claims), f"{notebook.name} does not show these claims"  # each in its table
     if claims and notebook.stem != "results":
         assert "What we find at the smoke scale." in shown
+
+
+def test_the_results_command_lists_every_claim_and_explanation(smoke_site, book_env, monkeypatch, capsys, tmp_path):
+    from bnlib.book.__main__ import main
+    from bnlib.book.chapters import ch13_why_batchnorm_works as bottom_line
+
+    for name in ("BNLIB_CACHE", "BNLIB_STORE", "BNLIB_DATA", plan.ENV_FINDINGS):
+        monkeypatch.setenv(name, book_env[name])
+    code, out, err = run_cli(capsys, "--scale", "smoke", "results", "--csv", str(tmp_path / "all.csv"), entry=main)
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "all.csv")
+    keys = [(c.NOTEBOOK, key) for c in CHAPTER_MODULES for key in c.CLAIMS]
+    keys += [(bottom_line.NOTEBOOK, e.name) for e in bottom_line.EXPLANATIONS]
+    assert list(zip(table["chapter"], table["claim"], strict=True)) == keys
+    assert f"({len(keys) - len(bottom_line.EXPLANATIONS)} claims)" in out and "explanations)" in out
 
 
 @pytest.fixture(scope="module")
