@@ -167,6 +167,7 @@ def test_the_results_command_lists_every_claim_and_explanation(smoke_site, book_
     keys = [(c.NOTEBOOK, key) for c in CHAPTER_MODULES for key in c.CLAIMS]
     keys += [(bottom_line.NOTEBOOK, e.name) for e in bottom_line.EXPLANATIONS]
     assert list(zip(table["chapter"], table["claim"], strict=True)) == keys
+    assert all(f"| {notebook} | {key} |" in out for notebook, key in keys), out  # the Markdown rows
     assert f"({len(keys) - len(bottom_line.EXPLANATIONS)} claims)" in out and "explanations)" in out
 
 

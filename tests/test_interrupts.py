@@ -27,7 +27,7 @@ from bnlib import experiment, load_or_run
 from bnlib.interrupts import EXIT_STATUS, Interrupted
 from bnlib.probes.hook import FunctionProbe
 
-STEPS = 400  # long enough at the smoke scale that a signal lands mid-run
+STEPS = 200  # long enough at the smoke scale that a signal lands mid-run
 
 
 def start(*args: str) -> subprocess.Popen:

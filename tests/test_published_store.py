@@ -6,6 +6,7 @@ to the same numbers (bit-identical on the torch and CPU that trained it)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from bnlib import published
 from bnlib.book import plan, store
 from bnlib.book.chapters import CHAPTERS, ch06_theory
+from bnlib.data import load_cifar10
 from bnlib.records import published_record
+from bnlib.storage import exclusive
 
 SCALE = "cpu"  # the published book's
 PREFIX = 100  # steps retrained of each family's run
@@ -52,12 +55,25 @@ def test_a_changed_learning_rate_leaves_the_store_stale_and_is_caught(monkeypatc
     assert [job.config.lr for job in store.unpublished(SCALE, (chapter,))] == [dln.run.lr * 2] * len(dln.seeds)
 
 
+@pytest.fixture
+def records_data(tmp_path_factory, monkeypatch) -> None:
+    """The records' copy of CIFAR-10 as BNLIB_DATA, decoded once for the whole test session (one
+    cache shared by the test processes): decoding its 60,000 JPEGs costs more than a prefix."""
+    if not DATA.exists():
+        pytest.skip(f"the records' copy of CIFAR-10 is not at {DATA}")
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent
+    monkeypatch.setenv("BNLIB_CACHE", str(session / "records-data"))
+    monkeypatch.setenv("BNLIB_DATA", str(DATA))
+    with exclusive(session / "records-data.lock"):  # the second process waits for the first's decoded copy
+        load_cifar10(DATA)
+
+
 @pytest.mark.parametrize("family", ["vgg", "dln", "resnet", "mlp"])
-def test_a_prefix_of_a_stored_run_retrains_to_its_record(family, monkeypatch):
+def test_a_prefix_of_a_stored_run_retrains_to_its_record(family, request):
     if family != "dln":  # the deep linear network needs no data set
-        if not DATA.exists():
-            pytest.skip(f"the records' copy of CIFAR-10 is not at {DATA}")
-        monkeypatch.setenv("BNLIB_DATA", str(DATA))
+        request.getfixturevalue("records_data")
     store.book_mode()
     jobs = [job for job in plan.jobs(SCALE) if job.config.model == family and published_record(job.config)]
     assert jobs, f"the store holds no {family} run"
