@@ -71,6 +71,14 @@ def keeping_sigterm() -> Iterator[None]:
             signal.signal(signal.SIGTERM, before)
 
 
+def cancellable() -> None:
+    """Handle SIGINT in this process even where it was started with SIGINT ignored (a job started in
+    the background inherits that): Ray cancels a task by raising KeyboardInterrupt as SIGINT would,
+    and an ignored SIGINT would let the run go on without saving its checkpoint."""
+    if _main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def say(interrupt: KeyboardInterrupt) -> int:
     """The one line a command ends with when interrupted; returns its exit status."""
     detail = " ".join(str(interrupt).split())

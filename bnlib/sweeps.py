@@ -304,6 +304,7 @@ def run_job(job: Job, options: RunOptions, threads: int, environment: dict[str, 
     its record, trained if missing. Returns a small summary; the record itself stays in the cache."""
     if environment is not None:
         os.environ.update(environment)
+        interrupts.cancellable()  # a sweep's Ctrl-C reaches this run only if SIGINT is handled here
     data = environment.get(ENV_DATA) if environment is not None else options.data
     run_options = RunOptions(
         device=options.device,
