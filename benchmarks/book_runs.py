@@ -15,12 +15,10 @@ beside the machine's reference (`python benchmarks/throughput.py`).
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 
-from bnlib.book import plan
-from bnlib.book.chapters import CHAPTERS
+from bnlib.book import contents, plan
 from bnlib.errors import run_script
 from bnlib.experiments import SCALES
 from bnlib.probes.hook import probe_key
@@ -33,16 +31,15 @@ def main() -> None:
     parser.add_argument("--runs", action="store_true", help="a line per run, not only per chapter")
     parser.add_argument("--timed", action="store_true", help="also time each run's step on this machine")
     args = parser.parse_args()
-    os.environ[plan.ENV_BOOK] = "all"  # the runs with every chapter's probes, as the build trains them
-    plan.use(None)
+    session = contents.session(args.scale, whole=True)  # the runs with every chapter's probes, as the build trains them
     torch.set_num_threads(1)  # as the build trains each run
     step_cost: dict[tuple, float] = {}
     seen: set = set()
     total, timed_total, missing = 0.0, 0.0, 0
     timed_header = f" {'timed now':>10s}" if args.timed else ""
     print(f"{'chapter':32s} {'runs':>5s} {'recorded':>10s} {'2 workers':>10s}{timed_header}  how they ended")
-    for chapter in CHAPTERS:
-        own = [job for job in plan.jobs(args.scale, (chapter,)) if job.config not in seen]
+    for chapter in contents.CHAPTERS:
+        own = [job for job in session.jobs((chapter,)) if job.config not in seen]
         seen |= {job.config for job in own}
         seconds, timed, ended = 0.0, 0.0, {}
         for job in own:
@@ -68,7 +65,7 @@ def main() -> None:
         shown = ", ".join(f"{n} {status}" for status, n in sorted(ended.items()))
         timed_column = f" {timed:8.0f} s" if args.timed else ""
         workers = f"{seconds / 2 / 60:6.1f} min"
-        print(f"{chapter.NOTEBOOK:32s} {len(own):5d} {seconds:8.0f} s {workers}{timed_column}  {shown}", flush=True)
+        print(f"{chapter.notebook:32s} {len(own):5d} {seconds:8.0f} s {workers}{timed_column}  {shown}", flush=True)
     print(f"every run, recorded: {total:.0f} s of training ({total / 2 / 60:.1f} minutes on two workers)")
     if args.timed:
         print(f"every run, timed now: {timed_total:.0f} s ({timed_total / 2 / 60:.1f} minutes on two workers)")

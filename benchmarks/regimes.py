@@ -11,16 +11,16 @@ It trains nothing: a chapter whose runs are not all stored is named and skipped.
 from __future__ import annotations
 
 import argparse
-import os
 
 import pandas as pd
 
-from bnlib.book import plan
+from bnlib.book import contents
 from bnlib.book.chapters import ch07_learning_rates as ch07
 from bnlib.book.chapters import ch09_curvature as ch09
 from bnlib.book.chapters import ch10_initialisation as ch10
 from bnlib.book.chapters import ch11_residual as ch11
 from bnlib.book.chapters import ch12_batchnorm_apart as ch12
+from bnlib.book.session import Session
 from bnlib.errors import run_script
 
 
@@ -30,36 +30,36 @@ def show(title: str, frame: pd.DataFrame, columns: list[str]) -> None:
     print(cells.to_markdown(index=False, floatfmt=".3g"))
 
 
-def rate_sweep(scale: str) -> None:
-    show("07: the rate sweep", ch07.table(scale), ["network", "lr", "ended", f"steps to {ch07.TARGET:.0%}"])
+def rate_sweep(session: Session) -> None:
+    show("07: the rate sweep", ch07.table(session), ["network", "lr", "ended", f"steps to {ch07.TARGET:.0%}"])
 
 
-def edge_of_stability(scale: str) -> None:
+def edge_of_stability(session: Session) -> None:
     columns = ["network", "step size", "seed", "2 / eta", "start / (2/eta)", "late / (2/eta)", "at the edge", "ended"]
-    show("09: sharpening and the edge of stability", ch09.eos_table(scale), [*columns, "steps"])
+    show("09: sharpening and the edge of stability", ch09.eos_table(session), [*columns, "steps"])
 
 
-def depth(scale: str) -> None:
+def depth(session: Session) -> None:
     columns = ["depth", "network", "best lr", f"steps to {ch10.TARGET:.0%}", "trains", "collapsed at init"]
-    show("10: trainability by depth", ch10.trainability(scale, ch10.signal_table(scale)), columns)
+    show("10: trainability by depth", ch10.trainability(session, ch10.signal_table(session)), columns)
 
 
-def residual(scale: str) -> None:
+def residual(session: Session) -> None:
     columns = ["variant", "batch", "lr", "ended", f"examples to {ch11.TARGET:.0%}"]
-    show("11: ResNet-20 by batch and rate", ch11.train_table(scale), columns)
+    show("11: ResNet-20 by batch and rate", ch11.train_table(session), columns)
     deep = pd.DataFrame(
         [
-            {"network": f"ResNet-{ch11.DEEP[scale]}, {variant}", "seed": r.config.seed, "ended": r.status,
+            {"network": f"ResNet-{ch11.DEEP[session.scale]}, {variant}", "seed": r.config.seed, "ended": r.status,
              "steps": int(r.final["steps"]), "highest training accuracy": r.highest()}
-            for variant, records in ch11.deep_runs(scale).items()
+            for variant, records in ch11.deep_runs(session).items()
             for r in records
         ]
     )  # fmt: skip
     show("11: the deep network without normalization", deep, list(deep.columns))
 
 
-def ladder(scale: str) -> None:
-    frame = ch12.table(scale)
+def ladder(session: Session) -> None:
+    frame = ch12.table(session)
     show("12: the ladder's rungs", frame, [c for c in frame.columns if c != "what it keeps or supplies"])
 
 
@@ -69,15 +69,14 @@ REGIMES = {ch07: rate_sweep, ch09: edge_of_stability, ch10: depth, ch11: residua
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="cpu")
-    scale = parser.parse_args().scale
-    os.environ[plan.ENV_BOOK] = "all"  # the runs as the build trained them, with every chapter's probes
-    plan.use(None)
+    # the runs as the build trained them, with every chapter's probes
+    session = contents.session(parser.parse_args().scale, whole=True)
     for chapter, regime in REGIMES.items():
-        missing = [job for job in plan.jobs(scale, (chapter,)) if plan.untrained(job)]
+        missing = session.missing((chapter.CHAPTER,))
         if missing:
-            print(f"\n{chapter.NOTEBOOK}: {len(missing)} of its runs are not stored yet (build the book first)")
+            print(f"\n{chapter.CHAPTER.notebook}: {len(missing)} of its runs are not stored yet (build the book first)")
         else:
-            regime(scale)
+            regime(session)
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     the chapters (the smoke book, and the pages with Colab's ipywidgets 7), as in a real build: each
     run trains once and each claim is measured once, by whichever file asks first; with two test
     processes, by either (one writer per run: the other waits for its record)."""
-    from bnlib.book import plan
+    from bnlib.book.template import ENV_FINDINGS
 
     own = tmp_path_factory.mktemp("book-data")
     data = write_image_tar(own / "cifar.tar.gz", fake_cifar())  # the same images in every process
@@ -198,9 +198,9 @@ def book_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "BNLIB_CACHE": str(session / "book-runs"),
         "BNLIB_STORE": str(session / "book-store"),  # empty: the smoke book trains its runs
         "BNLIB_SCALE": "smoke",
-        # one folder of findings for both, as the pages of one build share theirs (bnlib.book.claims):
+        # one folder of findings for both, as the pages of one build share theirs (Session.findings):
         # ipywidgets changes how a page shows its claims, not what they measure
-        plan.ENV_FINDINGS: str(session / "book-findings"),
+        ENV_FINDINGS: str(session / "book-findings"),
     }
 
 

@@ -1,6 +1,6 @@
 """Synthetic run records for the rule tests: a record whose training accuracy reaches the speed
 target at a chosen step (or never), with chosen final numbers and probe outputs, and a store that
-the book's plan reads instead of the cache (`plan.get`, `plan.stored`, `plan.records`)."""
+every session reads instead of the cache (`Session.get`, `Session.stored`, `Session.records`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from types import ModuleType
 
 import numpy as np
 
-from bnlib.book import claims, plan
+from bnlib.book import chapter, ladder, measures
 from bnlib.book.measures import TARGET
+from bnlib.book.session import Session
 from bnlib.experiments import Experiment
 from bnlib.records import Record
 from bnlib.train import SPEED_WINDOW
@@ -42,7 +43,7 @@ def record(
 ) -> Record:
     """A record of `run` at a scale and seed. A run that stops at the speed target ends there
     (status "reached"); otherwise it runs its steps ("finished"), unless `status` says how it ended."""
-    config = plan.config(run, scale, seed)
+    config = Session(scale).config(run, seed)
     if curve is None:
         curve = accuracy(steps_to, config.steps)
         if steps_to is not None and config.target_acc is not None:
@@ -57,34 +58,35 @@ def record(
 
 
 class Store:
-    """Records by config, read by the plan in place of the cache."""
+    """Records by config, read by every session in place of the cache."""
 
     def __init__(self, monkeypatch, scale: str = "cpu"):
         self.scale, self.book = scale, {}
-        monkeypatch.setattr(plan, "get", self.get)
-        monkeypatch.setattr(plan, "stored", self.stored)
-        monkeypatch.setattr(plan, "records", self.records)
+        # plain functions, so that `session.get(run)` passes the session first, as the methods do
+        monkeypatch.setattr(Session, "get", lambda session, run, seed=0: self.get(session, run, seed))
+        monkeypatch.setattr(Session, "stored", lambda session, run, seed=0: self.stored(session, run, seed))
+        monkeypatch.setattr(Session, "records", lambda session, runs: self.records(session, runs))
 
     def put(self, run: Experiment, seed: int = 0, **kwargs) -> Record:
         made = record(run, self.scale, seed, **kwargs)
         self.book[made.config] = made
         return made
 
-    def get(self, run: Experiment, scale: str, seed: int = 0) -> Record:
-        return self.book[plan.config(run, scale, seed)]
+    def get(self, session: Session, run: Experiment, seed: int = 0) -> Record:
+        return self.book[session.config(run, seed)]
 
-    def stored(self, run: Experiment, scale: str, seed: int = 0) -> Record | None:
-        return self.book.get(plan.config(run, scale, seed))
+    def stored(self, session: Session, run: Experiment, seed: int = 0) -> Record | None:
+        return self.book.get(session.config(run, seed))
 
-    def records(self, runs: list, scale: str) -> list[Record]:
+    def records(self, session: Session, runs: list) -> list[Record]:
         pairs = [item if isinstance(item, tuple) else (item, 0) for item in runs]
-        return [self.get(run, scale, seed) for run, seed in pairs]
+        return [self.get(session, run, seed) for run, seed in pairs]
 
 
 def forget(*modules: ModuleType) -> None:
-    """Forget every finding, and every chapter's cached tables."""
-    claims.forget()
-    for module in modules:
+    """Forget every finding, and the cached tables of every chapter and shared module."""
+    chapter.forget()
+    for module in (*modules, ladder, measures):
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
                 value.cache_clear()

@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 from conftest import claims_not_shown, run_cli
 
-from bnlib.book import build, claims, plan, template
-from bnlib.book.chapters import CHAPTERS as CHAPTER_MODULES
-from bnlib.book.chapters import chapter
+from bnlib.book import build, contents, template
+from bnlib.book.chapter import forget
 from bnlib.book.claims import Claim, Finding, Verdict
+from bnlib.book.contents import CHAPTERS as BOOK
+from bnlib.book.contents import chapter
 from bnlib.book.project import REPO_URL
+from bnlib.book.template import ENV_FINDINGS
 from bnlib.errors import BnlibError
 
 ROOT = template.ROOT
@@ -129,7 +131,7 @@ def smoke_site(book_env: dict[str, str]) -> Path:
         # relative to the directory the build is started from, as a reader would write it
         env.setenv("BNLIB_DATA", os.path.relpath(book_env["BNLIB_DATA"]))
         shutil.rmtree(ROOT / "book" / "_build" / "smoke", ignore_errors=True)
-        index = build.build("smoke", rebuild_all=True, findings=Path(book_env[plan.ENV_FINDINGS]))
+        index = build.build("smoke", rebuild_all=True, findings=Path(book_env[ENV_FINDINGS]))
     assert index.parent == ROOT / "book" / "_build" / "smoke" / "_build" / "html"  # never the published build
     return index.parent
 
@@ -147,9 +149,9 @@ def test_every_page_shows_its_claims_with_their_verdicts(smoke_site, notebook):
     folder = "book" if notebook.parent.name == "book" else "notebooks"
     shown = (smoke_site / folder / f"{notebook.stem}.html").read_text()
     if notebook.stem == "results":  # the results page: every chapter's claims
-        claims = [claim for module in CHAPTER_MODULES for claim in module.CLAIMS.values()]
+        claims = [claim for one in BOOK for claim in one.claims.values()]
     else:
-        claims = list(chapter(notebook.stem).CLAIMS.values())
+        claims = list(chapter(notebook.stem).claims.values())
     assert not claims_not_shown(shown, claims), f"{notebook.name} does not show these claims"  # each in its table
     if claims and notebook.stem != "results":
         assert "What we find at the smoke scale." in shown
@@ -159,13 +161,13 @@ def test_the_results_command_lists_every_claim_and_explanation(smoke_site, book_
     from bnlib.book.__main__ import main
     from bnlib.book.chapters import ch13_why_batchnorm_works as bottom_line
 
-    for name in ("BNLIB_CACHE", "BNLIB_STORE", "BNLIB_DATA", plan.ENV_FINDINGS):
+    for name in ("BNLIB_CACHE", "BNLIB_STORE", "BNLIB_DATA", ENV_FINDINGS):
         monkeypatch.setenv(name, book_env[name])
     code, out, err = run_cli(capsys, "--scale", "smoke", "results", "--csv", str(tmp_path / "all.csv"), entry=main)
     assert code == 0, err
     table = pd.read_csv(tmp_path / "all.csv")
-    keys = [(c.NOTEBOOK, key) for c in CHAPTER_MODULES for key in c.CLAIMS]
-    keys += [(bottom_line.NOTEBOOK, e.name) for e in bottom_line.EXPLANATIONS]
+    keys = [(c.notebook, key) for c in BOOK for key in c.claims]
+    keys += [(bottom_line.CHAPTER.notebook, e.name) for e in bottom_line.EXPLANATIONS]
     assert list(zip(table["chapter"], table["claim"], strict=True)) == keys
     assert all(f"| {notebook} | {key} |" in out for notebook, key in keys), out  # the Markdown rows
     assert f"({len(keys) - len(bottom_line.EXPLANATIONS)} claims)" in out and "explanations)" in out
@@ -342,29 +344,27 @@ def test_a_page_executed_with_other_bnlib_source_is_executed_again(tmp_path, mon
 
 
 def test_the_pages_of_one_build_measure_each_claim_once(tmp_path, monkeypatch):
-    """In a book build (plan.ENV_FINDINGS names the build's folder) a page reads the finding an
-    earlier page measured; fewer seeds measure it again, and outside a build nothing is shared."""
+    """In a book build (the session's `findings` names the build's folder) a page reads the finding
+    an earlier page measured; fewer seeds measure it again, and outside a build nothing is shared."""
     measured = []
 
-    def measure(scale: str) -> Finding:
-        measured.append(scale)
+    def measure(session) -> Finding:
+        measured.append(session.scale)
         return Finding(f"measurement {len(measured)}", Verdict.PARTLY, f"summary {len(measured)}")
 
-    claim = Claim("a claim", "the paper", "a rule", measure)
-    monkeypatch.setitem(CHAPTER_MODULES[-1].CLAIMS, "synthetic", claim)
-    monkeypatch.setattr(plan, "_session", plan.Session())
-    monkeypatch.setenv(plan.ENV_FINDINGS, str(tmp_path))
-    first = claim.finding("cpu")
-    claims.forget()  # the next page: a process of its own
-    assert claim.finding("cpu") == first and measured == ["cpu"]
-    claims.forget()
-    plan.use(seeds=1)
-    assert claim.finding("cpu") != first and claim.finding("smoke").measured == "measurement 3"
-    claims.forget()
-    monkeypatch.delenv(plan.ENV_FINDINGS)
-    plan.use()
-    assert claim.finding("cpu").measured == "measurement 4"
-    claims.forget()
+    last = BOOK[-1]
+    monkeypatch.setitem(last.claims, "synthetic", Claim("a claim", "the paper", "a rule", measure))
+    built = contents.session("cpu", findings=tmp_path)
+    first = last.finding("synthetic", built)
+    forget()  # the next page: a process of its own
+    assert last.finding("synthetic", built) == first and measured == ["cpu"]
+    forget()
+    fewer = built.but(seeds=1)
+    assert last.finding("synthetic", fewer) != first
+    assert last.finding("synthetic", fewer.but(scale="smoke")).measured == "measurement 3"
+    forget()
+    assert last.finding("synthetic", built.but(findings=None)).measured == "measurement 4"
+    forget()
 
 
 def _copy_of_bnlib(tmp_path: Path) -> Path:

@@ -37,8 +37,8 @@ def colab(monkeypatch):
     return mounted
 
 
-def run_setup_cell(chapter: str | None, keep_on_drive: bool = False) -> FakeIPython:
-    source = template.setup_cell(chapter)
+def run_setup_cell(keep_on_drive: bool = False) -> FakeIPython:
+    source = template.SETUP_CELL
     if keep_on_drive:
         source = source.replace("KEEP_ON_DRIVE = False", "KEEP_ON_DRIVE = True")
     ipython = FakeIPython()
@@ -48,17 +48,15 @@ def run_setup_cell(chapter: str | None, keep_on_drive: bool = False) -> FakeIPyt
 
 def test_on_colab_the_set_up_cell_installs_bnlib_and_nothing_else(colab, monkeypatch):
     monkeypatch.setenv(ENV_CACHE, "/somewhere")
-    ipython = run_setup_cell("01_does_batchnorm_help")
+    ipython = run_setup_cell()
     assert ipython.magics == [("pip", install_line().removeprefix("%pip "))]
     assert "torch" not in install_line() and "ipywidgets" not in install_line()  # Colab's own stay
-    from bnlib.book import plan
-
-    assert colab == [] and plan.session().chapter.NOTEBOOK == "01_does_batchnorm_help"
+    assert colab == []
 
 
 def test_keep_on_drive_mounts_drive_and_keeps_the_cache_there(colab, monkeypatch, capsys):
     monkeypatch.setenv(ENV_CACHE, "/somewhere")
-    run_setup_cell("02_noisy_batchnorm", keep_on_drive=True)
+    run_setup_cell(keep_on_drive=True)
     assert colab == ["/content/drive"]
     import os
 
@@ -71,7 +69,7 @@ def test_on_colab_the_pages_read_the_published_store(colab, monkeypatch):
 
     monkeypatch.setenv(ENV_CACHE, "/somewhere")
     monkeypatch.delenv("BNLIB_STORE")
-    run_setup_cell("07_learning_rates")
+    run_setup_cell()
     assert os.environ["BNLIB_STORE_URL"] == store_url()  # the repository's store/ at the tag
     assert os.environ["BNLIB_STORE"] == "/somewhere/store"  # fetched into the cache (on Drive, if kept there)
 
@@ -79,7 +77,7 @@ def test_on_colab_the_pages_read_the_published_store(colab, monkeypatch):
 def test_outside_colab_nothing_is_installed_or_mounted(monkeypatch, capsys):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.setenv(ENV_CACHE, "/somewhere")
-    assert run_setup_cell(None, keep_on_drive=True).magics == []
+    assert run_setup_cell(keep_on_drive=True).magics == []
     import os
 
     assert os.environ[ENV_CACHE] == "/somewhere"

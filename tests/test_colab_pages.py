@@ -10,8 +10,8 @@ import nbformat
 import pytest
 from conftest import claims_not_shown
 
-from bnlib.book import build, plan, template
-from bnlib.book.chapters import chapter
+from bnlib.book import build, template
+from bnlib.book.contents import chapter
 
 ROOT = template.ROOT
 
@@ -64,7 +64,7 @@ def colab_executions(book_env, colab_widgets) -> dict[str, object]:
     with pytest.MonkeyPatch.context() as env:
         for name, value in book_env.items():
             env.setenv(name, value)
-        build.pretrain("smoke", {"BNLIB_PROGRESS": "0", plan.ENV_BOOK: "all"})
+        build.pretrain("smoke", {"BNLIB_PROGRESS": "0"})
         for name, value in {**colab_widgets, "OMP_NUM_THREADS": "1"}.items():
             env.setenv(name, value)
         with ThreadPoolExecutor(max_workers=build.PAGE_WORKERS) as pool:
@@ -79,7 +79,7 @@ def test_notebook_with_widgets_runs_at_smoke_scale_with_ipywidgets_7(notebook, c
     # the widgets displayed, and their state was saved
     assert nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     shown = _outputs(nb)
-    claims = list(chapter(notebook.stem).CLAIMS.values())
+    claims = list(chapter(notebook.stem).claims.values())
     assert not claims_not_shown(shown, claims), f"{notebook.name} does not show these claims"  # it still ends with them
 
 

@@ -83,13 +83,31 @@ def test_the_core_names_no_page():
 
 
 def test_every_notebook_has_its_chapter_module_and_back():
-    from bnlib.book.chapters import CHAPTERS as MODULES
-    from bnlib.book.chapters import chapter
+    import importlib
 
-    assert [chapter(page.stem).NOTEBOOK for page in CHAPTERS] == [page.stem for page in CHAPTERS]
-    assert {m.NOTEBOOK for m in MODULES} == {page.stem for page in CHAPTERS}
-    for module in MODULES:
-        assert module.__name__.rsplit(".", 1)[1] == f"ch{module.NOTEBOOK}"  # notebooks/NN_x is chapters/chNN_x
+    from bnlib.book.contents import CHAPTERS as BOOK
+    from bnlib.book.contents import chapter
+
+    assert [chapter(page.stem).notebook for page in CHAPTERS] == [page.stem for page in CHAPTERS]
+    assert [c.notebook for c in BOOK] == [page.stem for page in CHAPTERS]  # the contents, in the pages' order
+    for page in CHAPTERS:  # notebooks/NN_x is chapters/chNN_x, and its CHAPTER names that notebook
+        module = importlib.import_module(f"bnlib.book.chapters.ch{page.stem}")
+        assert module.CHAPTER is chapter(page.stem)
+
+
+def test_no_chapter_imports_another_and_the_book_layer_has_no_import_circle():
+    book = PACKAGE / "book"
+    modules = {f"bnlib.book.{p.relative_to(book).with_suffix('').as_posix().replace('/', '.')}": p
+               for p in book.rglob("*.py") if p.name != "__init__.py"}  # fmt: skip
+    edges = {name: {m for m in imported_modules(path) if m in modules} for name, path in modules.items()}
+    for name, imports in edges.items():
+        if ".chapters." in name:
+            assert not {m for m in imports if ".chapters." in m}, f"{name} imports another chapter"
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in edges[start])
+
+    assert not [name for name in modules if reaches(name, name, set())], "a circle of imports in bnlib/book"
 
 
 def test_the_core_and_the_config_import_in_one_direction():

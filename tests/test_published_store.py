@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bnlib import published
-from bnlib.book import plan, store
-from bnlib.book.chapters import CHAPTERS, ch06_theory
+from bnlib.book import contents, store
+from bnlib.book.contents import CHAPTERS
+from bnlib.book.session import Session, refresh
 from bnlib.data import load_cifar10
 from bnlib.records import published_record
 from bnlib.storage import exclusive
@@ -28,17 +29,18 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.t
 def checkout_store(monkeypatch):
     """The repository's store, read in the book's mode (every run with every chapter's probes)."""
     monkeypatch.setenv("BNLIB_STORE", str(published.CHECKOUT_STORE))
-    monkeypatch.setenv(plan.ENV_BOOK, "all")
+    refresh()
     yield
-    monkeypatch.delenv(plan.ENV_BOOK)
-    plan.use()
-    plan.refresh()
+    refresh()
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.NOTEBOOK for c in CHAPTERS])
+BOOK = contents.session(SCALE, whole=True)  # as the build and the commands read the store
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.notebook for c in CHAPTERS])
 def test_the_store_holds_every_run_the_chapter_reads(chapter):
-    missing = store.unpublished(SCALE, (chapter,))
-    number = chapter.NOTEBOOK.split("_")[0]
+    missing = store.unpublished(BOOK, (chapter,))
+    number = chapter.notebook.split("_")[0]
     assert not missing, (
         f"{len(missing)} runs chapter {number} reads have no published record (e.g. {missing[0].name}): train and "
         f"publish them (python -m bnlib.book train --chapter {number}; python -m bnlib.book publish --chapter {number})"
@@ -46,13 +48,14 @@ def test_the_store_holds_every_run_the_chapter_reads(chapter):
 
 
 def test_a_changed_learning_rate_leaves_the_store_stale_and_is_caught(monkeypatch):
-    chapter = ch06_theory  # one of its published runs, alone, then at another learning rate
-    dln = next(read for read in chapter.reads(SCALE) if read.run.model == "dln")
-    monkeypatch.setattr(chapter, "reads", lambda scale: [dln])
-    assert store.unpublished(SCALE, (chapter,)) == []
+    chapter = contents.chapter("06_theory")  # one of its published runs, alone, then at another learning rate
+    dln = next(read for read in chapter.reads(BOOK) if read.run.model == "dln")
+    alone = dataclasses.replace(chapter, reads=lambda session: [dln])
+    assert store.unpublished(Session(SCALE, (alone,), whole=True), (alone,)) == []
     changed = dataclasses.replace(dln, run=dln.run.but(lr=dln.run.lr * 2))
-    monkeypatch.setattr(chapter, "reads", lambda scale: [changed])
-    assert [job.config.lr for job in store.unpublished(SCALE, (chapter,))] == [dln.run.lr * 2] * len(dln.seeds)
+    moved = dataclasses.replace(chapter, reads=lambda session: [changed])
+    stale = store.unpublished(Session(SCALE, (moved,), whole=True), (moved,))
+    assert [job.config.lr for job in stale] == [dln.run.lr * 2] * len(dln.seeds)
 
 
 @pytest.fixture
@@ -74,8 +77,7 @@ def records_data(tmp_path_factory, monkeypatch) -> None:
 def test_a_prefix_of_a_stored_run_retrains_to_its_record(family, request):
     if family != "dln":  # the deep linear network needs no data set
         request.getfixturevalue("records_data")
-    store.book_mode()
-    jobs = [job for job in plan.jobs(SCALE) if job.config.model == family and published_record(job.config)]
+    jobs = [job for job in BOOK.jobs() if job.config.model == family and published_record(job.config)]
     assert jobs, f"the store holds no {family} run"
     job = min(jobs, key=lambda job: (len(job.probes), job.config.steps, job.name))  # the cheapest to retrain
     result = store.compare(job, steps=PREFIX)

@@ -5,16 +5,16 @@ like its source's own figure (the numbers the "paper says" column reads off it).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import importlib
 
 import numpy as np
 import pandas as pd
 import pytest
 from synthetic import Store, forget
 
-from bnlib.book import measures
+from bnlib.book import contents, ladder, measures
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.chapters import (
-    CHAPTERS,
     ch01_does_batchnorm_help,
     ch02_noisy_batchnorm,
     ch03_internal_covariate_shift,
@@ -31,6 +31,8 @@ from bnlib.book.chapters import (
 )
 from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.book.measures import Speed, comparable, faster
+from bnlib.book.runs import WHOLE_RUNS, rate_run
+from bnlib.book.session import Session
 from bnlib.train import SPEED_WINDOW
 
 R, P, N, C, B = (
@@ -42,11 +44,15 @@ R, P, N, C, B = (
 )
 
 
+CPU = contents.session("cpu")
+MODULES = tuple(importlib.import_module(f"bnlib.book.chapters.ch{c.notebook}") for c in contents.CHAPTERS)
+
+
 @pytest.fixture(autouse=True)
 def fresh():
-    forget(*CHAPTERS, ch12_batchnorm_apart)
+    forget(*MODULES)
     yield
-    forget(*CHAPTERS, ch12_batchnorm_apart)
+    forget(*MODULES)
 
 
 @pytest.fixture
@@ -55,7 +61,7 @@ def store(monkeypatch):
 
 
 def verdict(chapter, key: str, scale: str = "cpu") -> Verdict:
-    return chapter.CLAIMS[key].finding(scale).verdict
+    return chapter.CHAPTER.finding(key, contents.session(scale)).verdict
 
 
 # ----------------------------------------------------------------------------- speed (bnlib.book.measures)
@@ -159,7 +165,7 @@ def test_large_rate_cannot_tell_from_runs_shorter_than_the_window(store):
     for seed in range(3):
         store.put(ch01.STD_LARGE, seed, curve=np.full(SPEED_WINDOW - 5, 0.1))  # dead before one window
         store.put(ch01.BN_LARGE, seed, steps_to=600)
-    finding = ch01.CLAIMS["large_rate"].finding("cpu")
+    finding = ch01.CHAPTER.finding("large_rate", CPU)
     assert finding.verdict == C and "nan" not in finding.measured
 
 
@@ -333,9 +339,11 @@ def test_early_beta(monkeypatch, key, vgg, dln, expected):
 
 def test_an_overflowed_loss_counts_as_the_roughest_landscape_not_as_missing():
     finite = pd.Series([1.0, 2.0, 3.0, 4.0])
-    assert ch04.upper_quantile(finite) == pytest.approx(finite.quantile(ch04.QUANTILE))
-    assert ch04.upper_quantile(pd.Series([1.0, 2.0, np.inf, np.nan])) == np.inf
-    assert ch04.upper_quantile(pd.Series([1.0, 2.0, 3.0, 4.0] * 5 + [np.nan])) < np.inf  # one outlier is not the level
+    assert measures.upper_quantile(finite) == pytest.approx(finite.quantile(measures.QUANTILE))
+    assert measures.upper_quantile(pd.Series([1.0, 2.0, np.inf, np.nan])) == np.inf
+    assert (
+        measures.upper_quantile(pd.Series([1.0, 2.0, 3.0, 4.0] * 5 + [np.nan])) < np.inf
+    )  # one outlier is not the level
 
 
 def _hessian(top: float) -> dict:
@@ -468,8 +476,8 @@ def _rates(store, trains: dict[str, float], speed: dict[tuple[str, float], int] 
     for norm in ch07.NETWORKS:
         for lr in ch07.RATES:
             ok = lr <= trains[norm]
-            for seed in ch07.SEEDS if ok or lr in ch07.PART_ONE else (0,):
-                run = ch07.rate_run(norm, lr, seed)
+            for seed in ch07.SEEDS if ok or lr in WHOLE_RUNS else (0,):
+                run = rate_run(norm, lr, seed)
                 if ok:
                     store.put(run, seed, steps_to=speed.get((norm, lr), 500) + seed)
                 else:
@@ -817,7 +825,7 @@ def test_fixup_same_rate(store, monkeypatch):
     monkeypatch.setattr(
         ch11,
         "runs",
-        lambda scale: {("Fixup", small, 0.1): [store.get(ch11.run("Fixup", small, 0.1), "cpu", s) for s in range(3)]},
+        lambda scale: {("Fixup", small, 0.1): [store.get(CPU, ch11.run("Fixup", small, 0.1), s) for s in range(3)]},
     )
     assert verdict(ch11, "fixup_same_rate") == R
 
@@ -839,7 +847,7 @@ def test_large_batch(monkeypatch, lead_small, lead_large, top, expected):
     rows = [
         {"variant": v, "batch": large, "lr": lr, "trains": lr <= top[v]}
         for v in ("BatchNorm", "SkipInit")
-        for lr in ch11.rates(large, "cpu")
+        for lr in ch11.rates(large, CPU)
     ]
     monkeypatch.setattr(ch11, "best_speed", best_speed)
     monkeypatch.setattr(ch11, "train_table", lambda scale: pd.DataFrame(rows))
@@ -861,19 +869,19 @@ ch12 = ch12_batchnorm_apart
 def test_fraction_recovered_and_its_interval(variant, low, high):
     standard, batchnorm = Speed([2000, 2500, 2800], 3000), Speed([200, 240, 250], 3000)
     steps = [None if v > 3000 else v for v in variant]
-    f = ch12.recovered(standard, Speed(steps, 3000), batchnorm)
+    f = ladder.recovered(standard, Speed(steps, 3000), batchnorm)
     assert f.point == pytest.approx((2500 - np.median(Speed(steps, 3000).lower())) / (2500 - 240))
     assert f.low == pytest.approx(low, abs=0.02) if np.isfinite(low) else f.low == -np.inf
     assert f.high <= high + 1e-9
 
 
 def test_fraction_is_undefined_when_batchnorm_is_not_faster():
-    f = ch12.recovered(Speed([200] * 3, 3000), Speed([300] * 3, 3000), Speed([250] * 3, 3000))
-    assert f.point is None and ch12.recovers(f) == C
+    f = ladder.recovered(Speed([200] * 3, 3000), Speed([300] * 3, 3000), Speed([250] * 3, 3000))
+    assert f.point is None and ladder.recovers(f) == C
 
 
 def test_a_censored_standard_seed_opens_the_interval_above():
-    f = ch12.recovered(Speed([2000, None, 2500], 3000), Speed([1000] * 3, 3000), Speed([200] * 3, 3000))
+    f = ladder.recovered(Speed([2000, None, 2500], 3000), Speed([1000] * 3, 3000), Speed([200] * 3, 3000))
     assert f.high == np.inf and np.isfinite(f.low)
 
 
@@ -891,9 +899,9 @@ def test_a_censored_standard_seed_opens_the_interval_above():
 )
 def test_each_rung_is_ruled_on_its_sources_prediction(monkeypatch, key, variant, inside, expected):
     speeds = {"standard": Speed([2000, 2500, 2800], 3000), "batchnorm": Speed([200, 240, 250], 3000)}
-    monkeypatch.setattr(ch12, "speed", lambda step, scale: speeds.get(step.key, Speed(variant, 3000)))
-    monkeypatch.setattr(ch12, "rate", lambda step, scale: 0.1)
-    monkeypatch.setattr(ch12, "inside_grid", lambda step, scale: inside)
+    monkeypatch.setattr(ladder, "speed", lambda step, scale: speeds.get(step.key, Speed(variant, 3000)))
+    monkeypatch.setattr(ladder, "rate", lambda step, scale: 0.1)
+    monkeypatch.setattr(ladder, "inside_grid", lambda step, scale: inside)
     assert verdict(ch12, key) == expected
 
 
@@ -907,17 +915,17 @@ def test_each_rung_is_ruled_on_its_sources_prediction(monkeypatch, key, variant,
     ],
 )
 def test_less_than_half_needs_the_rungs_best_rate_inside_the_grid(monkeypatch, rates, best, inside):
-    monkeypatch.setattr(ch12, "RATES", rates)
-    monkeypatch.setattr(ch12, "ladder", lambda scale: ch12.Ladder(1472, {"layer": best}, {}))
-    assert ch12.inside_grid(ch12.rung("layer"), "cpu") == inside
+    monkeypatch.setattr(ladder, "RATES", rates)
+    monkeypatch.setattr(ladder, "trained", lambda session: ladder.Ladder(1472, {"layer": best}, {}))
+    assert ladder.inside_grid(ladder.rung("layer"), CPU) == inside
 
 
 def test_the_ladder_reads_its_ends_from_chapter_07_and_stops_its_rungs_at_the_target(store):
-    assert ch12.experiment(ch12.BATCHNORM, 0.1, "cpu") == ch01.BN  # Part I's run
-    assert ch12.experiment(ch12.STANDARD, 0.3, "cpu") == ch07.rate_run("none", 0.3)
-    rung = ch12.rung("warmup").run(0.1, "cpu", horizon=1472).config("cpu")
+    assert ladder.experiment(ladder.BATCHNORM, 0.1, CPU) == ch01.BN  # Part I's run
+    assert ladder.experiment(ladder.STANDARD, 0.3, CPU) == rate_run("none", 0.3)
+    rung = ladder.rung("warmup").run(0.1, CPU, horizon=1472).config("cpu")
     assert rung.target_acc == measures.TARGET and rung.warmup_steps == 300 and rung.steps == 1472
-    assert ch12.rung("noise").run(0.1, "cpu", horizon=3000) == ch02.STD_NOISE  # no horizon: chapter 02's runs
+    assert ladder.rung("noise").run(0.1, CPU, horizon=3000) == ch02.STD_NOISE  # no horizon: chapter 02's runs
 
 
 # Fig. 1's speeds at the cpu scale: the standard network's slowest seed sets the horizon
@@ -926,25 +934,25 @@ PAPER_LIKE = Speed([1412, 1468, 2822], 3000), Speed([115, 109, 123], 3000)
 
 def test_the_ladders_horizon_is_where_a_rung_that_has_not_arrived_recovers_less_than_half():
     standard, batchnorm = PAPER_LIKE
-    h = ch12.decided_after(standard, batchnorm)
+    h = ladder.decided_after(standard, batchnorm)
     assert h == 1472  # 0.5 * 2822 + 0.5 * 123, rounded down
-    censored = ch12.recovered(standard, Speed([None, None, None], h), batchnorm)  # stopped at the horizon
-    assert censored.high < ch12.HALF and ch12.recovers(censored) == N
-    assert ch12.verdict(ch12.rung("detached"), censored) == R  # predicted "less than half": decided too
-    assert ch12.verdict(ch12.rung("detached"), censored, inside=False) == C  # unless the grid's edge censors it
-    arrived = ch12.recovered(standard, Speed([h, h, h], h), batchnorm)  # one step sooner: not yet decided
-    assert arrived.high >= ch12.HALF and ch12.recovers(arrived) == C
+    censored = ladder.recovered(standard, Speed([None, None, None], h), batchnorm)  # stopped at the horizon
+    assert censored.high < ladder.HALF and ladder.recovers(censored) == N
+    assert ch12.verdict(ladder.rung("detached"), censored) == R  # predicted "less than half": decided too
+    assert ch12.verdict(ladder.rung("detached"), censored, inside=False) == C  # unless the grid's edge censors it
+    arrived = ladder.recovered(standard, Speed([h, h, h], h), batchnorm)  # one step sooner: not yet decided
+    assert arrived.high >= ladder.HALF and ladder.recovers(arrived) == C
 
 
 def test_the_fraction_prints_its_bounds_as_bounds():
     standard, batchnorm = PAPER_LIKE
-    censored = ch12.recovered(standard, Speed([None] * 3, 1472), batchnorm)
+    censored = ladder.recovered(standard, Speed([None] * 3, 1472), batchnorm)
     assert censored.text() == "at most 0.00 (seeds: below 0.50)"  # -0.0037 and 0.4998, rounded outwards
     assert (
-        ch12.recovered(standard, Speed([635, 817, 652], 3000), batchnorm).text() == "0.60 (seeds: 0.45 to 0.82)"
+        ladder.recovered(standard, Speed([635, 817, 652], 3000), batchnorm).text() == "0.60 (seeds: 0.45 to 0.82)"
     )  # outwards too
     assert (
-        ch12.recovered(Speed([1412, None, 2822], 3000), Speed([2000] * 3, 3000), batchnorm)
+        ladder.recovered(Speed([1412, None, 2822], 3000), Speed([2000] * 3, 3000), batchnorm)
         .text()
         .startswith("at least")
     )
@@ -952,8 +960,8 @@ def test_the_fraction_prints_its_bounds_as_bounds():
 
 def test_no_horizon_before_the_scales_end_when_an_end_never_arrives():
     standard, batchnorm = PAPER_LIKE
-    assert ch12.decided_after(Speed([1412, None, 2822], 3000), batchnorm) == 3000
-    assert ch12.decided_after(standard, Speed([115, None, 123], 3000)) == 3000
+    assert ladder.decided_after(Speed([1412, None, 2822], 3000), batchnorm) == 3000
+    assert ladder.decided_after(standard, Speed([115, None, 123], 3000)) == 3000
 
 
 # ----------------------------------------------------------------------------- 13, the bottom line
@@ -961,12 +969,16 @@ def test_no_horizon_before_the_scales_end_when_an_end_never_arrives():
 ch13 = ch13_why_batchnorm_works
 
 
-def _chapter(**verdicts: Verdict) -> SimpleNamespace:
+FAKE = "00_fake"
+
+
+def _book(**verdicts: Verdict) -> Session:
+    """A session whose book is one chapter with claims of the given verdicts."""
     made = {
-        key: Claim(key, "", "", lambda scale, v=v, key=key: Finding("", v, f"{key} was {v}."))
+        key: Claim(key, "", "", lambda session, v=v, key=key: Finding("", v, f"{key} was {v}."))
         for key, v in verdicts.items()
     }
-    return SimpleNamespace(CLAIMS=made, NOTEBOOK="00_fake")
+    return Session("smoke", (Chapter(FAKE, "fake", PART_ONE, lambda session: [], made),))
 
 
 @pytest.mark.parametrize(
@@ -982,26 +994,26 @@ def _chapter(**verdicts: Verdict) -> SimpleNamespace:
     ],
 )
 def test_an_explanations_verdict_weighs_its_tests(tests, expected):
-    fake = _chapter(**{key: v for key, v, _ in tests})
-    explanation = ch13.Explanation("e", "s", "p", tuple(ch13.Test(fake, key, w) for key, _, w in tests))
-    assert ch13.verdict(explanation, "smoke") == expected
+    session = _book(**{key: v for key, v, _ in tests})
+    explanation = ch13.Explanation("e", "s", "p", tuple(ch13.Test(FAKE, key, w) for key, _, w in tests))
+    assert ch13.verdict(explanation, session) == expected
 
 
 def test_a_refutation_counts_against_when_reproduced():
-    fake = _chapter(noisy=R, ics=R)
+    session = _book(noisy=R, ics=R)
     tests = (
-        ch13.Test(fake, "noisy", ch13.DECISIVE, against=True),
-        ch13.Test(fake, "ics", ch13.SUPPORTING, against=True),
+        ch13.Test(FAKE, "noisy", ch13.DECISIVE, against=True),
+        ch13.Test(FAKE, "ics", ch13.SUPPORTING, against=True),
     )
-    assert ch13.verdict(ch13.Explanation("ICS", "s", "p", tests), "smoke") == ch13.NOT_SUPPORTED
-    assert ch13.support(ch13.Explanation("ICS", "s", "p", tests), "smoke") == 0.0
+    assert ch13.verdict(ch13.Explanation("ICS", "s", "p", tests), session) == ch13.NOT_SUPPORTED
+    assert ch13.support(ch13.Explanation("ICS", "s", "p", tests), session) == 0.0
 
 
 def test_the_answer_is_each_explanations_verdict_and_its_decisive_tests_own_sentences(monkeypatch):
-    fake = _chapter(first=R, second=N)
-    tests = (ch13.Test(fake, "first", ch13.DECISIVE), ch13.Test(fake, "second", ch13.SUPPORTING))
+    session = _book(first=R, second=N)
+    tests = (ch13.Test(FAKE, "first", ch13.DECISIVE), ch13.Test(FAKE, "second", ch13.SUPPORTING))
     monkeypatch.setattr(ch13, "EXPLANATIONS", (ch13.Explanation("It helps", "Someone (2020)", "p", tests),))
-    (paragraph,) = ch13.answer("smoke")
+    (paragraph,) = ch13.answer(session)
     assert paragraph == "**It helps** (Someone (2020)): supported, support 0.67. first was reproduced."
 
 
@@ -1009,19 +1021,27 @@ def test_every_explanation_names_tests_that_exist():
     for explanation in ch13.EXPLANATIONS:
         assert any(t.weight == ch13.DECISIVE for t in explanation.tests) or explanation.name.startswith("It smooths")
         for test in explanation.tests:
-            assert test.key in test.chapter.CLAIMS, (explanation.name, test.key)
+            assert test.key in contents.chapter(test.chapter).claims, (explanation.name, test.key)
 
 
 def test_the_ladders_answer_says_which_rungs_the_grids_edge_leaves_open(monkeypatch):
     fractions = {
-        "layer": ch12.Recovered(0.9, 0.8, 1.0),  # most, in every combination of seeds
-        "detached": ch12.Recovered(0.1, -np.inf, 0.2),  # less than half, its best rate inside the grid
-        "group": ch12.Recovered(0.1, -np.inf, 0.2),  # less than half at the grid's rates, best at its edge
-        "center": ch12.Recovered(0.5, 0.2, 0.7),  # the seeds straddle one half
+        "layer": ladder.Recovered(0.9, 0.8, 1.0),  # most, in every combination of seeds
+        "detached": ladder.Recovered(0.1, -np.inf, 0.2),  # less than half, its best rate inside the grid
+        "group": ladder.Recovered(0.1, -np.inf, 0.2),  # less than half at the grid's rates, best at its edge
+        "center": ladder.Recovered(0.5, 0.2, 0.7),  # the seeds straddle one half
     }
-    monkeypatch.setattr(ch12, "RUNGS", tuple(ch12.rung(key) for key in fractions))
-    monkeypatch.setattr(ch12, "fraction", lambda step, scale: fractions[step.key])
-    monkeypatch.setattr(ch12, "inside_grid", lambda step, scale: step.key == "detached")
-    most, less, edge, seeds = ch13.ladder_answer("cpu").split(". Those recovering ")
+    monkeypatch.setattr(ladder, "RUNGS", tuple(ladder.rung(key) for key in fractions))
+    monkeypatch.setattr(ladder, "fraction", lambda step, scale: fractions[step.key])
+    monkeypatch.setattr(ladder, "inside_grid", lambda step, scale: step.key == "detached")
+    most, less, edge, seeds = ch13.ladder_answer(CPU).split(". Those recovering ")
     assert "LayerNorm" in most and "without the gradient" in less and "GroupNorm" in edge and "centering" in seeds
     assert edge.startswith("less than 0.5 at the grid's rates, undecided because a rate beyond the grid")
+
+
+def test_a_rule_that_names_the_scales_batches_or_depths_follows_the_scale():
+    large_batch = ch11.CLAIMS["large_batch"]
+    assert "batch 128 and 512" in large_batch.rule_at("cpu") and "batch 128 and 1024" in large_batch.rule_at("paper")
+    assert "ResNet-56" in ch11.CLAIMS["skipinit_trains_deep"].rule_at("cpu")
+    assert "ResNet-110" in ch11.CLAIMS["skipinit_trains_deep"].rule_at("paper")
+    assert ch03.CLAIMS["vgg"].rule_at("cpu").startswith("layers #5 and #10 at lr 0.1 and 0.01")

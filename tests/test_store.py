@@ -19,7 +19,8 @@ from conftest import assert_same_arrays, run_cli
 import bnlib
 import bnlib.storage
 from bnlib import published
-from bnlib.book import plan, provenance, store
+from bnlib.book import contents, provenance, store
+from bnlib.book.session import measurements_read, refresh
 from bnlib.errors import BnlibError
 from bnlib.probes import ActivationProbe
 from bnlib.records import load_or_run, record_state, stored_record
@@ -32,13 +33,14 @@ PROBES = [ActivationProbe((2, 3), every=3)]
 
 
 @pytest.fixture(autouse=True)
-def plan_session(monkeypatch):
-    """Whatever a test sets of the book's session (store.book_mode) ends with it."""
-    monkeypatch.delenv(plan.ENV_BOOK, raising=False)  # restored, as it was, after the test
+def fresh_reads():
+    """The reads that depend on what is stored are read again in every test."""
+    refresh()
     yield
-    monkeypatch.delenv(plan.ENV_BOOK, raising=False)
-    plan.use()
-    plan.refresh()
+    refresh()
+
+
+SMOKE_BOOK = contents.session("smoke", whole=True)  # as the commands read and train the book
 
 
 @pytest.fixture(scope="module")
@@ -209,10 +211,10 @@ def test_a_table_computed_from_data_is_kept_and_published(cifar_tar, tmp_path, m
         calls.append(1)
         return pd.DataFrame({"layer": [1, 2], "ratio": [0.5, 2.0], "network": ["a", "b"]})
 
-    first = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
-    again = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
+    first = SMOKE_BOOK.measured("spread", VGG, compute, rates=(0.1, 1.0))
+    again = SMOKE_BOOK.measured("spread", VGG, compute, rates=(0.1, 1.0))
     assert calls == [1] and first.equals(again)
-    assert plan.measured("spread", VGG, "smoke", compute, rates=(0.1,)) is not None and calls == [1, 1]
+    assert SMOKE_BOOK.measured("spread", VGG, compute, rates=(0.1,)) is not None and calls == [1, 1]
     shelf = tmp_path / "store"
     cached = sorted((bnlib.storage.cache_dir() / "measurements" / "smoke").glob("*.npz"))
     assert len(cached) == 2  # one table per set of parameters
@@ -222,9 +224,9 @@ def test_a_table_computed_from_data_is_kept_and_published(cifar_tar, tmp_path, m
     monkeypatch.setenv("BNLIB_STORE", str(shelf))
     monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
     monkeypatch.delenv("BNLIB_DATA")
-    read = plan.measured("spread", VGG, "smoke", compute, rates=(0.1, 1.0))
+    read = SMOKE_BOOK.measured("spread", VGG, compute, rates=(0.1, 1.0))
     assert calls == [1, 1] and read.equals(first)  # from the store, without data
-    assert plan.measurements_read()[-1].origin == "published"
+    assert measurements_read()[-1].origin == "published"
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -311,19 +313,18 @@ def test_train_publish_and_verify_a_chapter_through_the_commands(cifar_tar, tmp_
     )
     claims = pd.read_csv(tmp_path / "r.csv")
     assert code == 0 and list(claims["claim"]) == list(ch06_theory.CLAIMS), out + err
-    assert all(f"| {ch06_theory.NOTEBOOK} | {key} |" in out for key in ch06_theory.CLAIMS), out
+    assert all(f"| {ch06_theory.CHAPTER.notebook} | {key} |" in out for key in ch06_theory.CLAIMS), out
     code, out, err = book_cli(capsys, "--scale", "smoke", "verify", "--chapter", "06", "--steps", "6")
     assert code == 0 and out.count("bit-identical") == 2, out + err
     monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))
     monkeypatch.delenv("BNLIB_DATA")
-    store.book_mode()
-    assert store.unpublished("smoke", (ch06_theory,)) == []  # read back without the data set
+    assert store.unpublished(SMOKE_BOOK, (ch06_theory.CHAPTER,)) == []  # read back without the data set
     code, out, err = book_cli(capsys, "--scale", "smoke", "train", "--chapter", "06", "--missing")
     assert code == 0 and "will train" not in out  # the store holds them: nothing to train
     monkeypatch.setenv("BNLIB_DATA", str(cifar_tar))
     code, out, err = book_cli(capsys, "--scale", "smoke", "train", "--chapter", "06")
     assert code == 0 and "This will train 2 runs" in out, out + err  # your own, whatever the store holds
-    assert store.unpublished("smoke", (ch06_theory,)) == []
+    assert store.unpublished(SMOKE_BOOK, (ch06_theory.CHAPTER,)) == []
     assert {r.origin for r in map(stored_record, [VGG, DLN])} == {"cache"}  # yours come first now
 
 
@@ -347,12 +348,12 @@ def test_a_page_executes_from_the_store_without_data(cifar_tar, tmp_path, monkey
     from bnlib.book import build, template
     from bnlib.book.chapters import ch06_theory
 
-    page = template.NOTEBOOKS / f"{ch06_theory.NOTEBOOK}.ipynb"
+    page = template.NOTEBOOKS / f"{ch06_theory.CHAPTER.notebook}.ipynb"
     monkeypatch.setenv("BNLIB_SCALE", "smoke")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    store.train_book("smoke", (ch06_theory,), workers=1)  # with every chapter's probes, as published
+    store.train_book(SMOKE_BOOK, (ch06_theory.CHAPTER,), workers=1)  # with every chapter's probes, as published
     build.run_notebook(nbformat.read(page, as_version=4), page.parent, hang_after_s=120)  # computes its tables
-    published_now = store.publish("smoke", (ch06_theory,), tmp_path / "store")
+    published_now = store.publish(SMOKE_BOOK, (ch06_theory.CHAPTER,), tmp_path / "store")
     assert (published_now.runs, published_now.tables, published_now.missing) == (2, 2, [])
     monkeypatch.setenv("BNLIB_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "fresh-cache"))

@@ -3,9 +3,11 @@
 | module | what |
 |---|---|
 | `chapters` | one module per chapter: the runs it reads, its measurements and figures, its claims |
-| `plan` | the run plan (generic): the runs the chapters read, the session, the probes, what trains |
-| `claims` | what a claim is (`Claim`, `Finding`, `Verdict`) and how a chapter shows its claims |
-| `measures` | measurements several chapters share: final numbers over seeds, steps to an accuracy |
+| `contents` | the table of contents: every chapter in order, and the sessions the entry points make |
+| `chapter`, `session` | what a chapter is (`Chapter`); the session every measurement receives |
+| `plan` | the run plan (generic): a chapter's reads (`Read`), the probes, what trains, its cost |
+| `claims`, `report` | what a claim is (`Claim`, `Finding`, `Verdict`); how the book shows its claims |
+| `runs`, `measures`, `ladder` | what several chapters share: runs, measurements, the ablation ladder |
 | `plotting`, `widgets`, `html` | the book's figures, its widgets (ipywidgets 7 and 8), its tables |
 | `template` | each chapter's first and last cells, and what they do (`setup`, `start`, `evidence`) |
 | `provenance` | where a page's evidence came from, from its records: store or cache, commit, machine, data |

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from bnlib import interrupts
 from bnlib.cli import OneLineParser
 from bnlib.errors import BnlibError, report
 from bnlib.experiments import SCALES
+
+if TYPE_CHECKING:  # the book's modules load when a command needs them (the parser answers at once)
+    from bnlib.book.chapter import Chapter
+    from bnlib.book.session import Session
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,18 +84,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _store_command(args: argparse.Namespace, scale: str) -> int:
-    from bnlib.book import store
+    from bnlib.book import contents, store
     from bnlib.errors import ConfigError
 
-    chapters = store.chapters_named(args.chapter)
+    chapters = contents.named(args.chapter)
+    session = contents.session(scale, whole=True)  # every run with the union of every chapter's probes
     if args.command == "train":
         if args.workers is not None and args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {args.workers}")
-        store.train_book(scale, chapters, args.workers, args.missing)
+        store.train_book(session, chapters, args.workers, args.missing)
     elif args.command == "results":
-        _print_results(scale, chapters, args.csv)
+        _print_results(session, chapters, args.csv)
     elif args.command == "publish":
-        done = store.publish(scale, chapters)
+        done = store.publish(session, chapters)
         files, size = store.store_size(done.store)
         print(f"published {done.runs} new runs and {done.tables} new tables into {done.store}")
         print(f"the store: {files} files, {size / 2**20:.1f} MB on disk")
@@ -104,47 +109,25 @@ def _store_command(args: argparse.Namespace, scale: str) -> int:
         for name, value in (("--sample", args.sample), ("--steps", args.steps)):
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, not {value}")
-        comparisons = store.verify(scale, chapters, args.run, args.sample, args.steps, args.seed)
+        comparisons = store.verify(session, chapters, args.run, args.sample, args.steps, args.seed)
         print(store.report(comparisons))
         return 1 if any(c.outcome == "differs" for c in comparisons) else 0
     return 0
 
 
-def _print_results(scale: str, chapters: tuple[ModuleType, ...] | None, csv: Path | None) -> None:
+def _print_results(session: Session, chapters: tuple[Chapter, ...] | None, csv: Path | None) -> None:
     """The results table as Markdown on stdout (and as CSV where asked), measured from the runs the
     reader would render: the published store, or the reader's own cache where it holds them."""
-    import pandas as pd
-
-    from bnlib.book.chapters import CHAPTERS
-    from bnlib.book.chapters import ch13_why_batchnorm_works as bottom_line
-    from bnlib.book.claims import results
-    from bnlib.book.store import book_mode, missing_runs
-    from bnlib.errors import BnlibError
+    from bnlib.book import report, store
     from bnlib.storage import atomic_write
 
-    book_mode()
-    if todo := missing_runs(scale, chapters):
-        raise BnlibError(
-            f"{len(todo)} runs these claims read are in neither the published store nor your cache "
-            f"(e.g. {todo[0].name}); train them with `python -m bnlib.book train`"
-        )
-    frame = results(scale, chapters or CHAPTERS)
-    summary = [_counted(frame, "claims")]
-    if chapters is None or bottom_line in chapters:  # its verdicts are on the explanations, not on claims
-        weighed = bottom_line.table(scale)
-        explanations = pd.DataFrame(
-            {
-                "chapter": bottom_line.NOTEBOOK,
-                "claim": weighed["explanation"],
-                "verdict": weighed["verdict"],
-                "we measure": "support "
-                + weighed["support"].replace("", "none")
-                + "; decisive tests: "
-                + weighed["decisive tests"],
-            }
-        )
-        summary.append(_counted(explanations, "explanations"))
-        frame = pd.concat([frame, explanations], ignore_index=True)
+    store.refuse_missing(session, chapters, "these claims read")
+    chapters = chapters or session.book
+    frame = report.results(session, chapters)
+    on_claims = frame["claim"].isin([key for chapter in chapters for key in chapter.claims])
+    summary = [_counted(frame[on_claims], "claims")]
+    if not on_claims.all():  # the bottom line's verdicts are on the explanations, not on claims
+        summary.append(_counted(frame[~on_claims], "explanations"))
     print("| " + " | ".join(frame.columns) + " |")
     print("|" + "---|" * len(frame.columns))
     for row in frame.itertuples(index=False):

@@ -32,7 +32,7 @@ from pathlib import Path
 from bnlib import interrupts
 from bnlib.book import plan
 from bnlib.book.project import REPO_TAG, REPO_URL
-from bnlib.book.template import ROOT, pages, template_problems
+from bnlib.book.template import ENV_BOOK, ENV_FINDINGS, ROOT, pages, template_problems
 from bnlib.data import ENV_DATA
 from bnlib.errors import BnlibError
 from bnlib.experiments import check_scale, default_scale
@@ -323,24 +323,24 @@ def pretrain(scale: str, env: dict[str, str], training: bool = True) -> dict[str
     reached its target, so the sweeps run in rounds until nothing the chapters read is missing.
     Returns the seconds each round took. Without Ray the sweeps run one config after another.
     With `training` False, a missing run is an error that names it."""
+    from bnlib.book import contents, store
+    from bnlib.book.session import refresh
     from bnlib.sweeps import ray_closed_after, sweep
 
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
+    session = contents.session(scale, whole=True)  # as the pages will read them
     seconds = {}
     try:
         with ray_closed_after():
-            while todo := [job for job in plan.jobs(scale) if plan.untrained(job)]:
+            while todo := session.missing():
                 if not training:
-                    raise BnlibError(
-                        f"{len(todo)} runs the book reads are in neither the published store nor your cache "
-                        f"(e.g. {todo[0].name}); train them with `python -m bnlib.book train` and publish them"
-                    )
+                    store.refuse_missing(session, None, "the book reads")
                 print(plan.announce(scale, todo, workers=min(os.cpu_count() or 1, len(todo)), who="The build"))
                 started = time.perf_counter()
                 sweep(todo).raise_if_failed("the book's runs")
                 seconds[f"training round {len(seconds) + 1} ({len(todo)} runs)"] = time.perf_counter() - started
-                plan.refresh()
+                refresh()
     finally:
         for name, value in saved.items():
             if value is None:
@@ -375,8 +375,8 @@ def build(
     extensions = config["sphinx"].get("local_extensions", {})
     config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in extensions.items()}
     (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    # every chapter reads its runs with the union of all chapters' probes (bnlib.book.plan)
-    env = os.environ | {"BNLIB_SCALE": scale, "BNLIB_PROGRESS": "0", plan.ENV_BOOK: "all"}
+    # every chapter reads its runs with the union of all chapters' probes (bnlib.book.template.start)
+    env = os.environ | {"BNLIB_SCALE": scale, "BNLIB_PROGRESS": "0", ENV_BOOK: "all"}
     for name in (ENV_DATA, ENV_CACHE):  # the chapters run in notebooks/: relative paths mean the caller's
         if env.get(name):
             env[name] = str(Path(env[name]).expanduser().absolute())
@@ -386,7 +386,7 @@ def build(
     # line show claims their chapters measured); a folder of the build's own goes with it, so none is stale
     with contextlib.ExitStack() as stack:
         shared = findings or stack.enter_context(tempfile.TemporaryDirectory(prefix="bnlib-findings-"))
-        shares = env | {plan.ENV_FINDINGS: str(shared)}
+        shares = env | {ENV_FINDINGS: str(shared)}
         executed = execute_pages(toc_notebooks(), out / "jupyter_cache", HANG_AFTER_S[scale], shares, seconds)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [

@@ -11,13 +11,16 @@ rules below use that bound, saying "cannot tell" where the bound cannot decide.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan
 from bnlib.book.claims import Verdict
 from bnlib.book.plan import Read
+from bnlib.book.session import Session
 from bnlib.experiments import Experiment
+from bnlib.probes.activations import drifts
 from bnlib.records import Record
 
 # The training accuracy whose steps-to measure speed: one the standard VGG at lr 0.1 reaches in every
@@ -41,40 +44,40 @@ def fastest(stored: dict[float, Record | None]) -> float | None:
     return min(reached, key=reached.get) if reached else None
 
 
-def finals(read: Read, scale: str, key: str) -> list[float]:
+def finals(read: Read, session: Session, key: str) -> list[float]:
     """A final number (train_acc, test_acc, train_loss) of each seed a read asks for."""
-    return [plan.get(read.run, scale, seed).final[key] for seed in plan.seeds(read)]
+    return [session.get(read.run, seed).final[key] for seed in session.seeds_of(read)]
 
 
-def final(read: Read, scale: str, key: str) -> tuple[float, float]:
+def final(read: Read, session: Session, key: str) -> tuple[float, float]:
     """Mean and standard deviation over the read's seeds of a run's final number."""
-    values = finals(read, scale, key)
+    values = finals(read, session, key)
     return float(np.mean(values)), float(np.std(values))
 
 
-def percent(read: Read, scale: str, key: str) -> str:
+def percent(read: Read, session: Session, key: str) -> str:
     """A final accuracy as text: '78% ± 2' over several seeds, '78%' for one."""
-    mean, sd = final(read, scale, key)
-    return f"{mean:.0%} ± {sd * 100:.0f}" if len(plan.seeds(read)) > 1 else f"{mean:.0%}"
+    mean, sd = final(read, session, key)
+    return f"{mean:.0%} ± {sd * 100:.0f}" if len(session.seeds_of(read)) > 1 else f"{mean:.0%}"
 
 
-def records(read: Read, scale: str) -> list[Record]:
+def records(read: Read, session: Session) -> list[Record]:
     """The records of every seed a read asks for."""
-    return [plan.get(read.run, scale, seed) for seed in plan.seeds(read)]
+    return [session.get(read.run, seed) for seed in session.seeds_of(read)]
 
 
-def accuracy_table(reads: list[Read], scale: str) -> pd.DataFrame:
+def accuracy_table(reads: list[Read], session: Session) -> pd.DataFrame:
     """Final training and test accuracy of runs (mean ± sd over the seeds each read asks for), with
     the steps each seed took to reach TARGET."""
     return pd.DataFrame(
         [
             {
                 "experiment": read.run.name,
-                "seeds": len(plan.seeds(read)),
-                "steps": plan.config(read.run, scale).steps,
-                f"steps to {TARGET:.0%}": steps_text(speeds(records(read, scale))),
-                "training accuracy": percent(read, scale, "train_acc"),
-                "test accuracy": percent(read, scale, "test_acc"),
+                "seeds": len(session.seeds_of(read)),
+                "steps": session.config(read.run).steps,
+                f"steps to {TARGET:.0%}": steps_text(speeds(records(read, session))),
+                "training accuracy": percent(read, session, "train_acc"),
+                "test accuracy": percent(read, session, "test_acc"),
             }
             for read in reads
         ]
@@ -153,3 +156,67 @@ def ratio_text(slow: Speed, fast: Speed) -> str:
     """The median speed-up of `fast` over `slow` as text ('9.1x', '> 12x' where `slow` is censored)."""
     value = slow.median() / fast.median()
     return f"> {value:.3g}x" if slow.median() > slow.horizon else f"{value:.3g}x"
+
+
+# ----------------------------------------------------------------------------- the pre-activations (Figs. 1c, 5, 12)
+
+SITE = "norm_out"  # the paper's histograms: the pre-activation (the normalization's output; the convolution's without)
+TRANSIENT = 0.1  # the first tenth of the run, where the standard network's units grow out of a small start
+
+
+def drift(run: Experiment, session: Session, layer: int, seed: int = 0, site: str = SITE) -> dict[str, float]:
+    """How far a layer's tracked units moved between the end of the initial transient (the first
+    probed step after TRANSIENT of the run) and the last probed step, in units of their own typical
+    spread over that window: medians over units of |mu_T - mu_t0| / s ("mean") and
+    |sd_T - sd_t0| / s ("sd") (`bnlib.probes.activations.drifts`)."""
+    record = session.get(run, seed)
+    start = int(TRANSIENT * record.config.steps)
+    moved = drifts(record.probe_frame("activations"), layer, site, start=start)
+    last = moved[moved["step"] == moved["step"].max()]
+    return {"mean": float(last["relative_drift_mean"].median()), "sd": float(last["relative_drift_sd"].median())}
+
+
+# ----------------------------------------------------------------------------- the landscape (Figs. 4, 10, 6, 13)
+
+BEYOND_MULTIPLE = {"vgg": 4.0, "dln": 30.0}  # the largest step (x lr) of the paper's grids
+# What the paper claims is about spikes and the start of training: "especially in the initial phases"
+# (Section 3.2), "close to two orders of magnitude ... especially early in training". So the rules
+# compare the upper quantile of each probe over the first fifth of the run, seed by seed.
+EARLY = 0.2  # the early window: the first fifth of the run's steps
+QUANTILE = 0.9  # its 90th percentile: the level of the spikes, not a single outlier
+GAP = 2.0  # "smoother": the standard network's upper quantile at least twice BN's
+BETA_GAP = 1.5  # for the effective beta, whose BN level is pinned at 2/lr (Fig. 4c: spikes to ~45 against ~20)
+
+
+def series(run: Experiment, session: Session, quantity: str, kind: str = "landscape", seed: int = 0) -> pd.Series:
+    """One landscape quantity over training ("band": the loss band's width; "grad": the largest
+    gradient change; "beta": the effective beta; "grad_norm": ||g||; "beta beyond": the effective beta
+    over the step sizes beyond the paper's grid, on the extended grid)."""
+    record = session.get(run, seed)
+    table = functools.partial(record.probe_table, kind)
+    if quantity == "band":
+        return table("loss_max")[0] - table("loss_min")[0]
+    if quantity == "beta beyond":
+        beyond = table("eta_multiple").iloc[0].to_numpy() > BEYOND_MULTIPLE[record.config.model]
+        return table("beta").loc[:, beyond].max(axis=1)
+    return table({"grad": "grad_diff_max", "beta": "beta_max", "grad_norm": "grad_norm"}[quantity])[0]
+
+
+def upper_quantile(values: pd.Series) -> float:
+    """The QUANTILE of a quantity over a window. A value that is not finite (the loss overflowed
+    along the step, as the standard DLN's does far along its gradient) counts as +inf, the roughest
+    a landscape can be: the quantile is then inf where it falls on one, never NaN."""
+    x = values.to_numpy(dtype=float)
+    x = np.where(np.isfinite(x), x, np.inf)
+    return float(np.quantile(x, QUANTILE, method="linear" if np.isfinite(x).all() else "higher"))
+
+
+def early_spikes(
+    run: Experiment, session: Session, quantity: str, kind: str = "landscape", seeds: tuple[int, ...] = (0, 1, 2)
+) -> list[float]:
+    """Per seed: the QUANTILE of a landscape quantity over the early window (the first EARLY of the run)."""
+    values = []
+    for seed in session.seeds_of(Read(run, seeds)):
+        one = series(run, session, quantity, kind, seed)
+        values.append(upper_quantile(one[one.index < EARLY * session.config(run).steps]))
+    return values

@@ -5,6 +5,9 @@ Colab fetches the published runs from and the book's configuration are all gener
 two constants.
 """
 
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (an installed bnlib has no book around it)
 REPO_URL = "https://github.com/bnlib-book/batchnorm-optimization"
 REPO_TAG = "main"
 

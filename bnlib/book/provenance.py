@@ -1,7 +1,7 @@
 """Where a page's evidence comes from: the records of the runs it reads and the tables it computed
 from data, summed up from the records themselves (never written by hand).
 
-Each page ends with `show(scale)` (its last cell, `bnlib.book.evidence(scale)`): which runs it
+Each page ends with `show(session)` (its last cell, `bnlib.book.evidence(session)`): which runs it
 reads, whether they are the book's published records (the run store in the repository) or the
 reader's own (their cache), the commits, bnlib and torch versions that trained them, the copy of
 CIFAR-10, the machines, the dates and the total time of training; and, folded, every record by
@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import HTML
 
-from bnlib.book import html, plan
-from bnlib.book.template import ROOT
+from bnlib.book import html
+from bnlib.book.project import ROOT
+from bnlib.book.session import Measured, Session, measurements_read
 from bnlib.records import Record, stored_record
 
 # The data copies this project knows by their fingerprint (`bnlib.data`'s content hash of the
@@ -36,20 +37,19 @@ class Evidence:
     """The records a page reads (name, seed, record) and the tables it computed from data."""
 
     runs: list[tuple[str, int, Record]]
-    tables: list[plan.Measured]
+    tables: list[Measured]
 
 
-def gather(scale: str) -> Evidence:
+def gather(session: Session) -> Evidence:
     """The records of every run this session's page reads (its chapter's `reads`; every chapter's
     for the pages that read them all), as stored now, and the tables it has computed so far."""
-    chapters = None if plan.session().chapter is None else (plan.session().chapter,)
     runs = []
-    for job in plan.jobs(scale, chapters):
+    for job in session.jobs():
         name, _, seed = job.name.rpartition(" seed ")
         record = stored_record(job.config)
         if record is not None:
             runs.append((name, int(seed), record))
-    return Evidence(runs, plan.measurements_read())
+    return Evidence(runs, measurements_read())
 
 
 def data_copy(source: dict) -> str:
@@ -115,9 +115,9 @@ def listing(evidence: Evidence) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show(scale: str) -> HTML:
+def show(session: Session) -> HTML:
     """A page's closing cell: where its evidence comes from, and every record, folded."""
-    evidence = gather(scale)
+    evidence = gather(session)
     table = listing(evidence)
     folded = (
         f"<details><summary>The {len(table)} records, by name</summary>{html.table_html(table)}</details>"

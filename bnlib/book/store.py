@@ -28,13 +28,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 
 from bnlib import published
 from bnlib.book import plan
+from bnlib.book.chapter import Chapter
+from bnlib.book.session import Session, refresh
 from bnlib.errors import BnlibError, ConfigError
 from bnlib.probes.hook import probe_key
 from bnlib.records import Record, data_fingerprint, published_record, runs_dir, stored_record
@@ -48,39 +49,28 @@ CURVE_TOLERANCE = 0.05  # training loss (nats) and accuracy, each averaged over 
 THREADS = 1  # the book's runs train on one thread each (bnlib.sweep): a record that does not say, retrains so
 
 
-def chapters_named(names: Sequence[str] | None) -> tuple[ModuleType, ...] | None:
-    """The chapters named by their number ("07") or notebook ("07_learning_rates"); None for all."""
-    from bnlib.book.chapters import CHAPTERS
-
-    if not names:
-        return None
-    chosen = []
-    for name in names:
-        found = [c for c in CHAPTERS if c.NOTEBOOK == name or c.NOTEBOOK.split("_")[0] == name.zfill(2)]
-        if not found:
-            known = ", ".join(c.NOTEBOOK.split("_")[0] for c in CHAPTERS)
-            raise ConfigError(f"no chapter {name!r}; name one by its number ({known}) or its notebook")
-        chosen += found
-    return tuple(chosen)
+def refuse_missing(session: Session, chapters: tuple[Chapter, ...] | None, who: str) -> None:
+    """Fail, naming one, if runs the chapters read (None: every chapter) are in neither the published
+    store nor the reader's cache: for the commands that render and never train."""
+    if todo := session.missing(chapters):
+        raise BnlibError(
+            f"{len(todo)} runs {who} are in neither the published store nor your cache (e.g. {todo[0].name}); "
+            "train them with `python -m bnlib.book train`"
+        )
 
 
-def book_mode() -> None:
-    """Every run with the union of the probes every chapter reads, as the book build trains them."""
-    os.environ[plan.ENV_BOOK] = "all"
-    plan.use()
-
-
-def missing_runs(scale: str, chapters: tuple[ModuleType, ...] | None, published_counts: bool = True) -> list[Job]:
-    """The runs the chapters read that are not trained yet with every probe they read: in neither the
-    reader's cache nor the store (`published_counts` False: not in the reader's cache)."""
-    return [job for job in plan.jobs(scale, chapters) if plan.untrained(job, published=published_counts)]
+def missing_runs(session: Session, chapters: tuple[Chapter, ...] | None, published_counts: bool = True) -> list[Job]:
+    """The runs the chapters read (None: every chapter) that are not trained yet with every probe
+    they read: in neither the reader's cache nor the store (`published_counts` False: not in the
+    reader's cache)."""
+    return session.missing(chapters, published=published_counts)
 
 
 # ----------------------------------------------------------------------------- train
 
 
 def train_book(
-    scale: str, chapters: tuple[ModuleType, ...] | None = None, workers: int | None = None, missing: bool = False
+    session: Session, chapters: tuple[Chapter, ...] | None = None, workers: int | None = None, missing: bool = False
 ) -> int:
     """Train what the chapters read into the reader's cache (published records do not count; with
     `missing`, they do: only what the store lacks trains, to be published after), in rounds (a
@@ -88,15 +78,14 @@ def train_book(
     their time on this device first. Returns how many runs were trained."""
     from bnlib.sweeps import ray_closed_after, sweep
 
-    book_mode()
     workers = workers or os.cpu_count() or 1
     trained = 0
     with ray_closed_after():
-        while todo := missing_runs(scale, chapters, published_counts=missing):
-            print(plan.announce(scale, todo, workers=min(workers, len(todo)), who="This"), flush=True)
+        while todo := missing_runs(session, chapters, published_counts=missing):
+            print(plan.announce(session.scale, todo, workers=min(workers, len(todo)), who="This"), flush=True)
             sweep(todo, workers=workers, options=RunOptions(published=False)).raise_if_failed("the book's runs")
             trained += len(todo)
-            plan.refresh()
+            refresh()
     print(
         f"Every run {'the book reads' if chapters is None else 'these chapters read'} is in your cache ({runs_dir()})."
     )
@@ -114,19 +103,18 @@ class Published:
     store: Path
 
 
-def publish(scale: str, chapters: tuple[ModuleType, ...] | None = None, store: Path | None = None) -> Published:
+def publish(session: Session, chapters: tuple[Chapter, ...] | None = None, store: Path | None = None) -> Published:
     """Copy the cache's records of what the chapters read into the store (`store`, else the one
     bnlib reads: $BNLIB_STORE, else the checkout's), with the tables the pages computed from data at
     this scale; what is published already stays as it is. The cache's records are found by the
     reader's copy of CIFAR-10 (BNLIB_DATA), as when they trained."""
     store = store or published.store_dir() or published.CHECKOUT_STORE
-    book_mode()
-    keep = plan.with_weights(scale)
+    keep = session.with_weights()
     added, seen = 0, set()
     while True:  # in rounds, as the reads that depend on stored runs change with what is published
-        plan.refresh()
+        refresh()
         new = False
-        for job in plan.jobs(scale, chapters):
+        for job in session.jobs(chapters):
             if job.config in seen:
                 continue
             record = stored_record(job.config, RunOptions(published=False))
@@ -140,10 +128,10 @@ def publish(scale: str, chapters: tuple[ModuleType, ...] | None = None, store: P
             added += published.publish_run(record.path, key, job.config in keep, store)
         if not new:
             break
-    plan.refresh()
-    missing = [job.name for job in plan.jobs(scale, chapters) if job.config not in seen]
+    refresh()
+    missing = [job.name for job in session.jobs(chapters) if job.config not in seen]
     tables = 0
-    for path in sorted((cache_dir() / "measurements" / scale).glob("*.npz")):
+    for path in sorted((cache_dir() / "measurements" / session.scale).glob("*.npz")):
         tables += published.publish_measurement(path, path.stem, store)
     return Published(added, tables, missing, store)
 
@@ -154,12 +142,11 @@ def store_size(store: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def unpublished(scale: str, chapters: tuple[ModuleType, ...] | None = None) -> list[Job]:
+def unpublished(session: Session, chapters: tuple[Chapter, ...] | None = None) -> list[Job]:
     """The runs the chapters read (every chapter's, with the union of their probes) that the
     published store does not hold whole: a config changed without its run retrained and published."""
-    book_mode()
-    plan.refresh()
-    return [job for job in plan.jobs(scale, chapters) if not _published_whole(job)]
+    refresh()
+    return [job for job in session.jobs(chapters) if not _published_whole(job)]
 
 
 def _published_whole(job: Job) -> bool:
@@ -183,8 +170,8 @@ class Comparison:
 
 
 def verify(
-    scale: str,
-    chapters: tuple[ModuleType, ...] | None = None,
+    session: Session,
+    chapters: tuple[Chapter, ...] | None = None,
     names: Sequence[str] = (),
     sample: int | None = None,
     steps: int | None = None,
@@ -194,8 +181,7 @@ def verify(
     """Retrain published runs (those `names` names, by the start of their label; a random `sample`;
     otherwise every run the chapters read) for their first `steps` steps (None: whole), and compare
     each with its record."""
-    book_mode()
-    jobs = [job for job in plan.jobs(scale, chapters) if published_record(job.config) is not None]
+    jobs = [job for job in session.jobs(chapters) if published_record(job.config) is not None]
     if names:
         jobs = [job for job in jobs if any(job.name.startswith(name) for name in names)]
         if not jobs:

@@ -12,16 +12,23 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from bnlib.book.project import colab_url, install_line, store_url
+from bnlib.book.project import ROOT, colab_url, install_line, store_url
 from bnlib.device import describe, pick_device
 from bnlib.errors import BnlibError
 from bnlib.published import ENV_STORE, ENV_STORE_URL
 from bnlib.storage import ENV_CACHE, cache_dir
 
-ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:  # the book's modules load when a page starts, after its set-up cell
+    from bnlib.book.session import Session
+
+ENV_BOOK = "BNLIB_BOOK"  # "all": the book build, every run with every probe any chapter reads
+# Set by the book build for the pages it executes, never by hand: a fresh folder for that one build,
+# where the pages share the findings they measured (`Session.findings`); the build deletes it after.
+ENV_FINDINGS = "BNLIB_BOOK_FINDINGS"
 NOTEBOOKS = ROOT / "notebooks"
 
 
@@ -36,21 +43,24 @@ PARAMETERS_CELL = """# The parameters (papermill sets them too)
 scale = bnlib.book.default_scale()  # "cpu": the published pages, minutes; "paper": the full protocol
 seeds = None  # fewer seeds than the book's, e.g. 1 (None: the book's)
 steps = None  # fewer steps per run than the scale's, e.g. 500 (None: the scale's)"""
-START_CELL = "bnlib.book.start(scale, seeds, steps)  # what this page will train (at the paper scale: how long)"
+
 # The three cells above come after the page's opening (its question, in a markdown cell), and on
 # the static pages they fold behind a toggle; in the notebook and on Colab they are there to run.
 HIDDEN = "hide-cell"
 HEAD_IDS = ("setup", "parameters", "start")
 # Every page's last cell: where its evidence came from (the published store or the reader's cache)
-EVIDENCE_CELL = "bnlib.book.evidence(scale)  # where this page's runs came from, and every record by name"
+EVIDENCE_CELL = "bnlib.book.evidence(session)  # where this page's runs came from, and every record by name"
 EVIDENCE_ID = "evidence"
 
 
-def setup_cell(chapter: str | None) -> str:
-    """The set-up cell of a chapter (or, for None, of a page that reads every chapter's runs), in
-    the form `ruff format` leaves as it is."""
+def start_cell(chapter: str | None) -> str:
+    """The start cell of a chapter (or, for None, of a page that reads every chapter's runs)."""
     name = "None" if chapter is None else f'"{chapter}"'
-    return f"""# Set-up. On Colab this installs bnlib (your runtime's own torch and ipywidgets are kept).
+    return f"""# This page's session (its chapter, scale, seeds, steps) and what it will train (paper scale: how long)
+session = bnlib.book.start({name}, scale, seeds, steps)"""
+
+
+SETUP_CELL = f"""# Set-up. On Colab this installs bnlib (your runtime's own torch and ipywidgets are kept).
 import sys
 
 if "google.colab" in sys.modules:
@@ -63,17 +73,14 @@ KEEP_ON_DRIVE = False
 # CIFAR-10 comes from torchvision's download, which can be very slow. If it is, point BNLIB_DATA at
 # cifar-10-python.tar.gz on a mirror you trust (it is checked against the archive's MD5), e.g.
 # import os; os.environ["BNLIB_DATA"] = "https://your.mirror/cifar-10-python.tar.gz"
-bnlib.book.setup({name}, keep_on_drive=KEEP_ON_DRIVE)"""
+bnlib.book.setup(keep_on_drive=KEEP_ON_DRIVE)"""
 
 
-def setup(chapter: str | None = None, keep_on_drive: bool = False) -> None:
-    """A page's first call: its chapter (a notebook's name; None for the pages that read every
-    chapter), the figure style, where runs are kept, and what this session runs on."""
+def setup(keep_on_drive: bool = False) -> None:
+    """A page's first call: the figure style, where runs are kept, and what this session runs on."""
     from bnlib import __version__
-    from bnlib.book import plan, plotting
-    from bnlib.book.chapters import chapter as chapter_module
+    from bnlib.book import plotting
 
-    plan.use(None if chapter is None else chapter_module(chapter))
     plotting.style()
     on_colab = "google.colab" in sys.modules
     if keep_on_drive and on_colab:
@@ -92,26 +99,39 @@ def setup(chapter: str | None = None, keep_on_drive: bool = False) -> None:
     print(f"bnlib {__version__}, torch {torch.__version__}, {describe(device)}")
 
 
-def start(scale: str, seeds: int | None = None, steps: int | None = None) -> None:
-    """A page's third cell: the parameters cell's choices, and what this page will train."""
-    from bnlib.book import plan
-    from bnlib.experiments import check_scale
+def start(chapter: str | None, scale: str, seeds: int | None = None, steps: int | None = None) -> Session:
+    """A page's third cell: its session (its chapter, by its notebook's name, None for a page that
+    reads every chapter; the parameters cell's scale, seeds and steps), and what it will train.
+    The one place a page's session is made: inside a book build (which sets
+    $BNLIB_BOOK and $BNLIB_BOOK_FINDINGS) it reads every run with every chapter's probes and shares
+    its findings with the build's other pages."""
+    from bnlib.book import contents
 
-    check_scale(scale)
-    plan.use(plan.session().chapter, seeds=seeds, steps=steps)
-    note = f"Scale: {scale}" + (f" ({plan.reduced()})" if plan.reduced() else "") + "."
+    page = None if chapter is None else contents.chapter(chapter)
+    findings = os.environ.get(ENV_FINDINGS)
+    session = contents.session(
+        scale,
+        page,
+        whole=os.environ.get(ENV_BOOK) == "all",
+        seeds=seeds,
+        steps=steps,
+        findings=Path(findings) if findings else None,
+    )
+    reduced = session.reduced()
+    note = f"Scale: {scale}" + (f" ({reduced})" if reduced else "") + "."
     if scale == "paper":
         note += " The paper's full protocol, in float32: on a GPU, minutes to hours per run (estimates below)."
     print(note)
-    plan_text = plan.announce(scale)
+    plan_text = session.announce()
     print(plan_text or "Every run this page reads is trained already (published, or yours): it only loads them.")
+    return session
 
 
-def evidence(scale: str):
+def evidence(session: Session):
     """A page's last cell: where the runs it read came from (`bnlib.book.evidence`)."""
     from bnlib.book import provenance
 
-    return provenance.show(scale)
+    return provenance.show(session)
 
 
 def badge(notebook: Path) -> str:
@@ -122,14 +142,14 @@ def badge(notebook: Path) -> str:
 def _chapter_of(notebook: Path) -> str | None:
     """The chapter a page runs as (its notebook's name); None for the results page, which reads
     every chapter's runs."""
-    from bnlib.book.chapters import CHAPTERS
+    from bnlib.book.contents import CHAPTERS
 
-    return notebook.stem if notebook.stem in {c.NOTEBOOK for c in CHAPTERS} else None
+    return notebook.stem if notebook.stem in {c.notebook for c in CHAPTERS} else None
 
 
 def _head(notebook: Path) -> list[tuple[str, str]]:
     """(cell type, source) of the cells every chapter runs first, after its title and opening."""
-    return [("code", setup_cell(_chapter_of(notebook))), ("code", PARAMETERS_CELL), ("code", START_CELL)]
+    return [("code", SETUP_CELL), ("code", PARAMETERS_CELL), ("code", start_cell(_chapter_of(notebook)))]
 
 
 def template_problems(notebook: Path) -> list[str]:
@@ -176,9 +196,9 @@ def apply_template(notebook: Path) -> None:
     head = [
         nbformat.v4.new_markdown_cell(f"{title}\n\n{badge(notebook)}", id="title"),
         rest.pop(0),
-        nbformat.v4.new_code_cell(setup_cell(_chapter_of(notebook)), id="setup", metadata={"tags": [HIDDEN]}),
+        nbformat.v4.new_code_cell(SETUP_CELL, id="setup", metadata={"tags": [HIDDEN]}),
         nbformat.v4.new_code_cell(PARAMETERS_CELL, id="parameters", metadata={"tags": ["parameters", HIDDEN]}),
-        nbformat.v4.new_code_cell(START_CELL, id="start", metadata={"tags": [HIDDEN]}),
+        nbformat.v4.new_code_cell(start_cell(_chapter_of(notebook)), id="start", metadata={"tags": [HIDDEN]}),
     ]
     for cell in rest:
         if cell.cell_type == "code":

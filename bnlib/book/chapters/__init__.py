@@ -1,7 +1,9 @@
-"""The book's chapters, one module each: what the chapter reads (`reads(scale)`: the runs, their
+"""The book's chapters, one module each: what the chapter reads (`reads(session)`: the runs, their
 seeds and the probes their records carry), what it measures and plots, and its claims (`CLAIMS`,
-keyed by name), each with the rule that decides it. A notebook `notebooks/NN_name.ipynb` is
-`bnlib/book/chapters/chNN_name.py`: its cells call the module's functions.
+keyed by name), each with the rule that decides it, gathered in its `CHAPTER`
+(`bnlib.book.chapter.Chapter`). A notebook `notebooks/NN_name.ipynb` is
+`bnlib/book/chapters/chNN_name.py`: its cells call the module's functions. The table of contents,
+in order, is `bnlib.book.contents`. No chapter imports another.
 
 | module | chapter |
 |---|---|
@@ -19,50 +21,3 @@ keyed by name), each with the rule that decides it. A notebook `notebooks/NN_nam
 | `ch12_batchnorm_apart` | the ablation ladder: how much of BatchNorm's speed-up each ingredient recovers |
 | `ch13_why_batchnorm_works` | every explanation weighed by its tests, and the book's answer |
 """
-
-from __future__ import annotations
-
-from types import ModuleType
-
-from bnlib.book.chapters import (
-    ch01_does_batchnorm_help,
-    ch02_noisy_batchnorm,
-    ch03_internal_covariate_shift,
-    ch04_landscape,
-    ch05_other_normalizations,
-    ch06_theory,
-    ch07_learning_rates,
-    ch08_scale_invariance,
-    ch09_curvature,
-    ch10_initialisation,
-    ch11_residual,
-    ch12_batchnorm_apart,
-    ch13_why_batchnorm_works,
-)
-
-# Part I: the paper's claims, chapter by chapter; Part II: what each explanation since predicts.
-PART_ONE: tuple[ModuleType, ...] = (
-    ch01_does_batchnorm_help,
-    ch02_noisy_batchnorm,
-    ch03_internal_covariate_shift,
-    ch04_landscape,
-    ch05_other_normalizations,
-    ch06_theory,
-)
-PART_TWO: tuple[ModuleType, ...] = (
-    ch07_learning_rates,
-    ch08_scale_invariance,
-    ch09_curvature,
-    ch10_initialisation,
-    ch11_residual,
-    ch12_batchnorm_apart,
-)
-CHAPTERS: tuple[ModuleType, ...] = (*PART_ONE, *PART_TWO, ch13_why_batchnorm_works)
-
-
-def chapter(notebook: str) -> ModuleType:
-    """The module of a chapter's notebook ("01_does_batchnorm_help")."""
-    for module in CHAPTERS:
-        if module.NOTEBOOK == notebook:
-            return module
-    raise KeyError(f"no chapter module for notebook {notebook!r}; the chapters are {[m.NOTEBOOK for m in CHAPTERS]}")

@@ -6,23 +6,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
-from bnlib.book.measures import TARGET, faster, finals, percent, ratio_text, records, speeds
+from bnlib.book.measures import (
+    SITE,
+    TARGET,
+    TRANSIENT,
+    drift,
+    faster,
+    finals,
+    percent,
+    ratio_text,
+    records,
+    speeds,
+)
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, BN_LARGE, FIG1, SEEDS, STD, STD_LARGE
+from bnlib.book.session import Session
 from bnlib.experiments import Experiment
-from bnlib.probes.activations import drifts
 from bnlib.train import SPEED_WINDOW
 
-NOTEBOOK = "01_does_batchnorm_help"
-TITLE = "Does BatchNorm help?"
-
-# The runs of Fig. 1 (three seeds each), shared with later chapters
-SEEDS = (0, 1, 2)
-STD, BN = Experiment("vgg", "none", 0.1), Experiment("vgg", "batch", 0.1)
-STD_LARGE, BN_LARGE = Experiment("vgg", "none", 0.5), Experiment("vgg", "batch", 0.5)
 STD_AUG, BN_AUG = Experiment("vgg", "none", 0.1, augment=True), Experiment("vgg", "batch", 0.1, augment=True)
-FIG1 = {run: Read(run, SEEDS) for run in (STD, BN, STD_LARGE, BN_LARGE)}
 AUGMENTED = (Read(STD_AUG, optional=True), Read(BN_AUG, optional=True))  # only on request
 
 CHANCE = 0.10
@@ -30,12 +34,10 @@ SPEEDUP = 2.0  # "faster": BN reaches TARGET in at most half the standard networ
 PLATEAU = 0.95  # the paper compares test accuracy at the end of training, both networks near 100% training accuracy
 NEAR_CHANCE = 0.05  # "does not train": its training accuracy never more than this above chance
 FIG1C_LAYERS = (3, 11)
-SITE = "norm_out"  # the paper's histograms: the pre-activation (the normalization's output; the convolution's without)
-TRANSIENT = 0.1  # the first tenth of the run, where the standard network's units grow out of a small start
 MARGINAL = 2.0  # "marginal": the two networks' drifts within this factor of each other
 
 
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     probed = [Read(run, SEEDS, ("activations",)) for run in (STD, BN)]  # Fig. 1c, in every seed
     return [*FIG1.values(), *probed, *AUGMENTED]
 
@@ -43,25 +45,13 @@ def reads(scale: str) -> list[Read]:
 # ----------------------------------------------------------------------------- the pre-activations (Fig. 1c)
 
 
-def drift(run: Experiment, scale: str, layer: int, seed: int = 0, site: str = SITE) -> dict[str, float]:
-    """How far a layer's tracked units moved between the end of the initial transient (the first
-    probed step after TRANSIENT of the run) and the last probed step, in units of their own typical
-    spread over that window: medians over units of |mu_T - mu_t0| / s ("mean") and
-    |sd_T - sd_t0| / s ("sd") (`bnlib.probes.activations.drifts`)."""
-    record = plan.get(run, scale, seed)
-    start = int(TRANSIENT * record.config.steps)
-    moved = drifts(record.probe_frame("activations"), layer, site, start=start)
-    last = moved[moved["step"] == moved["step"].max()]
-    return {"mean": float(last["relative_drift_mean"].median()), "sd": float(last["relative_drift_sd"].median())}
-
-
-def drift_table(runs: list[Experiment], scale: str, layers: tuple[int, ...], site: str = SITE) -> pd.DataFrame:
+def drift_table(runs: list[Experiment], session: Session, layers: tuple[int, ...], site: str = SITE) -> pd.DataFrame:
     """`drift` for several runs, layers and seeds."""
     rows = []
     for run in runs:
         for layer in layers:
-            for seed in plan.seeds(Read(run, SEEDS)):
-                moved = drift(run, scale, layer, seed, site)
+            for seed in session.seeds_of(Read(run, SEEDS)):
+                moved = drift(run, session, layer, seed, site)
                 rows.append(
                     {
                         "experiment": run.name,
@@ -77,14 +67,14 @@ def drift_table(runs: list[Experiment], scale: str, layers: tuple[int, ...], sit
 # ----------------------------------------------------------------------------- the claims
 
 
-def faster_at_lr_01(scale: str) -> Finding:
-    bn, std = speeds(records(FIG1[BN], scale)), speeds(records(FIG1[STD], scale))
+def faster_at_lr_01(session: Session) -> Finding:
+    bn, std = speeds(records(FIG1[BN], session)), speeds(records(FIG1[STD], session))
     verdict = faster(bn, std, SPEEDUP)
     text = (
         f"steps to {TARGET:.0%} training accuracy, {len(bn.steps)} seed(s): BN {bn.text()}, standard {std.text()} "
         f"(BN {ratio_text(std, bn)} faster, medians); training accuracy after "
-        f"{plan.config(BN, scale).steps:,} steps: BN {percent(FIG1[BN], scale, 'train_acc')}, "
-        f"standard {percent(FIG1[STD], scale, 'train_acc')}"
+        f"{session.config(BN).steps:,} steps: BN {percent(FIG1[BN], session, 'train_acc')}, "
+        f"standard {percent(FIG1[STD], session, 'train_acc')}"
     )
     summary = (
         f"At learning rate 0.1 BatchNorm reaches {TARGET:.0%} training accuracy in {bn.text()} steps (seed by seed), "
@@ -93,19 +83,19 @@ def faster_at_lr_01(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def _plateaued(reads: list[Read], scale: str) -> bool:
-    return all(min(finals(read, scale, "train_acc")) >= PLATEAU for read in reads)
+def _plateaued(reads: list[Read], session: Session) -> bool:
+    return all(min(finals(read, session, "train_acc")) >= PLATEAU for read in reads)
 
 
-def _test_accuracy(bn: Read, std: Read, scale: str) -> Finding:
-    bn_acc, std_acc = finals(bn, scale, "test_acc"), finals(std, scale, "test_acc")
+def _test_accuracy(bn: Read, std: Read, session: Session) -> Finding:
+    bn_acc, std_acc = finals(bn, session, "test_acc"), finals(std, session, "test_acc")
     text = (
-        f"test accuracy, {len(bn_acc)} seed(s): BN {percent(bn, scale, 'test_acc')}, standard "
-        f"{percent(std, scale, 'test_acc')}; final training accuracy BN {percent(bn, scale, 'train_acc')}, "
-        f"standard {percent(std, scale, 'train_acc')}"
+        f"test accuracy, {len(bn_acc)} seed(s): BN {percent(bn, session, 'test_acc')}, standard "
+        f"{percent(std, session, 'test_acc')}; final training accuracy BN {percent(bn, session, 'train_acc')}, "
+        f"standard {percent(std, session, 'train_acc')}"
     )
     ahead = sum(b > s for b, s in zip(bn_acc, std_acc, strict=True))
-    if not _plateaued([bn, std], scale):
+    if not _plateaued([bn, std], session):
         verdict = Verdict.CANNOT_TELL
         summary = (
             f"Test accuracy is {np.mean(bn_acc):.0%} with BatchNorm and {np.mean(std_acc):.0%} without, but a network "
@@ -121,34 +111,35 @@ def _test_accuracy(bn: Read, std: Read, scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def test_accuracy(scale: str) -> Finding:
-    return _test_accuracy(FIG1[BN], FIG1[STD], scale)
+def test_accuracy(session: Session) -> Finding:
+    return _test_accuracy(FIG1[BN], FIG1[STD], session)
 
 
-def test_accuracy_augmented(scale: str) -> Finding:
-    if plan.stored(BN_AUG, scale) is None or plan.stored(STD_AUG, scale) is None:
+def test_accuracy_augmented(session: Session) -> Finding:
+    if session.stored(BN_AUG) is None or session.stored(STD_AUG) is None:
         text = "not run at this scale (optional: set RUN_AUGMENTED = True in chapter 01)"
         return Finding(text, Verdict.CANNOT_TELL, "The optional runs with data augmentation were not made.")
-    return _test_accuracy(*AUGMENTED[::-1], scale)
+    return _test_accuracy(*AUGMENTED[::-1], session)
 
 
-def _ever_above_chance(scale: str) -> list[float]:
+def _ever_above_chance(session: Session) -> list[float]:
     """The highest training accuracy (smoothed) each seed of the standard network at lr 0.5 reached;
     a run that died stays at its last value, a constant prediction's, for the rest of its steps."""
-    return [r.highest() for r in records(FIG1[STD_LARGE], scale)]
+    return [r.highest() for r in records(FIG1[STD_LARGE], session)]
 
 
-def large_learning_rate(scale: str) -> Finding:
-    std_records = records(FIG1[STD_LARGE], scale)
-    highest = _ever_above_chance(scale)
-    bn = speeds(records(FIG1[BN_LARGE], scale))
+def large_learning_rate(session: Session) -> Finding:
+    std_records = records(FIG1[STD_LARGE], session)
+    highest = _ever_above_chance(session)
+    bn = speeds(records(FIG1[BN_LARGE], session))
     died = [r.final["steps"] for r in std_records if r.status == "dead"]
     never = max(highest) <= CHANCE + NEAR_CHANCE
     shown = ", ".join("none (too short)" if np.isnan(h) else f"{h:.0%}" for h in highest)
     dead = f" (dead, its output the same for every example, after {', '.join(f'{s:,.0f}' for s in died)} steps)"
     text = (
         f"standard, {len(highest)} seed(s): highest training accuracy over the run {shown}{dead if died else ''}; "
-        f"BN: steps to {TARGET:.0%} {bn.text()}, final training accuracy {percent(FIG1[BN_LARGE], scale, 'train_acc')}"
+        f"BN: steps to {TARGET:.0%} {bn.text()}, final training accuracy "
+        f"{percent(FIG1[BN_LARGE], session, 'train_acc')}"
     )
     trains = len(bn.reached) == len(bn.steps)
     if any(np.isnan(h) for h in highest):  # a run shorter than the smoothing window has no smoothed accuracy
@@ -162,18 +153,18 @@ def large_learning_rate(scale: str) -> Finding:
     return Finding(text, graded([never, trains]), summary)
 
 
-def input_stability(scale: str) -> Finding:
-    seeds = plan.seeds(Read(BN, SEEDS))
+def input_stability(session: Session) -> Finding:
+    seeds = session.seeds_of(Read(BN, SEEDS))
     ratios: dict[str, list[float]] = {}
     parts = []
     for layer in FIG1C_LAYERS:
         for moment in ("mean", "sd"):
-            std = [drift(STD, scale, layer, s)[moment] for s in seeds]
-            bn = [drift(BN, scale, layer, s)[moment] for s in seeds]
+            std = [drift(STD, session, layer, s)[moment] for s in seeds]
+            bn = [drift(BN, session, layer, s)[moment] for s in seeds]
             ratios[f"#{layer} {moment}"] = [b / s if s > 0 else np.inf for b, s in zip(bn, std, strict=True)]
             parts.append(f"#{layer} {moment}: standard {np.median(std):.2g}, BN {np.median(bn):.2g}")
     text = (
-        f"pre-activations, drift from step {int(TRANSIENT * plan.config(BN, scale).steps):,} to the end in units of "
+        f"pre-activations, drift from step {int(TRANSIENT * session.config(BN).steps):,} to the end in units of "
         f"the unit's typical spread, median over 8 units and {len(seeds)} seed(s): " + "; ".join(parts)
     )
     medians = {k: float(np.median(v)) for k, v in ratios.items()}
@@ -239,3 +230,5 @@ CLAIMS = {
         input_stability,
     ),
 }
+
+CHAPTER = Chapter("01_does_batchnorm_help", "Does BatchNorm help?", PART_ONE, reads, CLAIMS)

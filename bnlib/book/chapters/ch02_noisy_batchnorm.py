@@ -6,18 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN, FIG1, STD
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import TARGET, comparable, fast, faster, records, speeds
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, FIG1, STD
+from bnlib.book.session import Session
 from bnlib.config import NoiseParams
 from bnlib.experiments import Experiment
 from bnlib.probes.activations import successive_changes
 from bnlib.records import Record, load_or_run
-
-NOTEBOOK = "02_noisy_batchnorm"
-TITLE = "Noisy BatchNorm"
 
 NOISY = Experiment("vgg", "noisy_batch", 0.1)
 # The noise without BatchNorm stops at the speed target: a seed that reaches it has already decided
@@ -49,29 +47,29 @@ def scaled_noise(k: float) -> NoiseParams:
     )
 
 
-def short_steps(scale: str) -> int:
+def short_steps(session: Session) -> int:
     """The length of the noisy-BN widget's runs: a quarter of the scale's VGG run."""
-    return plan.config(BN, scale).steps // 4
+    return session.config(BN).steps // 4
 
 
-def noisy_experiment(noise: NoiseParams, scale: str, norm: str = "noisy_batch") -> Experiment:
+def noisy_experiment(noise: NoiseParams, session: Session, norm: str = "noisy_batch") -> Experiment:
     """A widget run: `short_steps` at lr 0.1 with these noise constants ("noise": on the standard network)."""
-    return NOISY.but(norm=norm, noise=noise, steps=short_steps(scale), test_every=0)
+    return NOISY.but(norm=norm, noise=noise, steps=short_steps(session), test_every=0)
 
 
-def reads(scale: str) -> list[Read]:
-    widget = [Read(noisy_experiment(scaled_noise(k), scale)) for k in NOISE_GRID[2:]]
+def reads(session: Session) -> list[Read]:
+    widget = [Read(noisy_experiment(scaled_noise(k), session)) for k in NOISE_GRID[2:]]
     noisy = [Read(run, (seed,), ("activations",)) for seed, run in NOISY_SEEDS.items()]
     probed = [Read(run, SEEDS, ("activations",)) for run in (STD, BN)]
     return [FIG1[STD], FIG1[BN], *probed, *noisy, Read(STD_NOISE, SEEDS), *widget]
 
 
-def noisy_records(scale: str) -> list[Record]:
+def noisy_records(session: Session) -> list[Record]:
     """Noisy BatchNorm's record in each seed (seed 0's runs the whole scale, the others stop at the target)."""
-    return [plan.get(run, scale, seed) for seed, run in NOISY_SEEDS.items() if seed in plan.seeds(Read(NOISY, SEEDS))]
+    return [session.get(run, seed) for seed, run in NOISY_SEEDS.items() if seed in session.seeds_of(Read(NOISY, SEEDS))]
 
 
-def noisy_run(noise: NoiseParams, scale: str, norm: str = "noisy_batch") -> Record:
+def noisy_run(noise: NoiseParams, session: Session, norm: str = "noisy_batch") -> Record:
     """A widget run with the given noise. Where the book already has the run (the paper's noise, or
     none: noisy BN with zero noise is BN bit for bit), that full run serves: its first `short_steps`
     steps are the short run, since nothing before a step depends on how long the run will be."""
@@ -81,27 +79,29 @@ def noisy_run(noise: NoiseParams, scale: str, norm: str = "noisy_batch") -> Reco
         ("noise", NoiseParams()): STD_NOISE,
     }
     if (norm, noise) in book:
-        return plan.get(book[(norm, noise)], scale)
-    widget = noisy_experiment(noise, scale, norm)
-    return load_or_run(plan.config(widget, scale), label=widget.name)
+        return session.get(book[(norm, noise)])
+    widget = noisy_experiment(noise, session, norm)
+    return load_or_run(session.config(widget), label=widget.name)
 
 
 # ----------------------------------------------------------------------------- Fig. 8
 
 
-def successive(run: Experiment, scale: str, layers: tuple[int, ...], site: str = SITE, seed: int = 0) -> pd.DataFrame:
+def successive(
+    run: Experiment, session: Session, layers: tuple[int, ...], site: str = SITE, seed: int = 0
+) -> pd.DataFrame:
     """|mu_{t+1} - mu_t| and |var_{t+1} - var_t| of every tracked unit of `layers`, for every probed
     pair of successive steps of one seed's run (Fig. 8a)."""
-    frame = plan.get(run, scale, seed).probe_frame("activations")
+    frame = session.get(run, seed).probe_frame("activations")
     return pd.concat([successive_changes(frame, layer, site).assign(layer=layer) for layer in layers])
 
 
-def moment_change_table(scale: str, site: str = SITE) -> pd.DataFrame:
+def moment_change_table(session: Session, site: str = SITE) -> pd.DataFrame:
     """Fig. 8a summarised: per run and layer, the median and largest change of the mean and of the
     variance between two successive steps, over all tracked units and probed pairs of seed 0."""
     rows = []
     for run in FIG8_RUNS:
-        changes = successive(run, scale, FIG8_LAYERS, site)
+        changes = successive(run, session, FIG8_LAYERS, site)
         for layer, part in changes.groupby("layer"):
             rows.append(
                 {
@@ -116,10 +116,10 @@ def moment_change_table(scale: str, site: str = SITE) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def median_changes(runs: dict[int, Experiment], scale: str, layer: int) -> list[float]:
+def median_changes(runs: dict[int, Experiment], session: Session, layer: int) -> list[float]:
     """Per seed, the median over units and successive pairs of |mu_{t+1} - mu_t| at one layer."""
-    seeds = plan.seeds(Read(NOISY, SEEDS))
-    return [float(successive(runs[s], scale, (layer,), seed=s)["abs_change_mean"].median()) for s in seeds]
+    seeds = session.seeds_of(Read(NOISY, SEEDS))
+    return [float(successive(runs[s], session, (layer,), seed=s)["abs_change_mean"].median()) for s in seeds]
 
 
 # ----------------------------------------------------------------------------- the claims
@@ -127,9 +127,9 @@ def median_changes(runs: dict[int, Experiment], scale: str, layer: int) -> list[
 FIG2 = (FIG1[STD], FIG1[BN], Read(NOISY), Read(STD_NOISE, SEEDS))
 
 
-def trains_like_batchnorm(scale: str) -> Finding:
-    noisy = speeds(noisy_records(scale))
-    bn, std = speeds(records(FIG1[BN], scale)), speeds(records(FIG1[STD], scale))
+def trains_like_batchnorm(session: Session) -> Finding:
+    noisy = speeds(noisy_records(session))
+    bn, std = speeds(records(FIG1[BN], session)), speeds(records(FIG1[STD], session))
     like, better = comparable(noisy, bn, NEAR), faster(noisy, std, SPEEDUP)
     text = (
         f"steps to {TARGET:.0%} training accuracy, {len(noisy.steps)} seed(s): noisy BN {noisy.text()}, BN "
@@ -148,11 +148,11 @@ def trains_like_batchnorm(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def unstable_moments(scale: str) -> Finding:
+def unstable_moments(session: Session) -> Finding:
     parts, checks = [], []
     standard = {s: STD for s in SEEDS}
     for layer in FIG8_LAYERS:
-        noisy, std = median_changes(NOISY_SEEDS, scale, layer), median_changes(standard, scale, layer)
+        noisy, std = median_changes(NOISY_SEEDS, session, layer), median_changes(standard, session, layer)
         ratio = float(np.median(noisy) / np.median(std))
         checks.append(ratio >= LESS_STABLE)
         parts.append(f"#{layer} noisy BN {np.median(noisy):.2g}, standard {np.median(std):.2g} (x{ratio:.3g})")
@@ -168,8 +168,8 @@ def unstable_moments(scale: str) -> Finding:
     return Finding(text, graded(checks), summary)
 
 
-def noise_without_batchnorm(scale: str) -> Finding:
-    highest = [r.highest() for r in records(FIG2[-1], scale)]
+def noise_without_batchnorm(session: Session) -> Finding:
+    highest = [r.highest() for r in records(FIG2[-1], session)]
     text = f"standard + noise, {len(highest)} seed(s): highest training accuracy over the run " + ", ".join(
         f"{h:.0%}" for h in highest
     )
@@ -208,3 +208,5 @@ CLAIMS = {
         noise_without_batchnorm,
     ),
 }
+
+CHAPTER = Chapter("02_noisy_batchnorm", "Noisy BatchNorm", PART_ONE, reads, CLAIMS)

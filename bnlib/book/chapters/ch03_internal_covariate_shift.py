@@ -7,13 +7,12 @@ import numpy as np
 import pandas as pd
 
 from bnlib.book import plan
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN, STD
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, STD
+from bnlib.book.session import Session
 from bnlib.experiments import Experiment, rate_text
-
-NOTEBOOK = "03_internal_covariate_shift"
-TITLE = "Internal covariate shift"
 
 SEEDS = (0, 1, 2)
 VGG_PAIRS = {0.1: (STD, BN), 0.01: (Experiment("vgg", "none", 0.01), Experiment("vgg", "batch", 0.01))}
@@ -34,18 +33,18 @@ PHASES = ((0.2, 0.4), (0.4, 0.6), (0.6, 0.8))
 MIN_PROBES = 3  # probed steps (over seeds) each network needs in a phase for it to be compared
 
 
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     vgg = [Read(run, VGG_SEEDS[lr], ("ics",)) for lr, pair in VGG_PAIRS.items() for run in pair]
     dln = [Read(run, SEEDS, ("ics",)) for pair in DLN_PAIRS.values() for run in pair]
     return [*vgg, *dln, *(Read(run, (0,), ("activations",)) for run in FIG9_RUNS)]
 
 
-def ics_frame(run: Experiment, scale: str, seeds: tuple[int, ...]) -> pd.DataFrame:
+def ics_frame(run: Experiment, session: Session, seeds: tuple[int, ...]) -> pd.DataFrame:
     """Every probed step of every seed: the layer, Definition 2.1's l2 difference, the cosine, and
     (on CIFAR-10) the run's training accuracy at that step (`Record.smoothed`)."""
     parts = []
-    for seed in plan.seeds(Read(run, seeds)):
-        record = plan.get(run, scale, seed)
+    for seed in session.seeds_of(Read(run, seeds)):
+        record = session.get(run, seed)
         layers = record.probe_table("ics", "layer").iloc[0].astype(int).tolist()
         l2, cos = record.probe_table("ics", "l2_diff"), record.probe_table("ics", "cosine")
         accuracy = record.smoothed() if record.config.on_cifar else np.full(len(record.metrics["step"]), np.nan)
@@ -65,17 +64,17 @@ def ics_frame(run: Experiment, scale: str, seeds: tuple[int, ...]) -> pd.DataFra
     return pd.concat(parts, ignore_index=True)
 
 
-def ics_medians(run: Experiment, scale: str, seeds: tuple[int, ...] = (0,)) -> pd.DataFrame:
+def ics_medians(run: Experiment, session: Session, seeds: tuple[int, ...] = (0,)) -> pd.DataFrame:
     """Median over probed steps (and seeds) of Definition 2.1's l2 difference and cosine, per layer."""
-    frame = ics_frame(run, scale, seeds).groupby("layer")[["l2", "cosine"]].median().reset_index()
+    frame = ics_frame(run, session, seeds).groupby("layer")[["l2", "cosine"]].median().reset_index()
     return frame.rename(columns={"l2": "median l2 difference", "cosine": "median cosine"})
 
 
-def ics_table(runs: list[Experiment], scale: str) -> pd.DataFrame:
+def ics_table(runs: list[Experiment], session: Session) -> pd.DataFrame:
     """Fig. 3 summarised: per run and layer, the median ICS over training and the final loss (seed 0)."""
     parts = [
-        ics_medians(run, scale).assign(
-            experiment=run.name, **{"final training loss": plan.get(run, scale).final["train_loss"]}
+        ics_medians(run, session).assign(
+            experiment=run.name, **{"final training loss": session.get(run).final["train_loss"]}
         )
         for run in runs
     ]
@@ -93,13 +92,13 @@ def compare(std: pd.Series, bn: pd.Series) -> str:
     return "similar"
 
 
-def phase_table(scale: str) -> pd.DataFrame:
+def phase_table(session: Session) -> pd.DataFrame:
     """VGG's cases: per learning rate, layer and phase of training, each network's median l2
     difference and cosine over its probed steps in that phase (all seeds), their number, and the
     comparison ("less", "more", "similar"; "cannot tell" where a network has too few probes there)."""
     rows = []
     for lr, (std_run, bn_run) in VGG_PAIRS.items():
-        frames = {name: ics_frame(run, scale, VGG_SEEDS[lr]) for name, run in (("std", std_run), ("bn", bn_run))}
+        frames = {name: ics_frame(run, session, VGG_SEEDS[lr]) for name, run in (("std", std_run), ("bn", bn_run))}
         for layer in sorted(frames["std"]["layer"].unique()):
             for low, high in PHASES:
                 inside = {
@@ -125,12 +124,14 @@ def phase_table(scale: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def spread_table(runs: list[Experiment], scale: str, layers: tuple[int, ...], site: str = "norm_in") -> pd.DataFrame:
+def spread_table(
+    runs: list[Experiment], session: Session, layers: tuple[int, ...], site: str = "norm_in"
+) -> pd.DataFrame:
     """The spread sigma_j of a layer's tracked units at the first and the last probed step (medians
     over units), per run and layer: Fig. 9's "large and highly uncontrolled" sigma, in numbers."""
     rows = []
     for run in runs:
-        frame = plan.get(run, scale).probe_frame("activations")
+        frame = session.get(run).probe_frame("activations")
         for layer in layers:
             var = frame[frame["quantity"] == f"L{layer}.{site}.var"]
             sd = var.pivot(index="step", columns="index", values="value").sort_index().clip(lower=0) ** 0.5
@@ -149,8 +150,8 @@ def spread_table(runs: list[Experiment], scale: str, layers: tuple[int, ...], si
 # ----------------------------------------------------------------------------- the claims
 
 
-def vgg_ics(scale: str) -> Finding:
-    table = phase_table(scale)
+def vgg_ics(session: Session) -> Finding:
+    table = phase_table(session)
     compared = table[table["with BN"] != "cannot tell"]
     counts = compared["with BN"].value_counts()
     less, n = int(counts.get("less", 0)), len(compared)
@@ -181,27 +182,27 @@ def vgg_ics(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def _loss(run: Experiment, scale: str) -> float:
-    return float(np.median([plan.get(run, scale, seed).final["train_loss"] for seed in plan.seeds(Read(run, SEEDS))]))
+def _loss(run: Experiment, session: Session) -> float:
+    return float(np.median([session.get(run, seed).final["train_loss"] for seed in session.seeds_of(Read(run, SEEDS))]))
 
 
-def dln_ics(scale: str) -> Finding:
+def dln_ics(session: Session) -> Finding:
     cases, lower, parts = [], [], []
     for lr, (std_run, bn_run) in DLN_PAIRS.items():
         std, bn = (
-            ics_frame(run, scale, SEEDS).groupby("layer")[["l2", "cosine"]].median() for run in (std_run, bn_run)
+            ics_frame(run, session, SEEDS).groupby("layer")[["l2", "cosine"]].median() for run in (std_run, bn_run)
         )
         found = {int(layer): compare(std.loc[layer], bn.loc[layer]) for layer in std.index}
         cases += list(found.values())
-        lower.append(_loss(bn_run, scale) < _loss(std_run, scale))
+        lower.append(_loss(bn_run, session) < _loss(std_run, session))
         shown = ", ".join(
             f"#{layer} l2 {std.loc[layer, 'l2']:.3g} vs {bn.loc[layer, 'l2']:.3g}, "
             f"cos {std.loc[layer, 'cosine']:.2f} vs {bn.loc[layer, 'cosine']:.2f} ({found[layer]} shift with BN)"
             for layer in std.index
         )
         parts.append(
-            f"lr {rate_text(lr)}: standard vs BN {shown}; final loss BN {_loss(bn_run, scale):.3g} vs standard "
-            f"{_loss(std_run, scale):.3g}"
+            f"lr {rate_text(lr)}: standard vs BN {shown}; final loss BN {_loss(bn_run, session):.3g} vs standard "
+            f"{_loss(std_run, session):.3g}"
         )
     more = [case == "more" for case in cases]
     verdict = graded([all(more) and all(lower), any(more) and any(lower)])
@@ -212,13 +213,23 @@ def dln_ics(scale: str) -> Finding:
     return Finding("; ".join(parts) + " (medians over probed steps and seeds)", verdict, summary)
 
 
+def _layers(model: str) -> str:
+    """The layers the ICS probe measures, in the paper's numbering: '#5 and #10'."""
+    return " and ".join(f"#{layer}" for layer in plan.ICS_LAYERS[model])
+
+
+def _rates(pairs: dict) -> str:
+    return " and ".join(rate_text(lr) for lr in pairs)
+
+
 CLAIMS = {
     "vgg": Claim(
         "On VGG, BatchNorm does not reduce ICS (Definition 2.1)",
         'BN networks have "similar, or even worse, internal covariate shift"; layer #10 cos ~0-0.2 at lr 0.1 '
         '(Fig. 3a, read by eye); "stabilization of BatchNorm faster during training is an artifact of parameter '
         'convergence" (caption)',
-        f"layers #5 and #10 at lr 0.1 and 0.01, each network's medians over its probed steps (all seeds) in the same "
+        f"layers {_layers('vgg')} at lr {_rates(VGG_PAIRS)}, each network's medians over its probed steps "
+        "(all seeds) in the same "
         f"phase of training ({', '.join(f'{a:.0%}-{b:.0%}' for a, b in PHASES)} training accuracy, at least "
         f"{MIN_PROBES} probes each): BN has less shift in a case if its l2 difference is at least {L2_FACTOR:g} times "
         f"smaller and its cosine at least {COSINE_GAP:g} higher; reproduced if no comparable case has less shift "
@@ -231,10 +242,13 @@ CLAIMS = {
         "or negative), l2 ~1e3 vs ~1e1 at lr 1e-7; its Fig. 3b disagrees at lr 1e-6, layer #17, where the standard "
         "network's cos is about -1; final loss ~5e2 (BN) vs ~1.6e3 (standard) at lr 1e-6, ~7e2 vs ~4e3 at lr 1e-7 "
         "(read by eye)",
-        f"layers #9 and #17 at lr 1e-6 and 1e-7, medians over probed steps and seeds: BN has more shift in a case if "
+        f"layers {_layers('dln')} at lr {_rates(DLN_PAIRS)}, medians over probed steps and seeds: "
+        "BN has more shift in a case if "
         f"its l2 difference is at least {L2_FACTOR:g} times larger and its cosine at least {COSINE_GAP:g} lower; "
         "reproduced if it has more shift in every case and a lower median final loss at both rates; partly if in "
         "some case and at some rate; not reproduced otherwise",
         dln_ics,
     ),
 }
+
+CHAPTER = Chapter("03_internal_covariate_shift", "Internal covariate shift", PART_ONE, reads, CLAIMS)

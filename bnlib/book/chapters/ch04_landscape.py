@@ -3,40 +3,34 @@ the "effective beta" of BatchNorm networks is 2 / lr (the edge-of-stability leve
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN, BN_LARGE, STD
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, graded
+from bnlib.book.measures import (
+    BETA_GAP,
+    EARLY,
+    GAP,
+    QUANTILE,
+    early_spikes,
+    series,
+)
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, BN_LARGE, DLN_BN, DLN_STD, SEEDS, STD
+from bnlib.book.session import Session
 from bnlib.experiments import Experiment
 
-NOTEBOOK = "04_landscape"
-TITLE = "The optimization landscape"
-
-SEEDS = (0, 1, 2)
-DLN_STD, DLN_BN = Experiment("dln", "none", 1e-6), Experiment("dln", "batch", 1e-6)
 DLN_BN_SMALL = Experiment("dln", "batch", 1e-7)
 PAIRS = {"VGG lr 0.1": (STD, BN), "DLN lr 1e-6": (DLN_STD, DLN_BN)}
 TWO_OVER_LR_RUNS = (BN, BN_LARGE, DLN_BN, DLN_BN_SMALL)  # two learning rates per model
 TWO_OVER_LR_FIGURE = (BN, BN_LARGE, STD, DLN_BN, DLN_BN_SMALL, DLN_STD)  # and the standard networks beside them
 LANDSCAPE = ("landscape", "landscape-random", "landscape-extended")
-BEYOND_MULTIPLE = {"vgg": 4.0, "dln": 30.0}  # the largest step (x lr) of the paper's grids
 
-# What the paper claims is about spikes and the start of training: "especially in the initial phases"
-# (Section 3.2), "close to two orders of magnitude ... especially early in training". So the rules
-# compare the upper quantile of each probe over the first fifth of the run, seed by seed.
-EARLY = 0.2  # the early window: the first fifth of the run's steps
-QUANTILE = 0.9  # its 90th percentile: the level of the spikes, not a single outlier
-GAP = 2.0  # "smoother": the standard network's upper quantile at least twice BN's
-BETA_GAP = 1.5  # for the effective beta, whose BN level is pinned at 2/lr (Fig. 4c: spikes to ~45 against ~20)
 TWO_OVER_LR_FACTOR = 2.0  # "sits at 2 / lr": within this factor
 
 
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     pairs = [Read(run, SEEDS, LANDSCAPE) for pair in PAIRS.values() for run in pair]
     hessian = [
         Read(run, (0,), ("landscape", "hessian")) for run in (*PAIRS["VGG lr 0.1"], BN_LARGE, DLN_BN, DLN_BN_SMALL)
@@ -44,47 +38,13 @@ def reads(scale: str) -> list[Read]:
     return [*pairs, *hessian, *(Read(run, (0,), ("hessian",)) for run in PAIRS["DLN lr 1e-6"])]
 
 
-def series(run: Experiment, scale: str, quantity: str, kind: str = "landscape", seed: int = 0) -> pd.Series:
-    """One landscape quantity over training ("band": the loss band's width; "grad": the largest
-    gradient change; "beta": the effective beta; "grad_norm": ||g||; "beta beyond": the effective beta
-    over the step sizes beyond the paper's grid, on the extended grid)."""
-    record = plan.get(run, scale, seed)
-    table = functools.partial(record.probe_table, kind)
-    if quantity == "band":
-        return table("loss_max")[0] - table("loss_min")[0]
-    if quantity == "beta beyond":
-        beyond = table("eta_multiple").iloc[0].to_numpy() > BEYOND_MULTIPLE[record.config.model]
-        return table("beta").loc[:, beyond].max(axis=1)
-    return table({"grad": "grad_diff_max", "beta": "beta_max", "grad_norm": "grad_norm"}[quantity])[0]
-
-
-def upper_quantile(values: pd.Series) -> float:
-    """The QUANTILE of a quantity over a window. A value that is not finite (the loss overflowed
-    along the step, as the standard DLN's does far along its gradient) counts as +inf, the roughest
-    a landscape can be: the quantile is then inf where it falls on one, never NaN."""
-    x = values.to_numpy(dtype=float)
-    x = np.where(np.isfinite(x), x, np.inf)
-    return float(np.quantile(x, QUANTILE, method="linear" if np.isfinite(x).all() else "higher"))
-
-
-def early_spikes(
-    run: Experiment, scale: str, quantity: str, kind: str = "landscape", seeds: tuple[int, ...] = SEEDS
-) -> list[float]:
-    """Per seed: the QUANTILE of a landscape quantity over the early window (the first EARLY of the run)."""
-    values = []
-    for seed in plan.seeds(Read(run, seeds)):
-        one = series(run, scale, quantity, kind, seed)
-        values.append(upper_quantile(one[one.index < EARLY * plan.config(run, scale).steps]))
-    return values
-
-
-def landscape_numbers(run: Experiment, scale: str, kind: str = "landscape") -> dict[str, float]:
+def landscape_numbers(run: Experiment, session: Session, kind: str = "landscape") -> dict[str, float]:
     """Figs. 4 and 10 summarised over training, for the seed-0 run and one landscape probe (kind
     "landscape", "landscape-random" or "landscape-extended"): medians of the loss band's width and
     of the largest gradient change, and the median and largest effective beta, also as a multiple
     of 2 / lr (the edge-of-stability level). For the extended grid, also the median effective beta
     over the step sizes beyond the paper's grid alone."""
-    band, grad, beta = (series(run, scale, q, kind) for q in ("band", "grad", "beta"))
+    band, grad, beta = (series(run, session, q, kind) for q in ("band", "grad", "beta"))
     numbers = {
         "loss band width": float(band.median()),
         "loss band max": float(band.max()),
@@ -95,9 +55,9 @@ def landscape_numbers(run: Experiment, scale: str, kind: str = "landscape") -> d
         "beta median x lr/2": float(beta.median() * run.lr / 2),
     }
     if kind == "landscape-extended":
-        record = plan.get(run, scale)
+        record = session.get(run)
         numbers |= {
-            "beta beyond": float(series(run, scale, "beta beyond", kind).median()),
+            "beta beyond": float(series(run, session, "beta beyond", kind).median()),
             "largest multiple": float(record.probe_table(kind, "eta_multiple").iloc[0].max()),
         }
     return numbers
@@ -111,13 +71,13 @@ EARLY_QUANTITIES = {
 }
 
 
-def early_table(scale: str) -> pd.DataFrame:
+def early_table(session: Session) -> pd.DataFrame:
     """What the rules read: per model and quantity, the QUANTILE of each seed's values over the early
     window (the first EARLY of the run), standard and BN, and their ratio (median over seeds)."""
     rows = []
     for model, (std, bn) in PAIRS.items():
         for quantity, name in EARLY_QUANTITIES.items():
-            s, b = early_spikes(std, scale, quantity), early_spikes(bn, scale, quantity)
+            s, b = early_spikes(std, session, quantity), early_spikes(bn, session, quantity)
             rows.append(
                 {
                     "model": model,
@@ -143,18 +103,18 @@ LANDSCAPE_COLUMNS = {
 }
 
 
-def landscape_table(runs: list[Experiment], scale: str, kind: str = "landscape") -> pd.DataFrame:
+def landscape_table(runs: list[Experiment], session: Session, kind: str = "landscape") -> pd.DataFrame:
     """`landscape_numbers` for several runs, as a table (medians over training)."""
-    rows = [{"experiment": run.name, **landscape_numbers(run, scale, kind)} for run in runs]
+    rows = [{"experiment": run.name, **landscape_numbers(run, session, kind)} for run in runs]
     return pd.DataFrame(rows).rename(columns=LANDSCAPE_COLUMNS)
 
 
-def hessian_table(runs: list[Experiment], scale: str) -> pd.DataFrame:
+def hessian_table(runs: list[Experiment], session: Session) -> pd.DataFrame:
     """The Hessian's top eigenvalue at the probed checkpoints, beside 2 / lr and the effective beta
     measured at the same step (or the nearest step the landscape probe ran at)."""
     rows = []
     for run in runs:
-        record = plan.get(run, scale)
+        record = session.get(run)
         top = record.probe_table("hessian", "eigenvalues")[0]
         beta = record.probe_table("landscape", "beta_max")[0]
         for step, value in top.items():
@@ -174,12 +134,12 @@ def hessian_table(runs: list[Experiment], scale: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- the claims
 
 
-def _smoother(scale: str, quantity: str, gap: float, kind: str = "landscape") -> tuple[str, list[bool], str]:
+def _smoother(session: Session, quantity: str, gap: float, kind: str = "landscape") -> tuple[str, list[bool], str]:
     """Per model: the standard network's early-window upper quantile over BN's (median over seeds,
     and the seeds' range), whether it is at least `gap`, as text and checks, and the models it held for."""
     parts, checks = [], []
     for model, (std, bn) in PAIRS.items():
-        spikes = {run: early_spikes(run, scale, quantity, kind) for run in (std, bn)}
+        spikes = {run: early_spikes(run, session, quantity, kind) for run in (std, bn)}
         ratios = [s / b if b > 0 else np.inf for s, b in zip(spikes[std], spikes[bn], strict=True)]
         ratio = float(np.median(ratios))
         checks.append(ratio >= gap)
@@ -192,42 +152,42 @@ def _smoother(scale: str, quantity: str, gap: float, kind: str = "landscape") ->
     return text, checks, " and ".join(held) if held else "neither model"
 
 
-def _finding(scale: str, what: str, quantity: str, gap: float, kind: str = "landscape") -> Finding:
-    text, checks, held = _smoother(scale, quantity, gap, kind)
+def _finding(session: Session, what: str, quantity: str, gap: float, kind: str = "landscape") -> Finding:
+    text, checks, held = _smoother(session, quantity, gap, kind)
     head = f"{what}, {QUANTILE:.0%} quantile over the first {EARLY:.0%} of training (medians over seeds): "
     summary = f"Early in training, {what} is at least {gap:g} times smaller with BatchNorm for {held}."
     return Finding(head + text, graded(checks), summary)
 
 
-def loss_band(scale: str) -> Finding:
-    return _finding(scale, "the width of the loss band along the gradient", "band", GAP)
+def loss_band(session: Session) -> Finding:
+    return _finding(session, "the width of the loss band along the gradient", "band", GAP)
 
 
-def gradient_predictiveness(scale: str) -> Finding:
-    return _finding(scale, "the largest gradient change along the gradient", "grad", GAP)
+def gradient_predictiveness(session: Session) -> Finding:
+    return _finding(session, "the largest gradient change along the gradient", "grad", GAP)
 
 
-def effective_beta(scale: str) -> Finding:
-    return _finding(scale, "the effective beta", "beta", BETA_GAP)
+def effective_beta(session: Session) -> Finding:
+    return _finding(session, "the effective beta", "beta", BETA_GAP)
 
 
-def gradient_magnitude(scale: str) -> Finding:
-    return _finding(scale, "the gradient's norm", "grad_norm", GAP)
+def gradient_magnitude(session: Session) -> Finding:
+    return _finding(session, "the gradient's norm", "grad_norm", GAP)
 
 
-def larger_distances(scale: str) -> Finding:
+def larger_distances(session: Session) -> Finding:
     return _finding(
-        scale, "the effective beta beyond the paper's step sizes", "beta beyond", BETA_GAP, "landscape-extended"
+        session, "the effective beta beyond the paper's step sizes", "beta beyond", BETA_GAP, "landscape-extended"
     )
 
 
-def random_directions(scale: str) -> Finding:
-    return _finding(scale, "the width of the loss band along a random direction", "band", GAP, "landscape-random")
+def random_directions(session: Session) -> Finding:
+    return _finding(session, "the width of the loss band along a random direction", "band", GAP, "landscape-random")
 
 
-def beta_at_two_over_lr(scale: str) -> Finding:
-    ratios = {run: landscape_numbers(run, scale)["beta median x lr/2"] for run in TWO_OVER_LR_RUNS}
-    tops = {run: plan.get(run, scale).probe_table("hessian", "eigenvalues")[0] * run.lr / 2 for run in TWO_OVER_LR_RUNS}
+def beta_at_two_over_lr(session: Session) -> Finding:
+    ratios = {run: landscape_numbers(run, session)["beta median x lr/2"] for run in TWO_OVER_LR_RUNS}
+    tops = {run: session.get(run).probe_table("hessian", "eigenvalues")[0] * run.lr / 2 for run in TWO_OVER_LR_RUNS}
     text = (
         "median effective beta / (2/lr): "
         + ", ".join(f"{run.name} {r:.2f}" for run, r in ratios.items())
@@ -311,3 +271,5 @@ CLAIMS = {
         beta_at_two_over_lr,
     ),
 }
+
+CHAPTER = Chapter("04_landscape", "The optimization landscape", PART_ONE, reads, CLAIMS)

@@ -6,17 +6,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN, FIG1, STD, TRANSIENT, drift
-from bnlib.book.chapters.ch04_landscape import BETA_GAP, DLN_BN, DLN_STD, EARLY, GAP, QUANTILE, early_spikes
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded, majority
-from bnlib.book.measures import TARGET, comparable, fast, records, speeds
+from bnlib.book.measures import (
+    BETA_GAP,
+    EARLY,
+    GAP,
+    QUANTILE,
+    TARGET,
+    TRANSIENT,
+    comparable,
+    drift,
+    early_spikes,
+    fast,
+    records,
+    speeds,
+)
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, DLN_BN, DLN_STD, FIG1, STD
+from bnlib.book.session import Session
 from bnlib.experiments import NORM_SHORT, Experiment
 from bnlib.records import Record
-
-NOTEBOOK = "05_other_normalizations"
-TITLE = "Other normalizations"
 
 LP = ("l1", "l2", "linf")
 SEEDS = (0, 1, 2)
@@ -37,42 +47,44 @@ BEATS_FACTOR = 2.0  # "l1 beats BN": its final loss at most BN's divided by this
 MORE_SHIFT = 2.0  # "larger covariate shift": a drift at least this times the standard network's
 
 
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     vgg = [Read(run, (0,), ("activations", "landscape")) for run in VGG.values()]
     fast_seeds = [Read(run, (seed,)) for p in LP for seed, run in VGG_SEEDS[p].items() if seed]
     dln = [Read(run, SEEDS, ("landscape",)) for run in DLN.values()]
     return [FIG1[STD], FIG1[BN], Read(STD, SEEDS, ("activations",)), *vgg, *fast_seeds, *dln]
 
 
-def vgg_records(norm: str, scale: str) -> list[Record]:
+def vgg_records(norm: str, session: Session) -> list[Record]:
     """A VGG network's records in every seed (Fig. 1's for the standard and BN networks)."""
     if norm in LP:
         return [
-            plan.get(run, scale, seed) for seed, run in VGG_SEEDS[norm].items() if seed in plan.seeds(Read(STD, SEEDS))
+            session.get(run, seed)
+            for seed, run in VGG_SEEDS[norm].items()
+            if seed in session.seeds_of(Read(STD, SEEDS))
         ]
-    return records(FIG1[VGG[norm]], scale)
+    return records(FIG1[VGG[norm]], session)
 
 
-def dln_losses(norm: str, scale: str) -> list[float]:
-    return [plan.get(DLN[norm], scale, seed).final["train_loss"] for seed in plan.seeds(Read(DLN[norm], SEEDS))]
+def dln_losses(norm: str, session: Session) -> list[float]:
+    return [session.get(DLN[norm], seed).final["train_loss"] for seed in session.seeds_of(Read(DLN[norm], SEEDS))]
 
 
-def lp_table(scale: str) -> pd.DataFrame:
+def lp_table(session: Session) -> pd.DataFrame:
     """Figs. 5, 6, 12 and 13 summarised: steps to TARGET (every seed) and final training accuracy,
     the drift of VGG's layer #11 pre-activations, the landscape's early spikes, and the DLN's final loss."""
     rows = []
     for norm, vgg in VGG.items():
-        moved = drift(vgg, scale, FIG6_LAYER)
+        moved = drift(vgg, session, FIG6_LAYER)
         rows.append(
             {
                 "normalization": NORM_SHORT[norm],
-                f"VGG steps to {TARGET:.0%}": speeds(vgg_records(norm, scale)).text(),
-                "VGG final training accuracy (seed 0)": plan.get(vgg, scale).final["train_acc"],
+                f"VGG steps to {TARGET:.0%}": speeds(vgg_records(norm, session)).text(),
+                "VGG final training accuracy (seed 0)": session.get(vgg).final["train_acc"],
                 f"VGG #{FIG6_LAYER} drift of the mean": moved["mean"],
                 f"VGG #{FIG6_LAYER} drift of the spread": moved["sd"],
-                "VGG early effective beta (q90, seed 0)": early_spikes(vgg, scale, "beta", seeds=(0,))[0],
-                "DLN final loss (median)": float(np.median(dln_losses(norm, scale))),
-                "DLN early effective beta (q90)": float(np.median(early_spikes(DLN[norm], scale, "beta"))),
+                "VGG early effective beta (q90, seed 0)": early_spikes(vgg, session, "beta", seeds=(0,))[0],
+                "DLN final loss (median)": float(np.median(dln_losses(norm, session))),
+                "DLN early effective beta (q90)": float(np.median(early_spikes(DLN[norm], session, "beta"))),
             }
         )
     return pd.DataFrame(rows)
@@ -81,15 +93,15 @@ def lp_table(scale: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- the claims
 
 
-def train_as_well(scale: str) -> Finding:
-    bn = speeds(vgg_records("batch", scale))
+def train_as_well(session: Session) -> Finding:
+    bn = speeds(vgg_records("batch", session))
     verdicts, parts = [], []
     for p in LP:
-        lp = speeds(vgg_records(p, scale))
+        lp = speeds(vgg_records(p, session))
         verdicts.append(comparable(lp, bn, COMPARABLE))
         parts.append(f"{p} {lp.text()}")
-    bn_loss = float(np.median(dln_losses("batch", scale)))
-    losses = {p: float(np.median(dln_losses(p, scale))) for p in LP}
+    bn_loss = float(np.median(dln_losses("batch", session)))
+    losses = {p: float(np.median(dln_losses(p, session))) for p in LP}
     checks = [v == Verdict.REPRODUCED for v in verdicts] + [losses[p] <= LOSS_COMPARABLE * bn_loss for p in LP]
     text = (
         f"VGG steps to {TARGET:.0%}: BN {bn.text()}, "
@@ -105,9 +117,9 @@ def train_as_well(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def l1_beats_batchnorm(scale: str) -> Finding:
-    l1, bn = (float(np.median(dln_losses(n, scale))) for n in ("l1", "batch"))
-    steps = plan.config(DLN_BN, scale).steps
+def l1_beats_batchnorm(session: Session) -> Finding:
+    l1, bn = (float(np.median(dln_losses(n, session))) for n in ("l1", "batch"))
+    steps = session.config(DLN_BN).steps
     text = f"median final loss after {steps:,} steps: l1 {l1:.3g}, BN {bn:.3g} (ratio {l1 / bn:.2f})"
     if steps < L1_SEPARATES:
         verdict = Verdict.CANNOT_TELL
@@ -121,10 +133,10 @@ def l1_beats_batchnorm(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def drift_more(scale: str) -> Finding:
-    seeds = plan.seeds(Read(STD, SEEDS))
-    std = {m: float(np.median([drift(STD, scale, FIG6_LAYER, s)[m] for s in seeds])) for m in ("mean", "sd")}
-    moved = {p: drift(VGG[p], scale, FIG6_LAYER) for p in LP}
+def drift_more(session: Session) -> Finding:
+    seeds = session.seeds_of(Read(STD, SEEDS))
+    std = {m: float(np.median([drift(STD, session, FIG6_LAYER, s)[m] for s in seeds])) for m in ("mean", "sd")}
+    moved = {p: drift(VGG[p], session, FIG6_LAYER) for p in LP}
     checks = [max(d["mean"] / std["mean"], d["sd"] / std["sd"]) >= MORE_SHIFT for d in moved.values()]
     text = (
         f"pre-activations of layer #{FIG6_LAYER}, drift of the mean and of the spread after the first "
@@ -139,12 +151,12 @@ def drift_more(scale: str) -> Finding:
     return Finding(text, graded(checks), summary)
 
 
-def smooth_like_batchnorm(scale: str) -> Finding:
+def smooth_like_batchnorm(session: Session) -> Finding:
     checks, parts = [], []
     for model, runs, seeds in (("VGG", VGG, VGG_LANDSCAPE_SEEDS), ("DLN", DLN, SEEDS)):
         for quantity, gap in (("band", GAP), ("grad", GAP), ("beta", BETA_GAP)):
-            std = float(np.median(early_spikes(runs["none"], scale, quantity, seeds=seeds)))
-            ratios = {p: std / float(np.median(early_spikes(runs[p], scale, quantity, seeds=seeds))) for p in LP}
+            std = float(np.median(early_spikes(runs["none"], session, quantity, seeds=seeds)))
+            ratios = {p: std / float(np.median(early_spikes(runs[p], session, quantity, seeds=seeds))) for p in LP}
             checks += [r >= gap for r in ratios.values()]
             parts.append(f"{model} {quantity}: " + ", ".join(f"{p} x{r:.3g}" for p, r in ratios.items()))
     text = (
@@ -199,3 +211,5 @@ CLAIMS = {
         smooth_like_batchnorm,
     ),
 }
+
+CHAPTER = Chapter("05_other_normalizations", "Other normalizations", PART_ONE, reads, CLAIMS)

@@ -18,28 +18,22 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from bnlib.book import plan
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, DLN_BN
+from bnlib.book.session import Session
 from bnlib.config import RunConfig
-from bnlib.experiments import Experiment
 from bnlib.models import NumberedNet
 from bnlib.probes import theory
 from bnlib.probes.activations import chosen_units
 from bnlib.records import Record
 from bnlib.train import first_batch, initial_model, summed_squared_error
 
-NOTEBOOK = "06_theory"
-TITLE = "The theory, checked"
-
 THEORY_MS = (2, 4, 16, 64, 256)  # batch sizes of the random instances
 
 
-DLN_BN = Experiment("dln", "batch", 1e-6)  # Fig. 9's network, which the paper cites for sigma_j
-
-
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     # the trained network's weights: Theorems 4.1 and 4.2 on it (`theorem_4_1_trained`, `hypotheses`)
     return [Read(BN, (0,), ("bn-scale",), weights=True), Read(DLN_BN, (0,), ("bn-scale",))]
 
@@ -90,10 +84,10 @@ def theorem_4_1_sweep(
         )
     table = pd.concat(parts, ignore_index=True)
     # the size of the bound's terms (for m = 2 both sides are 0 up to rounding)
-    scale = (table["gamma_sq_over_sigma_sq"] * table["plain"]).clip(lower=1e-300)
+    size = (table["gamma_sq_over_sigma_sq"] * table["plain"]).clip(lower=1e-300)
     return table.assign(
-        relative_error_1_over_m=(table["lhs"] - table["rhs_1_over_m"]).abs() / scale,
-        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * scale,
+        relative_error_1_over_m=(table["lhs"] - table["rhs_1_over_m"]).abs() / size,
+        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * size,
     )
 
 
@@ -118,10 +112,10 @@ def theorem_4_2_sweep(ms: Sequence[int], n: int = 25, seed: int = 0) -> pd.DataF
             out = theory.theorem_4_2(y[:, j], gains[j], torch.tensor(0.3, dtype=torch.float64), smooth_downstream)
             rows.append({"m": m, **{k: float(v) for k, v in out.items()}})
     table = pd.DataFrame(rows)
-    scale = table[["lhs", "rhs"]].abs().max(axis=1).clip(lower=1e-300)
+    size = table[["lhs", "rhs"]].abs().max(axis=1).clip(lower=1e-300)
     return table.assign(
-        relative_error=(table["lhs"] - table["rhs"]).abs() / scale,
-        second_holds=table["lhs"] <= table["rhs_second"] + 1e-9 * scale,
+        relative_error=(table["lhs"] - table["rhs"]).abs() / size,
+        second_holds=table["lhs"] <= table["rhs_second"] + 1e-9 * size,
         proof_step_holds=table["v_H_v"] <= table["g_H_g"],
     )
 
@@ -154,10 +148,10 @@ def theorem_4_4_sweep(
                 )
             )
     table = pd.concat(parts, ignore_index=True)
-    scale = table["size"].clip(lower=1e-300)
+    size = table["size"].clip(lower=1e-300)
     return table.assign(
-        relative_error=(table["lhs"] - table["rhs"]).abs() / scale,
-        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * scale,
+        relative_error=(table["lhs"] - table["rhs"]).abs() / size,
+        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * size,
     )
 
 
@@ -299,23 +293,23 @@ def scale_invariance(factors: Sequence[float], seed: int = 0) -> pd.DataFrame:
 
 
 @functools.cache
-def hypotheses(scale: str) -> pd.DataFrame:
+def hypotheses(session: Session) -> pd.DataFrame:
     """Theorem 4.2's hypotheses on the initial and trained VGG with BN at lr 0.1 (computed once and
-    kept with the runs, `plan.measured`: about half a minute at the cpu scale, and it reads the data)."""
-    config = plan.config(BN, scale)
-    return plan.measured("theorem-4.2-hypotheses", config, scale, lambda: hypotheses_start_and_end(plan.get(BN, scale)))
+    kept with the runs, `Session.measured`: about half a minute at the cpu scale, and it reads the data)."""
+    config = session.config(BN)
+    return session.measured("theorem-4.2-hypotheses", config, lambda: hypotheses_start_and_end(session.get(BN)))
 
 
-def theorem_4_1_trained(scale: str) -> pd.DataFrame:
+def theorem_4_1_trained(session: Session) -> pd.DataFrame:
     """Theorem 4.1 on every unit of the trained VGG with BN at lr 0.1, on its run's first batch
-    (kept with the runs, `plan.measured`: it reads the data and the run's weights)."""
+    (kept with the runs, `Session.measured`: it reads the data and the run's weights)."""
 
     def compute() -> pd.DataFrame:
-        record = plan.get(BN, scale)
+        record = session.get(BN)
         x, y, loss_fn = first_batch(record.config)
         return theorem_4_1_on_network(record.model(), x, y, loss_fn)
 
-    return plan.measured("theorem-4.1-trained", plan.config(BN, scale), scale, compute)
+    return session.measured("theorem-4.1-trained", session.config(BN), compute)
 
 
 # ----------------------------------------------------------------------------- the claims
@@ -346,7 +340,7 @@ def _share(share: float) -> Verdict:
     return Verdict.REPRODUCED if share >= MOST else Verdict.PARTLY if share >= HALF else Verdict.NOT_REPRODUCED
 
 
-def theorem_4_1(scale: str) -> Finding:
+def theorem_4_1(session: Session) -> Finding:
     table = sweeps()["4.1"]
     error, violated = table["relative_error_1_over_m"].max(), table["printed_violated"].mean()
     proof = (
@@ -363,7 +357,7 @@ def theorem_4_1(scale: str) -> Finding:
     return Finding(text, Verdict.REPRODUCED if violated == 0 else Verdict.NOT_REPRODUCED, summary)
 
 
-def theorem_4_2(scale: str) -> Finding:
+def theorem_4_2(session: Session) -> Finding:
     table = sweeps()["4.2"]
     error = table["relative_error"].max()
     equal = error <= IDENTITY_TOLERANCE
@@ -374,7 +368,7 @@ def theorem_4_2(scale: str) -> Finding:
     return Finding(text, Verdict.REPRODUCED if equal else Verdict.NOT_REPRODUCED, summary)
 
 
-def theorem_4_2_second(scale: str) -> Finding:
+def theorem_4_2_second(session: Session) -> Finding:
     table = sweeps()["4.2"]
     holds, step = table["second_holds"], table["proof_step_holds"]
     text = (
@@ -391,8 +385,8 @@ def theorem_4_2_second(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def theorem_4_2_hypotheses(scale: str) -> Finding:
-    h = hypotheses(scale)
+def theorem_4_2_hypotheses(session: Session) -> Finding:
+    h = hypotheses(session)
     trained = h[h["network"] == "trained"]
     convex, positive = (trained["g_H_g"] >= 0).mean(), (trained["g_dot_y_hat"] > 0).mean()
     initial = h[h["network"] == "initial"]
@@ -408,14 +402,14 @@ def theorem_4_2_hypotheses(scale: str) -> Finding:
     return Finding(text, _share(min(convex, positive)), summary)
 
 
-def observation_4_3(scale: str) -> Finding:
+def observation_4_3(session: Session) -> Finding:
     largest = sweeps()["4.3"]["max_abs_difference"].max()
     text = f"largest |BN(y) - y| with gamma = sigma, beta = mu: {largest:.1e}"
     summary = f"With gamma = sigma and beta = mu BatchNorm returns its input to within {largest:.1e} (Observation 4.3)."
     return Finding(text, Verdict.REPRODUCED if largest <= EXACT else Verdict.NOT_REPRODUCED, summary)
 
 
-def theorem_4_4(scale: str) -> Finding:
+def theorem_4_4(session: Session) -> Finding:
     table, inputs = sweeps()["4.4"], sweeps()["4.4 inputs"]
     by_scale = table.groupby("gradient scale")["printed_violated"].mean()
     attained = ((inputs["rank_one"] - inputs["bound"]).abs() <= 1e-9 * inputs["bound"]).all()
@@ -443,7 +437,7 @@ def theorem_4_4(scale: str) -> Finding:
     return Finding(text, Verdict.NOT_REPRODUCED if violated else Verdict.REPRODUCED, summary)
 
 
-def theorem_c_1(scale: str) -> Finding:
+def theorem_c_1(session: Session) -> Finding:
     table = sweeps()["C.1"]
     met = table[table["hypothesis"]]
     counts = met["verdict"].value_counts()
@@ -465,7 +459,7 @@ def theorem_c_1(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def lemma_4_5(scale: str) -> Finding:
+def lemma_4_5(session: Session) -> Finding:
     error = sweeps()["4.5"]["relative_error"].max()
     ratios = sweeps()["invariance"]["loss ratio"]
     equal = error <= IDENTITY_TOLERANCE
@@ -479,10 +473,10 @@ def lemma_4_5(scale: str) -> Finding:
     return Finding(text, Verdict.REPRODUCED if equal and invariant else Verdict.NOT_REPRODUCED, summary)
 
 
-def sigma_large(scale: str) -> Finding:
+def sigma_large(session: Session) -> Finding:
     shares, parts = [], []
     for name, run in (("VGG + BN at lr 0.1", BN), ("DLN + BN at lr 1e-6", DLN_BN)):
-        table = bn_scale_over_training(plan.get(run, scale))
+        table = bn_scale_over_training(session.get(run))
         last = table[table["step"] == table["step"].max()]
         below, ratio = last["share below 1"], last["median gamma^2/sigma^2"]
         shares.append(float(below.mean()))
@@ -571,3 +565,5 @@ CLAIMS = {
         sigma_large,
     ),
 }
+
+CHAPTER = Chapter("06_theory", "The theory, checked", PART_ONE, reads, CLAIMS)

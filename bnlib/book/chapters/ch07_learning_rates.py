@@ -22,75 +22,73 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan, plotting
+from bnlib.book import plotting
+from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
-from bnlib.book.measures import TARGET, Speed, fast, speeds
+from bnlib.book.measures import (
+    TARGET,
+    Speed,
+    fast,
+    speeds,
+)
 from bnlib.book.plan import Read
+from bnlib.book.runs import rate_run
+from bnlib.book.session import Session
 from bnlib.config import RunConfig
 from bnlib.experiments import Experiment
 from bnlib.probes.signal import one_step_spread
 from bnlib.records import Record, load_or_run
 from bnlib.train import first_batches, initial_model
 
-NOTEBOOK = "07_learning_rates"
-TITLE = "A wider range of learning rates"
 EXPLANATION = "BatchNorm allows larger learning rates"
 
 RATES = (0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 3.0, 10.0)
 NETWORKS = ("none", "batch")
 SEEDS = (0, 1, 2)
-PART_ONE = {0.01: (0,), 0.1: SEEDS, 0.5: SEEDS}  # rates Part I trains in full, with its seeds
 
 LARGER = 3.0  # "larger rates": BN's largest training rate at least this multiple of the standard's
 GONE = 0.5  # "most of the advantage disappears": at most this share of it is left at the matched rate
 BLOWUP = 10.0  # "blows the activations up": one step multiplies a layer's pre-activation spread by this
 
 
-def rate_run(norm: str, lr: float, seed: int = 0) -> Experiment:
-    """One network's run at one rate in one seed: Part I's where it trains that rate and seed (the
-    whole scale), else one that stops at the speed target (the same steps until then)."""
-    run = Experiment("vgg", norm, lr)
-    return run if seed in PART_ONE.get(lr, ()) else fast(run)
-
-
-def reaches(norm: str, lr: float, scale: str, seed: int = 0) -> bool | None:
+def reaches(norm: str, lr: float, session: Session, seed: int = 0) -> bool | None:
     """Whether a stored run reached the speed target (None: not stored yet)."""
-    record = plan.stored(rate_run(norm, lr, seed), scale, seed)
+    record = session.stored(rate_run(norm, lr, seed), seed)
     return None if record is None else record.steps_to(TARGET) is not None
 
 
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     first = [Read(rate_run(norm, lr)) for norm in NETWORKS for lr in RATES]
     more = [
         Read(rate_run(norm, lr, seed), (seed,))
         for norm in NETWORKS
         for lr in RATES
-        if reaches(norm, lr, scale)
+        if reaches(norm, lr, session)
         for seed in SEEDS[1:]
     ]
     return [*first, *more]
 
 
 @functools.cache
-def runs(scale: str) -> dict[tuple[str, float], list[Record]]:
+def runs(session: Session) -> dict[tuple[str, float], list[Record]]:
     """(normalization, rate) -> its records, seed 0 first (every seed where seed 0 reached the
     target); the missing ones trained first, as one sweep per round."""
-    plan.records([rate_run(norm, lr) for norm in NETWORKS for lr in RATES], scale)
-    wanted = [(norm, lr) for norm in NETWORKS for lr in RATES if reaches(norm, lr, scale)]
-    plan.records([(rate_run(n, lr, s), s) for n, lr in wanted for s in plan.limit(SEEDS)[1:]], scale)
+    session.records([rate_run(norm, lr) for norm in NETWORKS for lr in RATES])
+    wanted = [(norm, lr) for norm in NETWORKS for lr in RATES if reaches(norm, lr, session)]
+    session.records([(rate_run(n, lr, s), s) for n, lr in wanted for s in session.limit(SEEDS)[1:]])
     out = {}
     for norm in NETWORKS:
         for lr in RATES:
-            seeds = plan.limit(SEEDS) if reaches(norm, lr, scale) else (0,)
-            out[(norm, lr)] = [plan.get(rate_run(norm, lr, s), scale, s) for s in seeds]
+            seeds = session.limit(SEEDS) if reaches(norm, lr, session) else (0,)
+            out[(norm, lr)] = [session.get(rate_run(norm, lr, s), s) for s in seeds]
     return out
 
 
-def table(scale: str) -> pd.DataFrame:
+def table(session: Session) -> pd.DataFrame:
     """Per network and rate: how each seed ended (reached the target, died, diverged, or ran all its
     steps), its steps to the target, and whether the rate trains (every seed reached it)."""
     rows = []
-    for (norm, lr), records in runs(scale).items():
+    for (norm, lr), records in runs(session).items():
         speed = speeds(records)
         rows.append(
             {
@@ -101,26 +99,26 @@ def table(scale: str) -> pd.DataFrame:
                 "ended": ", ".join(r.status for r in records),
                 f"steps to {TARGET:.0%}": speed.text(),
                 "median steps": speed.median(),
-                "trains": len(speed.reached) == len(speed.steps) == len(plan.limit(SEEDS)),
+                "trains": len(speed.reached) == len(speed.steps) == len(session.limit(SEEDS)),
             }
         )
     return pd.DataFrame(rows)
 
 
-def _horizon(scale: str) -> int:
-    return plan.config(Experiment("vgg", "batch", 0.1), scale).steps
+def _horizon(session: Session) -> int:
+    return session.config(Experiment("vgg", "batch", 0.1)).steps
 
 
 def training_rates(frame: pd.DataFrame, norm: str) -> list[float]:
     return sorted(frame[(frame["norm"] == norm) & frame["trains"]]["lr"])
 
 
-def figure(scale: str) -> plt.Figure:
+def figure(session: Session) -> plt.Figure:
     """Steps to the target against the rate, seed by seed (x at the top: the seed never got there,
     diverged or died)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    data = runs(scale)
-    top = _horizon(scale)
+    data = runs(session)
+    top = _horizon(session)
     for norm in NETWORKS:
         color = plotting.NORM_COLORS[norm]
         medians = []
@@ -138,11 +136,11 @@ def figure(scale: str) -> plt.Figure:
     return fig
 
 
-def curves_at(scale: str, lr: float) -> plt.Figure:
+def curves_at(session: Session, lr: float) -> plt.Figure:
     """Both networks' training accuracy over the steps at one rate, seed 0 (trained if not in the grid)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     for norm in NETWORKS:
-        record = plan.get(rate_run(norm, lr), scale) if lr in RATES else _reader_run(norm, lr, scale)
+        record = session.get(rate_run(norm, lr)) if lr in RATES else _reader_run(norm, lr, session)
         accuracy = record.smoothed()
         color = plotting.NORM_COLORS[norm]
         ax.plot(
@@ -154,21 +152,21 @@ def curves_at(scale: str, lr: float) -> plt.Figure:
     return fig
 
 
-def _reader_run(norm: str, lr: float, scale: str) -> Record:
+def _reader_run(norm: str, lr: float, session: Session) -> Record:
     """A rate of the reader's own (the widget), stopped like the grid's."""
-    return load_or_run(plan.config(fast(Experiment("vgg", norm, lr)), scale), label=f"{norm} lr {lr:g}")
+    return load_or_run(session.config(fast(Experiment("vgg", norm, lr))), label=f"{norm} lr {lr:g}")
 
 
-def one_step(scale: str, rates: tuple[float, ...]) -> pd.DataFrame:
+def one_step(session: Session, rates: tuple[float, ...]) -> pd.DataFrame:
     """Bjorck et al.'s diagnostic: per layer, the spread of each network's pre-activations (the weight
     layer's output, before any normalization) on a fresh batch after one SGD step at each rate,
     relative to before, from the initial weights of each seed, and the share of the layer's units
     whose activation the step left at zero for every example of that batch (dead)."""
     frames = []
     for norm in NETWORKS:
-        for seed in plan.limit(SEEDS):
-            config = Experiment("vgg", norm, 0.1).config(scale, seed)
-            table = plan.measured("one-step-spread", config, scale, lambda c=config: _one_step(c, rates), rates=rates)
+        for seed in session.limit(SEEDS):
+            config = Experiment("vgg", norm, 0.1).config(session.scale, seed)
+            table = session.measured("one-step-spread", config, lambda c=config: _one_step(c, rates), rates=rates)
             frames.append(table.assign(network=plotting.label(norm), norm=norm, seed=seed))
     return pd.concat(frames, ignore_index=True)
 
@@ -210,20 +208,20 @@ def one_step_figure(frame: pd.DataFrame) -> plt.Figure:
 
 
 @functools.cache
-def _table(scale: str) -> pd.DataFrame:
-    return table(scale)
+def _table(session: Session) -> pd.DataFrame:
+    return table(session)
 
 
-def _speed(scale: str, norm: str, lr: float) -> Speed:
-    return speeds(runs(scale)[(norm, lr)])
+def _speed(session: Session, norm: str, lr: float) -> Speed:
+    return speeds(runs(session)[(norm, lr)])
 
 
-def larger_rates(scale: str) -> Finding:
-    frame = _table(scale)
+def larger_rates(session: Session) -> Finding:
+    frame = _table(session)
     bn, std = (training_rates(frame, norm) for norm in ("batch", "none"))
     top = {norm: max(rates) if rates else None for norm, rates in (("batch", bn), ("none", std))}
     text = (
-        f"rates at which every seed reaches {TARGET:.0%} training accuracy within {_horizon(scale):,} steps"
+        f"rates at which every seed reaches {TARGET:.0%} training accuracy within {_horizon(session):,} steps"
         f", of {', '.join(f'{r:g}' for r in RATES)}: BN {', '.join(f'{r:g}' for r in bn) or 'none'}; standard "
         f"{', '.join(f'{r:g}' for r in std) or 'none'}"
     )
@@ -239,38 +237,39 @@ def larger_rates(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def best_rates(scale: str, norm: str) -> list[float]:
+def best_rates(session: Session, norm: str) -> list[float]:
     """A network's best rate, and every rate tied with it: the training rates whose seeds' range of
     steps to the target overlaps the best's (the interval the seeds give)."""
-    frame = _table(scale)
+    frame = _table(session)
     rates = training_rates(frame, norm)
     if not rates:
         return []
-    ranges = {lr: (min(_speed(scale, norm, lr).reached), max(_speed(scale, norm, lr).reached)) for lr in rates}
-    best = min(rates, key=lambda lr: _speed(scale, norm, lr).median())
+    ranges = {lr: (min(_speed(session, norm, lr).reached), max(_speed(session, norm, lr).reached)) for lr in rates}
+    best = min(rates, key=lambda lr: _speed(session, norm, lr).median())
     return [lr for lr in rates if ranges[lr][0] <= ranges[best][1]]
 
 
-def matched_rate(scale: str) -> Finding:
-    std_best, bn_best = best_rates(scale, "none"), best_rates(scale, "batch")
+def matched_rate(session: Session) -> Finding:
+    std_best, bn_best = best_rates(session, "none"), best_rates(session, "batch")
     if not std_best or not bn_best:
         text = "a network trains at no rate of the grid, so there is no best rate to match"
         return Finding(
             text, Verdict.CANNOT_TELL, "With a network that trains at no rate, the matched rate cannot be tested."
         )
-    own = np.log(_speed(scale, "none", std_best[0]).median() / _speed(scale, "batch", bn_best[0]).median())
+    own = np.log(_speed(session, "none", std_best[0]).median() / _speed(session, "batch", bn_best[0]).median())
     shares = {}
     for lr in std_best:
-        bn_there = _speed(scale, "batch", lr)
+        bn_there = _speed(session, "batch", lr)
         if len(bn_there.reached) == len(bn_there.steps):
             shares[lr] = (
-                float(np.log(_speed(scale, "none", lr).median() / bn_there.median()) / own) if own > 0 else np.nan
+                float(np.log(_speed(session, "none", lr).median() / bn_there.median()) / own) if own > 0 else np.nan
             )
     text = (
         f"median steps to {TARGET:.0%}: standard at its best rate(s) {', '.join(f'{r:g}' for r in std_best)} "
-        f"{_speed(scale, 'none', std_best[0]).median():,.0f}, BN at its best rate(s) "
+        f"{_speed(session, 'none', std_best[0]).median():,.0f}, BN at its best rate(s) "
         f"{', '.join(f'{r:g}' for r in bn_best)} "
-        f"{_speed(scale, 'batch', bn_best[0]).median():,.0f} (BN {np.exp(own):.3g}x faster); at the standard network's "
+        f"{_speed(session, 'batch', bn_best[0]).median():,.0f} (BN {np.exp(own):.3g}x faster); "
+        "at the standard network's "
         "best rate(s), the share of that speed-up (on a log scale) left: "
         + ", ".join(f"lr {lr:g} {share:.2f}" for lr, share in shares.items())
     )
@@ -290,23 +289,23 @@ def matched_rate(scale: str) -> Finding:
 
 
 @functools.cache
-def one_step_table(scale: str) -> pd.DataFrame:
+def one_step_table(session: Session) -> pd.DataFrame:
     """`one_step` at the rates where the standard network fails, computed once per process (the page's
     figure and the claim read the same)."""
-    return one_step(scale, failing_rates(scale))
+    return one_step(session, failing_rates(session))
 
 
-def failing_rates(scale: str) -> tuple[float, ...]:
+def failing_rates(session: Session) -> tuple[float, ...]:
     """The rates above the standard network's largest training rate (where its runs fail)."""
-    std = training_rates(_table(scale), "none")
+    std = training_rates(_table(session), "none")
     return tuple(lr for lr in RATES if std and lr > max(std))
 
 
-def large_step(scale: str) -> Finding:
-    rates = failing_rates(scale)
+def large_step(session: Session) -> Finding:
+    rates = failing_rates(session)
     if not rates:
         return Finding("the standard network trains at every rate of the grid", Verdict.CANNOT_TELL, "")
-    frame = one_step_table(scale)
+    frame = one_step_table(session)
     checks, parts = [], []
     for lr in rates:
         std = frame[(frame["norm"] == "none") & (frame["lr"] == lr)].groupby("layer")[["ratio", "dead share"]].median()
@@ -314,14 +313,14 @@ def large_step(scale: str) -> Finding:
         hidden = std.index[:-1]
         last, first = std.loc[hidden[-1], "ratio"], std.loc[hidden[0], "ratio"]
         checks.append(last >= BLOWUP and last > first)
-        ended = [r.status for r in runs(scale)[("none", lr)]]
+        ended = [r.status for r in runs(session)[("none", lr)]]
         parts.append(
             f"lr {lr:g}: standard x{first:.3g} at layer #1, x{last:.3g} at #{hidden[-1]} (dead units after the "
             f"step: up to {std['dead share'].max():.0%}), BN x{bn.loc[hidden[-1]]:.3g} at #{hidden[-1]}; the standard "
             "runs ended: "
             f"{', '.join(ended)}"
         )
-    died = all(r.status == "dead" for lr in rates for r in runs(scale)[("none", lr)])
+    died = all(r.status == "dead" for lr in rates for r in runs(session)[("none", lr)])
     text = "pre-activation spread after / before one step from the initial weights (medians over seeds): " + "; ".join(
         parts
     )
@@ -368,3 +367,5 @@ CLAIMS = {
         large_step,
     ),
 }
+
+CHAPTER = Chapter("07_learning_rates", "A wider range of learning rates", PART_TWO, reads, CLAIMS)

@@ -26,17 +26,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan, plotting
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN, STD
+from bnlib.book import plotting
+from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import TARGET, fast, speeds
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, STD
+from bnlib.book.session import Session
 from bnlib.experiments import Experiment
 from bnlib.probes.weights import norm_growth
 from bnlib.records import Record
 
-NOTEBOOK = "08_scale_invariance"
-TITLE = "Scale invariance and the effective learning rate"
 EXPLANATION = "Scale invariance tunes the effective learning rate"
 
 WEIGHT_RATES = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -70,45 +70,45 @@ def _grid() -> list[tuple[str, float, bool]]:
     return [*free, *(("batch", r, True) for r in FIXED_RATES)]
 
 
-def reaches(norm: str, weight_lr: float, scale: str, fixed: bool = False) -> bool | None:
-    record = plan.stored(weight_run(norm, weight_lr, fixed), scale)
+def reaches(norm: str, weight_lr: float, session: Session, fixed: bool = False) -> bool | None:
+    record = session.stored(weight_run(norm, weight_lr, fixed))
     return None if record is None else record.steps_to(TARGET) is not None
 
 
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     first = [Read(weight_run(*cell), (0,), ("weight-norms",)) for cell in _grid()]
     more = [
         Read(weight_run(norm, r, fixed), (seed,), ("weight-norms",))
         for norm, r, fixed in _grid()
-        if reaches(norm, r, scale, fixed)
+        if reaches(norm, r, session, fixed)
         for seed in SEEDS[1:]
     ]
     return [*first, *more, Read(PRACTICE, (0,), ("weight-norms",))]
 
 
 @functools.cache
-def runs(scale: str) -> dict[tuple[str, float, bool], list[Record]]:
+def runs(session: Session) -> dict[tuple[str, float, bool], list[Record]]:
     """(normalization, weights' rate, fixed norm) -> its records, seed 0 first (every seed where
     seed 0 reached the target); the missing ones trained first, as one sweep per round."""
-    plan.records([weight_run(*cell) for cell in _grid()], scale)
-    wanted = [cell for cell in _grid() if reaches(*cell[:2], scale, cell[2])]
-    plan.records([(weight_run(n, r, f), s) for n, r, f in wanted for s in plan.limit(SEEDS)[1:]], scale)
+    session.records([weight_run(*cell) for cell in _grid()])
+    wanted = [cell for cell in _grid() if reaches(*cell[:2], session, cell[2])]
+    session.records([(weight_run(n, r, f), s) for n, r, f in wanted for s in session.limit(SEEDS)[1:]])
     out = {}
     for norm, r, fixed in _grid():
-        seeds = plan.limit(SEEDS) if reaches(norm, r, scale, fixed) else (0,)
-        out[(norm, r, fixed)] = [plan.get(weight_run(norm, r, fixed), scale, s) for s in seeds]
+        seeds = session.limit(SEEDS) if reaches(norm, r, session, fixed) else (0,)
+        out[(norm, r, fixed)] = [session.get(weight_run(norm, r, fixed), s) for s in seeds]
     return out
 
 
 # ----------------------------------------------------------------------------- the mechanism
 
 
-def growth(scale: str) -> pd.DataFrame:
+def growth(session: Session) -> pd.DataFrame:
     """Per network, layer and probed pair of steps of Part I's runs at lr 0.1: the measured growth
     of ||W||^2 beside eta^2 ||g||^2 and what plain SGD gives (`norm_growth`)."""
     frames = []
     for norm, run in PART_ONE.items():
-        record = plan.get(run, scale)
+        record = session.get(run)
         table = norm_growth(record.probe_frame("weight-norms"), record.config.lr)
         frames.append(table.assign(network=plotting.label(norm), norm=norm))
     frame = pd.concat(frames, ignore_index=True)
@@ -164,12 +164,12 @@ def effective_rates(record: Record) -> pd.Series:
     return last[last["layer"] < last["layer"].max()].set_index("layer")["effective lr"]
 
 
-def sweep_table(scale: str) -> pd.DataFrame:
+def sweep_table(session: Session) -> pd.DataFrame:
     """Per network, nominal rate of the weights and control: how each seed ended, its steps to the
     target, whether the rate trains (every seed reached it), and the median over hidden layers of the
     effective rate when seed 0 stopped (or at its last probe)."""
     rows = []
-    for (norm, rate, fixed), records in runs(scale).items():
+    for (norm, rate, fixed), records in runs(session).items():
         speed = speeds(records)
         rows.append(
             {
@@ -180,17 +180,17 @@ def sweep_table(scale: str) -> pd.DataFrame:
                 "ended": ", ".join(r.status for r in records),
                 f"steps to {TARGET:.0%}": speed.text(),
                 "median steps": speed.median(),
-                "trains": len(speed.reached) == len(speed.steps) == len(plan.limit(SEEDS)),
+                "trains": len(speed.reached) == len(speed.steps) == len(session.limit(SEEDS)),
                 "effective rate (seed 0, median over layers)": float(effective_rates(records[0]).median()),
             }
         )
     return pd.DataFrame(rows)
 
 
-def sweep_figure(scale: str, rate: float | None = None) -> plt.Figure:
+def sweep_figure(session: Session, rate: float | None = None) -> plt.Figure:
     """Training accuracy over steps at each nominal rate of the weights (or one), per network (seed
     0); right, BatchNorm's effective rate of its middle layer over steps."""
-    everything = runs(scale)
+    everything = runs(session)
     rates = WEIGHT_RATES if rate is None else (rate,)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     colors = dict(zip(WEIGHT_RATES, plt.cm.plasma(np.linspace(0, 0.85, len(WEIGHT_RATES))), strict=True))
@@ -222,10 +222,10 @@ def predicted_angle() -> float:
     return float(np.sqrt(2 * BASE_RATE * WEIGHT_DECAY / (1 + MOMENTUM)))
 
 
-def angle_table(scale: str) -> pd.DataFrame:
+def angle_table(session: Session) -> pd.DataFrame:
     """Per hidden layer of the BatchNorm run with momentum and weight decay: the median angular
     update over the last third of the run, against the prediction."""
-    record = plan.get(PRACTICE, scale)
+    record = session.get(PRACTICE)
     frame = record.probe_frame("weight-norms")
     angle = frame[frame["quantity"] == "angular_update"].pivot(index="step", columns="index", values="value")
     late = angle[angle.index >= 2 * record.config.steps / 3]
@@ -241,17 +241,17 @@ def angle_table(scale: str) -> pd.DataFrame:
 
 
 @functools.cache
-def _identity(scale: str) -> pd.DataFrame:
-    return identity_table(growth(scale))
+def _identity(session: Session) -> pd.DataFrame:
+    return identity_table(growth(session))
 
 
 @functools.cache
-def _sweep(scale: str) -> pd.DataFrame:
-    return sweep_table(scale)
+def _sweep(session: Session) -> pd.DataFrame:
+    return sweep_table(session)
 
 
-def identity(scale: str) -> Finding:
-    table = _identity(scale)
+def identity(session: Session) -> Finding:
+    table = _identity(session)
     bn = table[table["feeds a BatchNorm"]]
     std_hidden = table[(table["network"] != bn["network"].iloc[0]) & (table["layer"] < table["layer"].max())]
     holds = bn["median relative error"] <= IDENTITY_TOLERANCE
@@ -269,8 +269,8 @@ def identity(scale: str) -> Finding:
     return Finding(text, Verdict.BY_CONSTRUCTION if holds.all() else Verdict.NOT_REPRODUCED, summary)
 
 
-def norms_grow(scale: str) -> Finding:
-    bn = _identity(scale)
+def norms_grow(session: Session) -> Finding:
+    bn = _identity(session)
     bn = bn[bn["feeds a BatchNorm"]]
     grew = bn["||W|| last"] > bn["||W|| first"]
     factors = bn["||W|| last"] / bn["||W|| first"]
@@ -285,8 +285,8 @@ def norms_grow(scale: str) -> Finding:
     return Finding(text, Verdict.BY_CONSTRUCTION if grew.all() else Verdict.NOT_REPRODUCED, summary)
 
 
-def robust(scale: str) -> Finding:
-    frame = _sweep(scale)
+def robust(session: Session) -> Finding:
+    frame = _sweep(session)
     free = frame[~frame["fixed norm"]]
     bn, std = free[free["norm"] == "batch"], free[free["norm"] == "none"]
     base = float(bn[bn["rate of the weights"] == BASE_RATE]["median steps"].iloc[0])
@@ -316,8 +316,8 @@ def robust(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def auto_tuning(scale: str) -> Finding:
-    frame = _sweep(scale)
+def auto_tuning(session: Session) -> Finding:
+    frame = _sweep(session)
     fixed = frame[frame["fixed norm"]].set_index("rate of the weights")
     free = frame[~frame["fixed norm"] & (frame["norm"] == "batch")].set_index("rate of the weights")
     top = max(FIXED_RATES)
@@ -342,8 +342,8 @@ def auto_tuning(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def equilibrium(scale: str) -> Finding:
-    table = angle_table(scale)
+def equilibrium(session: Session) -> Finding:
+    table = angle_table(session)
     close = ((table["measured / predicted"] - 1).abs() <= SETTLES).tolist()
     text = (
         f"BN with momentum {MOMENTUM:g} and weight decay {WEIGHT_DECAY:g} at lr {BASE_RATE:g}, seed 0: median angular "
@@ -407,3 +407,5 @@ CLAIMS = {
         equilibrium,
     ),
 }
+
+CHAPTER = Chapter("08_scale_invariance", "Scale invariance and the effective learning rate", PART_TWO, reads, CLAIMS)

@@ -28,15 +28,15 @@ import numpy as np
 import pandas as pd
 
 from bnlib.book import plan, plotting
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN, STD
+from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN, STD
+from bnlib.book.session import Session
 from bnlib.experiments import Experiment, check_scale
 from bnlib.probes import HessianProbe
 from bnlib.records import Record
 
-NOTEBOOK = "09_curvature"
-TITLE = "Frozen or active BatchNorm, and the edge of stability"
 EXPLANATION = "The gradient through the batch statistics removes curvature; the step size sets the curvature"
 
 # ----------------------------------------------------------------------------- frozen or active
@@ -50,23 +50,23 @@ LANCZOS = {"paper": 40, "cpu": 40, "smoke": 12}
 OUTLIER_GAP = 3.0  # "the outliers return": frozen's top eigenvalue at least this times active's (tangent view)
 
 
-def spectrum_probes(scale: str, frozen: bool) -> tuple[HessianProbe, ...]:
+def spectrum_probes(session: Session, frozen: bool) -> tuple[HessianProbe, ...]:
     """The spectrum in the raw and tangent views, and (active statistics only: what compares the
     networks) the scaled one."""
-    every, iters = SPECTRUM_EVERY[check_scale(scale)], LANCZOS[scale]
+    every, iters = SPECTRUM_EVERY[check_scale(session.scale)], LANCZOS[session.scale]
     views = ("raw", "tangent") if frozen else ("raw", "tangent", "scaled")
     return tuple(HessianProbe(every, TOP, iters, frozen, view, bulk=True) for view in views)
 
 
-def spectrum_table(scale: str) -> pd.DataFrame:
+def spectrum_table(session: Session) -> pd.DataFrame:
     """Per probed step and view: the top eigenvalue, the ratio of the top to the median Ritz value
     (the outliers against the bulk) and the gradient's share in the top-TOP directions, for BatchNorm
     active and frozen (at the same weights and batch) and for the standard network at its own."""
     rows = []
     cases = (("BatchNorm, active", BN, False), ("BatchNorm, frozen", BN, True), ("standard", STD, False))
     for name, run, frozen in cases:
-        record = plan.get(run, scale)
-        for probe in spectrum_probes(scale, frozen):
+        record = session.get(run)
+        for probe in spectrum_probes(session, frozen):
             key = plan.named(probe)
             ritz = record.probe_table(key, "ritz")
             mass = record.probe_table(key, "grad_mass")[0]
@@ -85,13 +85,13 @@ def spectrum_table(scale: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def spectrum_figure(scale: str, view: str = "tangent") -> plt.Figure:
+def spectrum_figure(session: Session, view: str = "tangent") -> plt.Figure:
     """The Ritz values at each probed step, per network (one dot each): the outliers above the bulk."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), sharey=True)
     cases = (("BatchNorm, active", BN, False), ("BatchNorm, frozen", BN, True), ("standard", STD, False))
     for ax, (name, run, frozen) in zip(axes, cases, strict=True):
-        probe = next(p for p in spectrum_probes(scale, frozen) if p.view == view)
-        ritz = plan.get(run, scale).probe_table(plan.named(probe), "ritz")
+        probe = next(p for p in spectrum_probes(session, frozen) if p.view == view)
+        ritz = session.get(run).probe_table(plan.named(probe), "ritz")
         for step in ritz.index:
             values = ritz.loc[step].dropna().to_numpy()
             ax.plot([step] * len(values), values, "_", ms=9, color=plotting.NORM_COLORS[run.norm])
@@ -122,9 +122,9 @@ EDGE = (0.8, 1.2)  # "at the edge": the median of its last LATE of probes within
 LATE = 0.2
 
 
-def eos_run(norm: str, lr: float, scale: str) -> Experiment:
+def eos_run(norm: str, lr: float, session: Session) -> Experiment:
     """A full-batch gradient-descent run of the MLP with the squared loss, to the loss goal."""
-    s = EOS[check_scale(scale)]
+    s = EOS[check_scale(session.scale)]
     return Experiment.of(
         "mlp",
         norm,
@@ -140,9 +140,9 @@ def eos_run(norm: str, lr: float, scale: str) -> Experiment:
     )
 
 
-def eos_description(scale: str) -> str:
+def eos_description(session: Session) -> str:
     """The full-batch runs' set-up at a scale, in words."""
-    s, cfg = EOS[check_scale(scale)], plan.config(eos_run("none", STEP_SIZES[scale][0], scale), scale)
+    s, cfg = EOS[check_scale(session.scale)], session.config(eos_run("none", STEP_SIZES[session.scale][0], session))
     return (
         f"a ReLU MLP with {cfg.mlp_depth} hidden layers of {cfg.mlp_width} units, on {cfg.batch_size:,} CIFAR-10 "
         f"images ({s['examples_per_class']} per class), full-batch gradient descent with the squared loss until it "
@@ -150,32 +150,34 @@ def eos_description(scale: str) -> str:
     )
 
 
-def eos_probes(scale: str) -> tuple[HessianProbe, ...]:
-    every = EOS[check_scale(scale)]["every"]
+def eos_probes(session: Session) -> tuple[HessianProbe, ...]:
+    every = EOS[check_scale(session.scale)]["every"]
     return HessianProbe(every, k=1), HessianProbe(every, k=1, view="scaled")
 
 
-def _eos(scale: str) -> dict[tuple[str, float], Experiment]:
-    return {(norm, lr): eos_run(norm, lr, scale) for norm in NETWORKS for lr in STEP_SIZES[check_scale(scale)]}
+def _eos(session: Session) -> dict[tuple[str, float], Experiment]:
+    return {
+        (norm, lr): eos_run(norm, lr, session) for norm in NETWORKS for lr in STEP_SIZES[check_scale(session.scale)]
+    }
 
 
-def reads(scale: str) -> list[Read]:
-    spectra = [Read(BN, (0,), (*spectrum_probes(scale, False), *spectrum_probes(scale, True)))]
-    spectra.append(Read(STD, (0,), spectrum_probes(scale, False)))
-    eos = [Read(run, SEEDS, (*eos_probes(scale), "weight-norms")) for run in _eos(scale).values()]
+def reads(session: Session) -> list[Read]:
+    spectra = [Read(BN, (0,), (*spectrum_probes(session, False), *spectrum_probes(session, True)))]
+    spectra.append(Read(STD, (0,), spectrum_probes(session, False)))
+    eos = [Read(run, SEEDS, (*eos_probes(session), "weight-norms")) for run in _eos(session).values()]
     return [*spectra, *eos]
 
 
-def eos_runs(scale: str) -> dict[tuple[str, float], list[Record]]:
-    own = _eos(scale)
-    seeds = plan.limit(SEEDS)
-    records = plan.records([(run, s) for run in own.values() for s in seeds], scale)
+def eos_runs(session: Session) -> dict[tuple[str, float], list[Record]]:
+    own = _eos(session)
+    seeds = session.limit(SEEDS)
+    records = session.records([(run, s) for run in own.values() for s in seeds])
     return {key: records[i * len(seeds) : (i + 1) * len(seeds)] for i, key in enumerate(own)}
 
 
-def sharpness(record: Record, scale: str, view: str = "raw") -> pd.Series:
+def sharpness(record: Record, session: Session, view: str = "raw") -> pd.Series:
     """The top Hessian eigenvalue at each probed step of an edge-of-stability run."""
-    probe = next(p for p in eos_probes(scale) if p.view == view)
+    probe = next(p for p in eos_probes(session) if p.view == view)
     return record.probe_table(plan.named(probe), "eigenvalues")[0]
 
 
@@ -196,14 +198,14 @@ def at_edge(top: pd.Series, lr: float, reached_goal: bool) -> tuple[float, float
     return start, late, "no" if reached_goal or late > EDGE[1] else NOT_YET
 
 
-def eos_table(scale: str) -> pd.DataFrame:
+def eos_table(session: Session) -> pd.DataFrame:
     """Per run (network, step size, seed): 2 / eta, the top eigenvalue at the start and over the last
     LATE of the probes as shares of 2 / eta, whether it is at the edge, how it ended, the weights'
     growth and the scaled sharpness at the end."""
     rows = []
-    for (norm, lr), records in eos_runs(scale).items():
+    for (norm, lr), records in eos_runs(session).items():
         for record in records:
-            top = sharpness(record, scale)
+            top = sharpness(record, session)
             start, late, edge = at_edge(top, lr, record.status == "reached")
             weights = record.probe_frame("weight-norms")
             norms = weights[weights["quantity"] == "weight_sq"].groupby("step")["value"].sum() ** 0.5
@@ -220,21 +222,21 @@ def eos_table(scale: str) -> pd.DataFrame:
                     "ended": record.status,
                     "steps": int(record.final["steps"]),
                     "||W|| growth": float(norms.iloc[-1] / norms.iloc[0]),
-                    "scaled sharpness at the end": float(sharpness(record, scale, "scaled").iloc[-1]),
+                    "scaled sharpness at the end": float(sharpness(record, session, "scaled").iloc[-1]),
                 }
             )
     return pd.DataFrame(rows)
 
 
-def eos_figure(scale: str, step_sizes: tuple[float, ...] | None = None) -> plt.Figure:
+def eos_figure(session: Session, step_sizes: tuple[float, ...] | None = None) -> plt.Figure:
     """The top eigenvalue over training against 2 / eta (dashed), per network (seed 0); and the loss."""
-    runs = eos_runs(scale)
-    step_sizes = step_sizes or STEP_SIZES[check_scale(scale)]
+    runs = eos_runs(session)
+    step_sizes = step_sizes or STEP_SIZES[check_scale(session.scale)]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    styles = dict(zip(STEP_SIZES[scale], ("-", "--", ":"), strict=False))
+    styles = dict(zip(STEP_SIZES[session.scale], ("-", "--", ":"), strict=False))
     for ax, norm in zip(axes[:2], NETWORKS, strict=True):
         for lr in step_sizes:
-            top = sharpness(runs[(norm, lr)][0], scale)
+            top = sharpness(runs[(norm, lr)][0], session)
             ax.plot(top.index, top.values, styles[lr], color=plotting.NORM_COLORS[norm], label=f"eta {lr:g}")
             ax.axhline(2 / lr, ls=styles[lr], color="0.5", lw=1)
         ax.set(yscale="log", xlabel="step", ylabel="top Hessian eigenvalue", title=plotting.label(norm))
@@ -254,17 +256,17 @@ def eos_figure(scale: str, step_sizes: tuple[float, ...] | None = None) -> plt.F
 
 
 @functools.cache
-def _spectrum(scale: str) -> pd.DataFrame:
-    return spectrum_table(scale)
+def _spectrum(session: Session) -> pd.DataFrame:
+    return spectrum_table(session)
 
 
 @functools.cache
-def _eos_table(scale: str) -> pd.DataFrame:
-    return eos_table(scale)
+def _eos_table(session: Session) -> pd.DataFrame:
+    return eos_table(session)
 
 
-def outliers_return(scale: str) -> Finding:
-    table = _spectrum(scale)
+def outliers_return(session: Session) -> Finding:
+    table = _spectrum(session)
     by = {(n, v): t.set_index("step") for (n, v), t in table.groupby(["network", "view"])}
     active, frozen = by[("BatchNorm, active", "tangent")], by[("BatchNorm, frozen", "tangent")]
     raw_ratio = by[("BatchNorm, frozen", "raw")]["top eigenvalue"] / by[("BatchNorm, active", "raw")]["top eigenvalue"]
@@ -294,8 +296,8 @@ def outliers_return(scale: str) -> Finding:
     return Finding(text, graded(checks), summary)
 
 
-def edge_of_stability(scale: str) -> Finding:
-    frame = _eos_table(scale)
+def edge_of_stability(session: Session) -> Finding:
+    frame = _eos_table(session)
     tested = frame[frame["at the edge"] != CANNOT_TEST]
     decided = tested[tested["at the edge"] != NOT_YET]
     at = decided["at the edge"] == "yes"
@@ -329,11 +331,11 @@ def edge_of_stability(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def follows_step_size(scale: str) -> Finding:
+def follows_step_size(session: Session) -> Finding:
     """Where each network ends, by step size. A run still below its edge when its steps ran out
     (NOT_YET) has not ended anywhere yet: it is left out, and a network with fewer than two step
     sizes left cannot be compared."""
-    frame = _eos_table(scale)
+    frame = _eos_table(session)
     ended = frame[frame["at the edge"] != NOT_YET]
     checks, parts = [], []
     for norm, mine in ended.groupby("norm", sort=False):
@@ -389,3 +391,5 @@ CLAIMS = {
         follows_step_size,
     ),
 }
+
+CHAPTER = Chapter("09_curvature", "Frozen or active BatchNorm, and the edge of stability", PART_TWO, reads, CLAIMS)

@@ -24,19 +24,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan, plotting
-from bnlib.book.chapters.ch01_does_batchnorm_help import BN
+from bnlib.book import plotting
+from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import TARGET, fast, fastest, speeds
 from bnlib.book.plan import Read
+from bnlib.book.runs import BN
+from bnlib.book.session import Session
 from bnlib.config import RunConfig
 from bnlib.experiments import Experiment, check_scale
 from bnlib.probes.signal import signal_propagation
 from bnlib.records import Record
 from bnlib.train import first_batches, initial_model
 
-NOTEBOOK = "10_initialisation"
-TITLE = "At initialisation"
 EXPLANATION = "BatchNorm avoids rank collapse at initialisation (and makes gradients explode)"
 
 # The networks: name -> (normalization, initialisation); "broken" is Daneshmand et al.'s control
@@ -66,45 +66,45 @@ def mlp_run(network: str, depth: int, lr: float = 0.01) -> Experiment:
     return Experiment.of("mlp", norm, lr, mlp_depth=depth, test_every=0, init=init)
 
 
-def vgg_config(network: str, depth: int, scale: str) -> RunConfig:
+def vgg_config(network: str, depth: int, session: Session) -> RunConfig:
     norm, init = NETWORKS[network]
-    return plan.config(BN.but(norm=norm, vgg_depth=depth, init=init), scale)
+    return session.config(BN.but(norm=norm, vgg_depth=depth, init=init))
 
 
-def at_init(config: RunConfig, scale: str) -> pd.DataFrame:
+def at_init(config: RunConfig, session: Session) -> pd.DataFrame:
     """`signal_propagation` of a config's network at initialisation, on the run's first batch (kept
-    with the runs, `plan.measured`: it reads the data)."""
+    with the runs, `Session.measured`: it reads the data)."""
 
     def compute() -> pd.DataFrame:
         [(x, y)], loss_fn = first_batches(config, 1)
         return signal_propagation(initial_model(config), x, y, loss_fn)
 
-    return plan.measured("signal-propagation", config, scale, compute)
+    return session.measured("signal-propagation", config, compute)
 
 
-def signal_table(scale: str) -> pd.DataFrame:
+def signal_table(session: Session) -> pd.DataFrame:
     """Per family (MLP, VGG), depth, network and layer: `signal_propagation` at initialisation."""
-    mlps = [mlp_at_depth(scale, depth) for depth in MLP_DEPTHS[check_scale(scale)]]
-    vggs = [_every("VGG", depth, scale, lambda net, d=depth: vgg_config(net, d, scale)) for depth in VGG_DEPTHS]
+    mlps = [mlp_at_depth(session, depth) for depth in MLP_DEPTHS[check_scale(session.scale)]]
+    vggs = [_every("VGG", depth, session, lambda net, d=depth: vgg_config(net, d, session)) for depth in VGG_DEPTHS]
     return pd.concat(mlps + vggs, ignore_index=True)
 
 
-def mlp_at_depth(scale: str, depth: int, width: int | None = None) -> pd.DataFrame:
+def mlp_at_depth(session: Session, depth: int, width: int | None = None) -> pd.DataFrame:
     """`signal_propagation` of one MLP depth (and width), for every network."""
 
     def config(network: str) -> RunConfig:
-        cfg = plan.config(mlp_run(network, depth), scale)
+        cfg = session.config(mlp_run(network, depth))
         return cfg.replace(mlp_width=width) if width else cfg
 
-    return _every("MLP", depth, scale, config)
+    return _every("MLP", depth, session, config)
 
 
-def _every(family: str, depth: int, scale: str, config) -> pd.DataFrame:
+def _every(family: str, depth: int, session: Session, config) -> pd.DataFrame:
     frames = []
     for network in NETWORKS:
         cfg = config(network)
         width = cfg.mlp_width if family == "MLP" else None
-        frames.append(at_init(cfg, scale).assign(family=family, depth=depth, network=network, width=width))
+        frames.append(at_init(cfg, session).assign(family=family, depth=depth, network=network, width=width))
     frame = pd.concat(frames, ignore_index=True)
     return frame.assign(**{"mean^2 / variance": frame["channel mean^2"] / frame["channel variance"]})
 
@@ -166,52 +166,52 @@ def signal_figure(frame: pd.DataFrame, family: str = "MLP") -> plt.Figure:
 # ----------------------------------------------------------------------------- trainability against depth
 
 
-def reaches(network: str, depth: int, lr: float, scale: str) -> bool | None:
-    record = plan.stored(fast(mlp_run(network, depth, lr)), scale)
+def reaches(network: str, depth: int, lr: float, session: Session) -> bool | None:
+    record = session.stored(fast(mlp_run(network, depth, lr)))
     return None if record is None else record.steps_to(TARGET) is not None
 
 
-def best_rate(network: str, depth: int, scale: str) -> float | None:
+def best_rate(network: str, depth: int, session: Session) -> float | None:
     """The grid's rate at which seed 0 reaches the target soonest (None if at none, or not yet known)."""
-    return fastest({lr: plan.stored(fast(mlp_run(network, depth, lr)), scale) for lr in TRAIN_RATES})
+    return fastest({lr: session.stored(fast(mlp_run(network, depth, lr))) for lr in TRAIN_RATES})
 
 
-def _grid(scale: str) -> list[tuple[str, int, float]]:
-    return [(n, d, lr) for n in NETWORKS for d in TRAIN_DEPTHS[check_scale(scale)] for lr in TRAIN_RATES]
+def _grid(session: Session) -> list[tuple[str, int, float]]:
+    return [(n, d, lr) for n in NETWORKS for d in TRAIN_DEPTHS[check_scale(session.scale)] for lr in TRAIN_RATES]
 
 
-def reads(scale: str) -> list[Read]:
-    first = [Read(fast(mlp_run(n, d, lr))) for n, d, lr in _grid(scale)]
-    best = {(n, d): best_rate(n, d, scale) for n in NETWORKS for d in TRAIN_DEPTHS[check_scale(scale)]}
+def reads(session: Session) -> list[Read]:
+    first = [Read(fast(mlp_run(n, d, lr))) for n, d, lr in _grid(session)]
+    best = {(n, d): best_rate(n, d, session) for n in NETWORKS for d in TRAIN_DEPTHS[check_scale(session.scale)]}
     more = [Read(fast(mlp_run(n, d, lr)), SEEDS[1:]) for (n, d), lr in best.items() if lr is not None]
     return [*first, *more]
 
 
 @functools.cache
-def runs(scale: str) -> dict[tuple[str, int], list[Record]]:
+def runs(session: Session) -> dict[tuple[str, int], list[Record]]:
     """(network, depth) -> its records at its best rate (every seed), or seed 0's at every rate if it
     reaches the target at none; the missing ones trained first, as one sweep per round."""
-    plan.records([fast(mlp_run(n, d, lr)) for n, d, lr in _grid(scale)], scale)
+    session.records([fast(mlp_run(n, d, lr)) for n, d, lr in _grid(session)])
     out = {}
-    depths = TRAIN_DEPTHS[check_scale(scale)]
-    wanted = [((n, d), best_rate(n, d, scale)) for n in NETWORKS for d in depths]
-    plan.records([(fast(mlp_run(n, d, lr)), s) for (n, d), lr in wanted if lr for s in plan.limit(SEEDS)[1:]], scale)
+    depths = TRAIN_DEPTHS[check_scale(session.scale)]
+    wanted = [((n, d), best_rate(n, d, session)) for n in NETWORKS for d in depths]
+    session.records([(fast(mlp_run(n, d, lr)), s) for (n, d), lr in wanted if lr for s in session.limit(SEEDS)[1:]])
     for (n, d), lr in wanted:
         if lr is None:
-            out[(n, d)] = [plan.get(fast(mlp_run(n, d, rate)), scale) for rate in TRAIN_RATES]
+            out[(n, d)] = [session.get(fast(mlp_run(n, d, rate))) for rate in TRAIN_RATES]
         else:
-            out[(n, d)] = [plan.get(fast(mlp_run(n, d, lr)), scale, s) for s in plan.limit(SEEDS)]
+            out[(n, d)] = [session.get(fast(mlp_run(n, d, lr)), s) for s in session.limit(SEEDS)]
     return out
 
 
-def trainability(scale: str, signal: pd.DataFrame) -> pd.DataFrame:
+def trainability(session: Session, signal: pd.DataFrame) -> pd.DataFrame:
     """Per MLP depth and network: its best rate, its steps to the target there (every seed), whether
     it trains (every seed reaches the target at some rate of the grid), and its last hidden layer's
     effective rank and mean cosine at initialisation, and whether it was collapsed."""
     last = last_hidden(signal[signal["family"] == "MLP"]).set_index(["depth", "network"])
     rows = []
-    for (network, depth), records in runs(scale).items():
-        lr = best_rate(network, depth, scale)
+    for (network, depth), records in runs(session).items():
+        lr = best_rate(network, depth, session)
         speed = speeds(records) if lr is not None else None
         state = last.loc[(depth, network)]
         rows.append(
@@ -251,22 +251,22 @@ def trainability_figure(table: pd.DataFrame) -> plt.Figure:
 
 
 @functools.cache
-def _signal(scale: str) -> pd.DataFrame:
-    return signal_table(scale)
+def _signal(session: Session) -> pd.DataFrame:
+    return signal_table(session)
 
 
-def _deepest(scale: str) -> int:
-    return max(MLP_DEPTHS[check_scale(scale)])
+def _deepest(session: Session) -> int:
+    return max(MLP_DEPTHS[check_scale(session.scale)])
 
 
-def rank_collapse(scale: str) -> Finding:
-    last = last_hidden(_signal(scale))
+def rank_collapse(session: Session) -> Finding:
+    last = last_hidden(_signal(session))
     mlp = last[last["family"] == "MLP"].set_index(["depth", "network"])
-    depths = MLP_DEPTHS[check_scale(scale)]
+    depths = MLP_DEPTHS[check_scale(session.scale)]
     width = int(mlp["width"].iloc[0])
     floor = collapsed_below(width)
     bn_keeps = all(mlp.loc[(d, "batch"), "effective rank"] >= floor for d in depths)
-    d = _deepest(scale)
+    d = _deepest(session)
     std, bn, broken = (mlp.loc[(d, n)] for n in NETWORKS)
     std_collapses = std["effective rank"] < floor
     effective = mlp["effective rank"]
@@ -287,9 +287,9 @@ def rank_collapse(scale: str) -> Finding:
     return Finding(text, graded([bn_keeps, std_collapses]), summary)
 
 
-def gradient_explosion(scale: str) -> Finding:
-    d = _deepest(scale)
-    bn, std = (gradient_growth(_signal(scale), "MLP", d, n) for n in ("batch", "none"))
+def gradient_explosion(session: Session) -> Finding:
+    d = _deepest(session)
+    bn, std = (gradient_growth(_signal(session), "MLP", d, n) for n in ("batch", "none"))
     text = (
         f"growth of the weight gradient's norm per layer toward the input, fitted over the {d}-layer MLP: "
         f"BN {bn:.3f}, standard {std:.3f} (mean-field theory for BN: {YANG_FACTOR:.3f})"
@@ -305,10 +305,10 @@ def gradient_explosion(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def mean_shift(scale: str) -> Finding:
-    frame = _signal(scale)
+def mean_shift(session: Session) -> Finding:
+    frame = _signal(session)
     checks, parts = [], []
-    for family, depths in (("MLP", MLP_DEPTHS[check_scale(scale)]), ("VGG", VGG_DEPTHS)):
+    for family, depths in (("MLP", MLP_DEPTHS[check_scale(session.scale)]), ("VGG", VGG_DEPTHS)):
         d = max(depths)
         rises = {}
         for network in ("none", "batch"):
@@ -322,8 +322,8 @@ def mean_shift(scale: str) -> Finding:
     return Finding(text, graded(checks), summary)
 
 
-def predicts_training(scale: str) -> Finding:
-    table = trainability(scale, _signal(scale))
+def predicts_training(session: Session) -> Finding:
+    table = trainability(session, _signal(session))
     agree = table["collapsed at init"] != table["trains"]
     failing = table[~table["trains"]]
     text = (
@@ -384,3 +384,5 @@ CLAIMS = {
         predicts_training,
     ),
 }
+
+CHAPTER = Chapter("10_initialisation", "At initialisation", PART_TWO, reads, CLAIMS)

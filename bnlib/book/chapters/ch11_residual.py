@@ -21,18 +21,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan
+from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import TARGET, Speed, comparable, fast, fastest, speeds
 from bnlib.book.plan import Read
+from bnlib.book.session import Session
 from bnlib.config import RunConfig
 from bnlib.experiments import Experiment, check_scale
 from bnlib.probes.signal import residual_variances
 from bnlib.records import Record
 from bnlib.train import first_batches, initial_model
 
-NOTEBOOK = "11_residual"
-TITLE = "Residual networks and the identity"
 EXPLANATION = "BatchNorm biases residual blocks toward the identity"
 
 VARIANTS: dict[str, dict] = {
@@ -55,8 +54,8 @@ FLAT = 2.0  # ... while the unnormalized network's falls less than this
 NEAR = 1.5  # "about as fast": every seed within this factor of BatchNorm's median examples to the target
 
 
-def rates(batch: int, scale: str) -> tuple[float, ...]:
-    small = BATCHES[check_scale(scale)][0]
+def rates(batch: int, session: Session) -> tuple[float, ...]:
+    small = BATCHES[check_scale(session.scale)][0]
     return tuple(r * batch / small for r in BASE_RATES)
 
 
@@ -70,12 +69,12 @@ def run(variant: str, batch: int, lr: float, depth: int = TRAIN_DEPTH) -> Experi
 # ----------------------------------------------------------------------------- at initialisation
 
 
-def init_table(scale: str) -> pd.DataFrame:
+def init_table(session: Session) -> pd.DataFrame:
     """Per variant and residual block of the deep ResNet at initialisation: branch and skip variances."""
     frames = []
     for variant in VARIANTS:
-        cfg = plan.config(run(variant, BATCHES[check_scale(scale)][0], 0.1, INIT_DEPTH[scale]), scale)
-        table = plan.measured("residual-variances", cfg, scale, lambda cfg=cfg: _residual_variances(cfg))
+        cfg = session.config(run(variant, BATCHES[check_scale(session.scale)][0], 0.1, INIT_DEPTH[session.scale]))
+        table = session.measured("residual-variances", cfg, lambda cfg=cfg: _residual_variances(cfg))
         frames.append(table.assign(variant=variant))
     return pd.concat(frames, ignore_index=True)
 
@@ -111,66 +110,68 @@ def init_figure(frame: pd.DataFrame) -> plt.Figure:
 # ----------------------------------------------------------------------------- training
 
 
-def _grid(scale: str) -> list[tuple[str, int, float]]:
-    small, large = BATCHES[check_scale(scale)]
-    return [(v, b, lr) for v in SPEED_VARIANTS for b in (small, large) for lr in rates(b, scale)]
+def _grid(session: Session) -> list[tuple[str, int, float]]:
+    small, large = BATCHES[check_scale(session.scale)]
+    return [(v, b, lr) for v in SPEED_VARIANTS for b in (small, large) for lr in rates(b, session)]
 
 
-def _deep(scale: str) -> list[Experiment]:
-    small = BATCHES[check_scale(scale)][0]
-    return [run(v, small, 0.1, DEEP[scale]) for v in ("no normalization", "SkipInit")]
+def _deep(session: Session) -> list[Experiment]:
+    small = BATCHES[check_scale(session.scale)][0]
+    return [run(v, small, 0.1, DEEP[session.scale]) for v in ("no normalization", "SkipInit")]
 
 
-def best_rate(variant: str, batch: int, scale: str) -> float | None:
+def best_rate(variant: str, batch: int, session: Session) -> float | None:
     """The grid's rate at which seed 0 reached the speed target first (None: at no rate, or not
     every rate stored yet). Seeds 1 and 2 run there."""
-    return fastest({lr: plan.stored(run(variant, batch, lr), scale) for lr in rates(batch, scale)})
+    return fastest({lr: session.stored(run(variant, batch, lr)) for lr in rates(batch, session)})
 
 
-def fixup_rate(scale: str) -> float | None:
+def fixup_rate(session: Session) -> float | None:
     """BatchNorm's best rate at the small batch (Fixup's claim is about the same rate), once known."""
-    return best_rate("BatchNorm", BATCHES[check_scale(scale)][0], scale)
+    return best_rate("BatchNorm", BATCHES[check_scale(session.scale)][0], session)
 
 
-def _best_cells(scale: str) -> list[tuple[str, int, float]]:
-    small, large = BATCHES[check_scale(scale)]
-    cells = [(v, b, best_rate(v, b, scale)) for v in SPEED_VARIANTS for b in (small, large)]
+def _best_cells(session: Session) -> list[tuple[str, int, float]]:
+    small, large = BATCHES[check_scale(session.scale)]
+    cells = [(v, b, best_rate(v, b, session)) for v in SPEED_VARIANTS for b in (small, large)]
     return [cell for cell in cells if cell[2] is not None]
 
 
-def reads(scale: str) -> list[Read]:
-    first = [Read(run(*cell)) for cell in _grid(scale)]
-    more = [Read(run(*cell), SEEDS[1:]) for cell in _best_cells(scale)]
-    fixup = fixup_rate(scale)
-    fixup_reads = [Read(run("Fixup", BATCHES[scale][0], fixup), SEEDS)] if fixup is not None else []
-    return [*first, *more, *(Read(r, SEEDS) for r in _deep(scale)), *fixup_reads]
+def reads(session: Session) -> list[Read]:
+    first = [Read(run(*cell)) for cell in _grid(session)]
+    more = [Read(run(*cell), SEEDS[1:]) for cell in _best_cells(session)]
+    fixup = fixup_rate(session)
+    fixup_reads = [Read(run("Fixup", BATCHES[session.scale][0], fixup), SEEDS)] if fixup is not None else []
+    return [*first, *more, *(Read(r, SEEDS) for r in _deep(session)), *fixup_reads]
 
 
 @functools.cache
-def runs(scale: str) -> dict[tuple[str, int, float], list[Record]]:
+def runs(session: Session) -> dict[tuple[str, int, float], list[Record]]:
     """(variant, batch, rate) -> ResNet-20's records there (seed 0; every seed at each variant's best
     rate per batch, and Fixup's at BatchNorm's best rate), the missing ones trained first, a sweep
     per round."""
-    plan.records([run(*cell) for cell in _grid(scale)], scale)
-    more = _best_cells(scale)
-    plan.records([(run(*cell), s) for cell in more for s in plan.limit(SEEDS)[1:]], scale)
+    session.records([run(*cell) for cell in _grid(session)])
+    more = _best_cells(session)
+    session.records([(run(*cell), s) for cell in more for s in session.limit(SEEDS)[1:]])
     out = {}
-    for cell in _grid(scale):
-        seeds = plan.limit(SEEDS) if cell in more else (0,)
-        out[cell] = [plan.get(run(*cell), scale, s) for s in seeds]
-    fixup = fixup_rate(scale)
+    for cell in _grid(session):
+        seeds = session.limit(SEEDS) if cell in more else (0,)
+        out[cell] = [session.get(run(*cell), s) for s in seeds]
+    fixup = fixup_rate(session)
     if fixup is not None:
-        small = BATCHES[scale][0]
-        out[("Fixup", small, fixup)] = plan.records([(run("Fixup", small, fixup), s) for s in plan.limit(SEEDS)], scale)
+        small = BATCHES[session.scale][0]
+        out[("Fixup", small, fixup)] = session.records([(run("Fixup", small, fixup), s) for s in session.limit(SEEDS)])
     return out
 
 
-def deep_runs(scale: str) -> dict[str, list[Record]]:
+def deep_runs(session: Session) -> dict[str, list[Record]]:
     """The deep ResNet without normalization and with SkipInit, every seed (trained where missing)."""
-    small = BATCHES[check_scale(scale)][0]
+    small = BATCHES[check_scale(session.scale)][0]
     variants = ("no normalization", "SkipInit")
-    records = plan.records([(run(v, small, 0.1, DEEP[scale]), s) for v in variants for s in plan.limit(SEEDS)], scale)
-    n = len(plan.limit(SEEDS))
+    records = session.records(
+        [(run(v, small, 0.1, DEEP[session.scale]), s) for v in variants for s in session.limit(SEEDS)]
+    )
+    n = len(session.limit(SEEDS))
     return {v: records[i * n : (i + 1) * n] for i, v in enumerate(variants)}
 
 
@@ -181,11 +182,11 @@ def speed_in_examples(records: list[Record]) -> Speed:
     return Speed([None if s is None else s * batch for s in speed.steps], speed.horizon * batch)
 
 
-def train_table(scale: str) -> pd.DataFrame:
+def train_table(session: Session) -> pd.DataFrame:
     """Per variant, batch size and rate: how each seed ended (seed 0; every seed at the best rate),
     its examples to the target, whether the rate trains (every seed run there reached it)."""
     rows = []
-    for (variant, batch, lr), records in runs(scale).items():
+    for (variant, batch, lr), records in runs(session).items():
         speed = speed_in_examples(records)
         rows.append(
             {
@@ -202,18 +203,18 @@ def train_table(scale: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_speed(scale: str, variant: str, batch: int) -> tuple[float | None, Speed | None]:
+def best_speed(session: Session, variant: str, batch: int) -> tuple[float | None, Speed | None]:
     """A variant's best rate at a batch size (seed 0's fastest) and its speed there, every seed
     (None, None if it reached the target at no rate)."""
-    lr = best_rate(variant, batch, scale)
+    lr = best_rate(variant, batch, session)
     if lr is None:
         return None, None
-    return lr, speed_in_examples(runs(scale)[(variant, batch, lr)])
+    return lr, speed_in_examples(runs(session)[(variant, batch, lr)])
 
 
-def train_figure(scale: str) -> plt.Figure:
+def train_figure(session: Session) -> plt.Figure:
     """Examples to the target against the rate, per variant, one panel per batch size (x: never)."""
-    table = train_table(scale)
+    table = train_table(session)
     batches = sorted(table["batch"].unique())
     fig, axes = plt.subplots(1, len(batches), figsize=(10, 3.5), sharey=True)
     for ax, batch in zip(np.atleast_1d(axes), batches, strict=True):
@@ -229,10 +230,10 @@ def train_figure(scale: str) -> plt.Figure:
     return fig
 
 
-def curves_figure(scale: str, variant: str, batch: int) -> plt.Figure:
+def curves_figure(session: Session, variant: str, batch: int) -> plt.Figure:
     """Training accuracy over the examples seen, at each rate of the grid, for one variant and batch (seed 0)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    for (v, b, lr), records in runs(scale).items():
+    for (v, b, lr), records in runs(session).items():
         if v == variant and b == batch:
             record = records[0]
             ax.plot(
@@ -251,12 +252,12 @@ def curves_figure(scale: str, variant: str, batch: int) -> plt.Figure:
 
 
 @functools.cache
-def _init(scale: str) -> pd.DataFrame:
-    return init_table(scale)
+def _init(session: Session) -> pd.DataFrame:
+    return init_table(session)
 
 
-def downscaled(scale: str) -> Finding:
-    frame = _init(scale)
+def downscaled(session: Session) -> Finding:
+    frame = _init(session)
     fall = {}
     for variant in ("BatchNorm", "no normalization"):
         ratio = frame[frame["variant"] == variant]["ratio"]
@@ -264,7 +265,7 @@ def downscaled(scale: str) -> Finding:
     zero = frame[frame["variant"].isin(["SkipInit", "Fixup"])]["branch variance"].abs().max()
     blocks = frame["block"].max()
     text = (
-        f"Var(branch) / Var(skip) in a ResNet-{INIT_DEPTH[scale]} at initialisation, first block over "
+        f"Var(branch) / Var(skip) in a ResNet-{INIT_DEPTH[session.scale]} at initialisation, first block over "
         f"last ({blocks} blocks): BN falls {fall['BatchNorm']:.3g}-fold, no normalization "
         f"{fall['no normalization']:.3g}-fold; SkipInit's and Fixup's branches: largest variance {zero:.1g}"
     )
@@ -279,26 +280,27 @@ def downscaled(scale: str) -> Finding:
     return Finding(text, verdict, summary)
 
 
-def skipinit_trains_deep(scale: str) -> Finding:
-    deep = deep_runs(scale)
+def skipinit_trains_deep(session: Session) -> Finding:
+    deep = deep_runs(session)
     none_fails = all(r.steps_to(TARGET) is None for r in deep["no normalization"])
     skip = speed_in_examples(deep["SkipInit"])
     skip_trains = len(skip.reached) == len(skip.steps)
     text = (
-        f"ResNet-{DEEP[scale]} at batch {BATCHES[scale][0]}, lr 0.1, {len(skip.steps)} seed(s): without normalization "
+        f"ResNet-{DEEP[session.scale]} at batch {BATCHES[session.scale][0]}, lr 0.1, {len(skip.steps)} seed(s): "
+        "without normalization "
         f"{', '.join(r.status for r in deep['no normalization'])}; SkipInit: examples to {TARGET:.0%} {skip.text()}"
     )
     ended = ", ".join(sorted({r.status for r in deep["no normalization"]}))
     summary = (
-        f"At depth {DEEP[scale]} the unnormalized ResNet ends {ended} and SkipInit reaches {TARGET:.0%} in "
+        f"At depth {DEEP[session.scale]} the unnormalized ResNet ends {ended} and SkipInit reaches {TARGET:.0%} in "
         f"{skip.text()} examples (seed by seed)."
     )
     return Finding(text, graded([none_fails and skip_trains, none_fails or skip_trains]), summary)
 
 
-def _near_batchnorm(scale: str, variant: str, speed: Speed | None, where: str) -> Finding:
-    small = BATCHES[scale][0]
-    bn_lr, bn = best_speed(scale, "BatchNorm", small)
+def _near_batchnorm(session: Session, variant: str, speed: Speed | None, where: str) -> Finding:
+    small = BATCHES[session.scale][0]
+    bn_lr, bn = best_speed(session, "BatchNorm", small)
     if bn is None or speed is None:
         text = f"BatchNorm or {variant} reaches {TARGET:.0%} at no rate of the grid at batch {small}"
         return Finding(text, Verdict.CANNOT_TELL, f"At batch {small} the comparison cannot be made here.")
@@ -314,25 +316,25 @@ def _near_batchnorm(scale: str, variant: str, speed: Speed | None, where: str) -
     return Finding(text, verdict, summary)
 
 
-def skipinit_small_batch(scale: str) -> Finding:
-    lr, speed = best_speed(scale, "SkipInit", BATCHES[scale][0])
-    return _near_batchnorm(scale, "SkipInit", speed, f"at its best rate {lr:g}" if lr else "")
+def skipinit_small_batch(session: Session) -> Finding:
+    lr, speed = best_speed(session, "SkipInit", BATCHES[session.scale][0])
+    return _near_batchnorm(session, "SkipInit", speed, f"at its best rate {lr:g}" if lr else "")
 
 
-def fixup_same_rate(scale: str) -> Finding:
-    lr = fixup_rate(scale)
-    records = runs(scale).get(("Fixup", BATCHES[scale][0], lr)) if lr is not None else None
+def fixup_same_rate(session: Session) -> Finding:
+    lr = fixup_rate(session)
+    records = runs(session).get(("Fixup", BATCHES[session.scale][0], lr)) if lr is not None else None
     speed = speed_in_examples(records) if records else None
-    return _near_batchnorm(scale, "Fixup", speed, f"at BatchNorm's rate {lr:g}" if lr else "")
+    return _near_batchnorm(session, "Fixup", speed, f"at BatchNorm's rate {lr:g}" if lr else "")
 
 
-def large_batch(scale: str) -> Finding:
-    small, large = BATCHES[scale]
-    table = train_table(scale)
+def large_batch(session: Session) -> Finding:
+    small, large = BATCHES[session.scale]
+    table = train_table(session)
     lead, largest = {}, {}
     for b in (small, large):
-        _, bn = best_speed(scale, "BatchNorm", b)
-        _, skip = best_speed(scale, "SkipInit", b)
+        _, bn = best_speed(session, "BatchNorm", b)
+        _, skip = best_speed(session, "SkipInit", b)
         lead[b] = None if bn is None or skip is None else skip.median() / bn.median()
     for v in ("BatchNorm", "SkipInit"):
         ok = table[(table["variant"] == v) & (table["batch"] == large) & table["trains"]]["lr"]
@@ -371,37 +373,48 @@ CLAIMS = {
         "Deep unnormalized residual networks do not train; with SkipInit they do",
         "De and Smith (2020): without normalization a deep ResNet's signal explodes with depth and it does not "
         "train; SkipInit (a zero-initialised scalar on each branch) trains it",
-        f"a ResNet-56 (ResNet-110 at the paper scale), batch 128, lr 0.1, every seed: reproduced if the "
-        f"unnormalized network never reaches {TARGET:.0%} training accuracy while SkipInit does in every seed; "
-        "partly if one of the two holds; not reproduced otherwise",
+        lambda scale: (
+            f"a ResNet-{DEEP[scale]}, batch {BATCHES[scale][0]}, lr 0.1, every seed: reproduced if the unnormalized "
+            f"network never reaches {TARGET:.0%} training accuracy while SkipInit does in every seed; partly if one "
+            "of the two holds; not reproduced otherwise"
+        ),
         skipinit_trains_deep,
     ),
     "skipinit_small_batch": Claim(
         "At a small batch, the identity bias without normalization (SkipInit) trains about as fast as BatchNorm",
         "De and Smith (2020): SkipInit trains deep ResNets without normalization, close to BatchNorm at small batch "
         "sizes",
-        f"ResNet-20 at batch 128, each at its best rate of the grid, examples to {TARGET:.0%}: reproduced if every "
-        f"seed of SkipInit needs at most {NEAR:g} times BatchNorm's median, partly if its median does, not reproduced "
-        "otherwise; cannot tell if either reaches it at no rate",
+        lambda scale: (
+            f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]}, each at its best rate of the grid, examples to "
+            f"{TARGET:.0%}: reproduced if every seed of SkipInit needs at most {NEAR:g} times BatchNorm's median, "
+            "partly if its median does, not reproduced otherwise; cannot tell if either reaches it at no rate"
+        ),
         skipinit_small_batch,
     ),
     "large_batch": Claim(
         "At a large batch BatchNorm pulls ahead, because it trains at larger rates",
         "De and Smith (2020): BatchNorm's larger stable rates pay off only at large batch sizes, where the best "
         "rate is large",
-        "ResNet-20 at batch 128 and 512 (rates scaled with the batch), examples to the target at each network's best "
-        "rate: reproduced if SkipInit's shortfall against BatchNorm is larger at the larger batch and BatchNorm trains "
-        "there at a larger rate than SkipInit (a rate trains if every seed run there reaches the target: seed 0 "
-        "at the rates other than the best); partly if one holds; not reproduced otherwise; cannot tell if a network "
-        "reaches it at no rate",
+        lambda scale: (
+            f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]} and {BATCHES[scale][1]} (rates scaled with the batch), "
+            "examples to the target at each network's best rate: reproduced if SkipInit's shortfall against BatchNorm "
+            "is larger at the larger batch and BatchNorm trains there at a larger rate than SkipInit (a rate trains if "
+            "every seed run there reaches the target: seed 0 at the rates other than the best); partly if one holds; "
+            "not reproduced otherwise; cannot tell if a network reaches it at no rate"
+        ),
         large_batch,
     ),
     "fixup_same_rate": Claim(
         "A careful initialisation (Fixup) trains as fast as BatchNorm at the same rate",
         "Zhang et al. (2019): with Fixup, residual networks without normalization train as fast as with BatchNorm at "
         "the same rate (training speed; its best test accuracy needs extra regularization)",
-        f"ResNet-20 at batch 128, Fixup at BatchNorm's best rate, examples to {TARGET:.0%}: reproduced if every seed "
-        f"needs at most {NEAR:g} times BatchNorm's median, partly if its median does, not reproduced otherwise",
+        lambda scale: (
+            f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]}, Fixup at BatchNorm's best rate, examples to "
+            f"{TARGET:.0%}: reproduced if every seed needs at most {NEAR:g} times BatchNorm's median, partly if its "
+            "median does, not reproduced otherwise"
+        ),
         fixup_same_rate,
     ),
 }
+
+CHAPTER = Chapter("11_residual", "Residual networks and the identity", PART_TWO, reads, CLAIMS)

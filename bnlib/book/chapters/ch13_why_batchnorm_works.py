@@ -13,29 +13,16 @@ gives the sizes: how much of BatchNorm's speed-up each ingredient recovers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 import pandas as pd
 
-from bnlib.book.chapters import (
-    ch01_does_batchnorm_help,
-    ch02_noisy_batchnorm,
-    ch03_internal_covariate_shift,
-    ch04_landscape,
-    ch05_other_normalizations,
-    ch07_learning_rates,
-    ch08_scale_invariance,
-    ch09_curvature,
-    ch10_initialisation,
-    ch11_residual,
-    ch12_batchnorm_apart,
-)
-from bnlib.book.claims import Claim, Verdict
+from bnlib.book import ladder
+from bnlib.book.chapter import BOTTOM_LINE, Chapter
+from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.book.plan import Read
+from bnlib.book.session import Session
 from bnlib.experiments import base_config
 
-NOTEBOOK = "13_why_batchnorm_works"
-TITLE = "So why does BatchNorm work?"
 CLAIMS: dict[str, Claim] = {}  # its verdicts are on explanations, from the other chapters' claims
 
 DECISIVE, SUPPORTING, MECHANISM = "decisive", "supporting", "mechanism present"
@@ -69,19 +56,21 @@ class Test:
     reproduced claim counts against the explanation (`against`: e.g. Santurkar et al.'s refutation
     of internal covariate shift)."""
 
-    chapter: ModuleType
+    chapter: str  # its notebook's name: the session's book has the chapter
     key: str
     weight: str
     against: bool = False
 
-    @property
-    def claim(self) -> Claim:
-        return self.chapter.CLAIMS[self.key]
+    def claim(self, session: Session) -> Claim:
+        return session.page(self.chapter).claims[self.key]
 
-    def score(self, scale: str) -> float | None:
+    def finding(self, session: Session) -> Finding:
+        return session.page(self.chapter).finding(self.key, session)
+
+    def score(self, session: Session) -> float | None:
         """1 for the explanation, 0 against, 1/2 between; None if not counted (undecided, or a
         mechanism check)."""
-        verdict = self.claim.finding(scale).verdict
+        verdict = self.finding(session).verdict
         if self.weight == MECHANISM or verdict not in SCORES:
             return None
         return 1.0 - SCORES[verdict] if self.against else SCORES[verdict]
@@ -95,21 +84,21 @@ class Explanation:
     tests: tuple[Test, ...]
 
 
-def _tests(chapter: ModuleType, weight: str, *keys: str, against: bool = False) -> tuple[Test, ...]:
+def _tests(chapter: str, weight: str, *keys: str, against: bool = False) -> tuple[Test, ...]:
     return tuple(Test(chapter, key, weight, against) for key in keys)
 
 
-LADDER = ch12_batchnorm_apart
+LADDER = "12_batchnorm_apart"  # the ladder's claims: each rung's fraction of the speed-up
 EXPLANATIONS = (
     Explanation(
         "It reduces internal covariate shift",
         "Ioffe and Szegedy (2015)",
         "stable layer-input distributions are what speeds training up: destabilise them and the benefit goes",
         (
-            *_tests(ch02_noisy_batchnorm, DECISIVE, "trains_like_batchnorm", against=True),
-            *_tests(ch02_noisy_batchnorm, MECHANISM, "unstable_moments"),
-            *_tests(ch01_does_batchnorm_help, SUPPORTING, "input_stability", against=True),
-            *_tests(ch03_internal_covariate_shift, SUPPORTING, "vgg", "dln", against=True),
+            *_tests("02_noisy_batchnorm", DECISIVE, "trains_like_batchnorm", against=True),
+            *_tests("02_noisy_batchnorm", MECHANISM, "unstable_moments"),
+            *_tests("01_does_batchnorm_help", SUPPORTING, "input_stability", against=True),
+            *_tests("03_internal_covariate_shift", SUPPORTING, "vgg", "dln", against=True),
             *_tests(LADDER, SUPPORTING, "noise"),
         ),
     ),
@@ -119,9 +108,9 @@ EXPLANATIONS = (
         "along the training trajectory the loss and its gradient change less with BatchNorm (and with the other "
         "normalizations that train as well); smoothness is what makes it faster",
         (
-            *_tests(ch04_landscape, SUPPORTING, "loss_band", "gradient_predictiveness", "effective_beta"),
-            *_tests(ch05_other_normalizations, SUPPORTING, "train_as_well", "smooth_like_batchnorm"),
-            *_tests(ch10_initialisation, SUPPORTING, "gradient_explosion", against=True),
+            *_tests("04_landscape", SUPPORTING, "loss_band", "gradient_predictiveness", "effective_beta"),
+            *_tests("05_other_normalizations", SUPPORTING, "train_as_well", "smooth_like_batchnorm"),
+            *_tests("10_initialisation", SUPPORTING, "gradient_explosion", against=True),
         ),
     ),
     Explanation(
@@ -130,10 +119,10 @@ EXPLANATIONS = (
         "BatchNorm's speed comes from the larger rate it allows: at a matched rate most of it goes, and a "
         "standard network given a larger usable rate gets it back",
         (
-            *_tests(ch07_learning_rates, DECISIVE, "matched_rate"),
+            *_tests("07_learning_rates", DECISIVE, "matched_rate"),
             *_tests(LADDER, DECISIVE, "warmup"),
-            *_tests(ch07_learning_rates, SUPPORTING, "larger_rates", "large_step"),
-            *_tests(ch01_does_batchnorm_help, SUPPORTING, "large_rate"),
+            *_tests("07_learning_rates", SUPPORTING, "larger_rates", "large_step"),
+            *_tests("01_does_batchnorm_help", SUPPORTING, "large_rate"),
         ),
     ),
     Explanation(
@@ -142,11 +131,11 @@ EXPLANATIONS = (
         "the weights feeding a normalization grow, their effective rate falls by itself, so the nominal rate "
         "hardly matters; remove the auto-tuning and the benefit goes; supply scale invariance alone and it returns",
         (
-            *_tests(ch08_scale_invariance, DECISIVE, "auto_tuning"),
+            *_tests("08_scale_invariance", DECISIVE, "auto_tuning"),
             *_tests(LADDER, DECISIVE, "weight_std"),
-            *_tests(ch08_scale_invariance, SUPPORTING, "robust", "equilibrium"),
+            *_tests("08_scale_invariance", SUPPORTING, "robust", "equilibrium"),
             *_tests(LADDER, SUPPORTING, "scale"),
-            *_tests(ch08_scale_invariance, MECHANISM, "identity", "norms_grow"),
+            *_tests("08_scale_invariance", MECHANISM, "identity", "norms_grow"),
         ),
     ),
     Explanation(
@@ -156,7 +145,7 @@ EXPLANATIONS = (
         "gradient BatchNorm loses its benefit",
         (
             *_tests(LADDER, DECISIVE, "detached"),
-            *_tests(ch09_curvature, SUPPORTING, "outliers_return"),
+            *_tests("09_curvature", SUPPORTING, "outliers_return"),
         ),
     ),
     Explanation(
@@ -165,9 +154,9 @@ EXPLANATIONS = (
         "the curvature along the trajectory rises to 2 / eta with or without BatchNorm, so the smoothness measured "
         "along it reflects the step size",
         (
-            *_tests(ch09_curvature, DECISIVE, "edge_of_stability"),
-            *_tests(ch09_curvature, SUPPORTING, "follows_step_size"),
-            *_tests(ch04_landscape, SUPPORTING, "two_over_lr"),
+            *_tests("09_curvature", DECISIVE, "edge_of_stability"),
+            *_tests("09_curvature", SUPPORTING, "follows_step_size"),
+            *_tests("04_landscape", SUPPORTING, "two_over_lr"),
         ),
     ),
     Explanation(
@@ -176,11 +165,11 @@ EXPLANATIONS = (
         "without BatchNorm deep networks collapse a batch to few directions at initialisation and the collapsed "
         "ones fail to train; a well-conditioned start recovers the benefit",
         (
-            *_tests(ch10_initialisation, DECISIVE, "predicts_training"),
+            *_tests("10_initialisation", DECISIVE, "predicts_training"),
             *_tests(LADDER, DECISIVE, "lsuv"),
-            *_tests(ch10_initialisation, SUPPORTING, "mean_shift"),
+            *_tests("10_initialisation", SUPPORTING, "mean_shift"),
             *_tests(LADDER, SUPPORTING, "center"),
-            *_tests(ch10_initialisation, MECHANISM, "rank_collapse"),
+            *_tests("10_initialisation", MECHANISM, "rank_collapse"),
         ),
     ),
     Explanation(
@@ -199,9 +188,9 @@ EXPLANATIONS = (
         "BatchNorm shrinks deep residual branches at initialisation; the same bias without normalization "
         "(SkipInit, Fixup) trains deep networks, about as fast as BatchNorm at a small batch",
         (
-            *_tests(ch11_residual, DECISIVE, "skipinit_trains_deep", "skipinit_small_batch", "fixup_same_rate"),
-            *_tests(ch11_residual, SUPPORTING, "large_batch"),
-            *_tests(ch11_residual, MECHANISM, "downscaled"),
+            *_tests("11_residual", DECISIVE, "skipinit_trains_deep", "skipinit_small_batch", "fixup_same_rate"),
+            *_tests("11_residual", SUPPORTING, "large_batch"),
+            *_tests("11_residual", MECHANISM, "downscaled"),
         ),
     ),
 )
@@ -211,34 +200,35 @@ DECIDING = tuple(dict.fromkeys(test.chapter for e in EXPLANATIONS for test in e.
 
 # Claims the book decides on test accuracy rather than on training speed
 ON_TEST_ACCURACY = (
-    Test(ch01_does_batchnorm_help, "test_accuracy", SUPPORTING),
-    Test(ch01_does_batchnorm_help, "test_accuracy_augmented", SUPPORTING),
+    Test("01_does_batchnorm_help", "test_accuracy", SUPPORTING),
+    Test("01_does_batchnorm_help", "test_accuracy_augmented", SUPPORTING),
 )
 
 
-def reads(scale: str) -> list[Read]:
+def reads(session: Session) -> list[Read]:
     """Every run of the chapters whose claims decide the explanations."""
-    return [read for chapter in (*DECIDING, ch01_does_batchnorm_help) for read in chapter.reads(scale)]
+    chapters = (*DECIDING, "01_does_batchnorm_help")
+    return [read for chapter in chapters for read in session.page(chapter).reads(session)]
 
 
 # ----------------------------------------------------------------------------- the aggregation
 
 
-def support(explanation: Explanation, scale: str) -> float | None:
+def support(explanation: Explanation, session: Session) -> float | None:
     """The weighted mean score of the explanation's counted tests (None if none is decided)."""
-    scored = [(WEIGHTS[t.weight], t.score(scale)) for t in explanation.tests]
+    scored = [(WEIGHTS[t.weight], t.score(session)) for t in explanation.tests]
     scored = [(w, s) for w, s in scored if s is not None and w > 0]
     if not scored:
         return None
     return sum(w * s for w, s in scored) / sum(w for w, _ in scored)
 
 
-def verdict(explanation: Explanation, scale: str) -> str:
+def verdict(explanation: Explanation, session: Session) -> str:
     """The explanation's verdict by `RULE`."""
-    share = support(explanation, scale)
+    share = support(explanation, session)
     if share is None:
         return CANNOT_TELL
-    decisive = [t.score(scale) for t in explanation.tests if t.weight == DECISIVE]
+    decisive = [t.score(session) for t in explanation.tests if t.weight == DECISIVE]
     decided = [s for s in decisive if s is not None]
     if share >= SUPPORTED_AT:
         if not decided:
@@ -249,9 +239,9 @@ def verdict(explanation: Explanation, scale: str) -> str:
     return MIXED
 
 
-def counts(test: Test, scale: str) -> str:
+def counts(test: Test, session: Session) -> str:
     """How a test counts: for, against, half, or not counted (and why)."""
-    score = test.score(scale)
+    score = test.score(session)
     if test.weight == MECHANISM:
         return "not counted (mechanism present)"
     if score is None:
@@ -259,47 +249,49 @@ def counts(test: Test, scale: str) -> str:
     return {1.0: "for", 0.0: "against", 0.5: "half"}[score]
 
 
-def effect(test: Test, scale: str) -> str:
+def effect(test: Test, session: Session) -> str:
     """A test's effect size, with its uncertainty: for a rung of the ladder, the fraction of
     BatchNorm's speed-up it recovers with the seeds' interval; otherwise the claim's own sentence,
     which gives its numbers over the seeds."""
-    if test.chapter is LADDER:
-        return f"{LADDER.rung(test.key).label}: {LADDER.fraction(LADDER.rung(test.key), scale).text()} of the speed-up"
-    return test.claim.finding(scale).summary
+    if test.chapter == LADDER:
+        rung = ladder.rung(test.key)
+        return f"{rung.label}: {ladder.fraction(rung, session).text()} of the speed-up"
+    return test.finding(session).summary
 
 
-def table(scale: str) -> pd.DataFrame:
+def table(session: Session) -> pd.DataFrame:
     """One row per explanation: its source, what it predicts, its decisive tests and how each
     counts, their effect sizes, the support, and its verdict."""
     rows = []
     for e in EXPLANATIONS:
-        share = support(e, scale)
+        share = support(e, session)
         decisive = [t for t in e.tests if t.weight == DECISIVE]
         rows.append(
             {
                 "explanation": e.name,
                 "source": e.source,
                 "it predicts": e.predicts,
-                "decisive tests": "; ".join(f"{t.claim.claim}: {counts(t, scale)}" for t in decisive) or "none",
-                "effect sizes": " ".join(effect(t, scale) for t in decisive) or "",
+                "decisive tests": "; ".join(f"{t.claim(session).claim}: {counts(t, session)}" for t in decisive)
+                or "none",
+                "effect sizes": " ".join(effect(t, session) for t in decisive) or "",
                 "support": "" if share is None else f"{share:.2f}",
-                "verdict": verdict(e, scale),
+                "verdict": verdict(e, session),
             }
         )
     return pd.DataFrame(rows)
 
 
-def evidence(explanation: Explanation, scale: str) -> pd.DataFrame:
+def evidence(explanation: Explanation, session: Session) -> pd.DataFrame:
     """The tests of one explanation: the claim, its weight, what we measure, its verdict, and how it counts."""
     return pd.DataFrame(
         [
             {
-                "test": t.claim.claim,
-                "chapter": t.chapter.NOTEBOOK,
+                "test": t.claim(session).claim,
+                "chapter": t.chapter,
                 "weight": t.weight,
-                "we measure": t.claim.finding(scale).measured,
-                "verdict": str(t.claim.finding(scale).verdict),
-                "counts": counts(t, scale) + (" (a reproduced claim refutes it)" if t.against else ""),
+                "we measure": t.finding(session).measured,
+                "verdict": str(t.finding(session).verdict),
+                "counts": counts(t, session) + (" (a reproduced claim refutes it)" if t.against else ""),
             }
             for t in explanation.tests
         ]
@@ -309,24 +301,24 @@ def evidence(explanation: Explanation, scale: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- the answer, from the findings
 
 
-def ladder_answer(scale: str) -> str:
+def ladder_answer(session: Session) -> str:
     """How much of BatchNorm's speed-up each ingredient recovers, grouped by what the seeds and the
     grid of rates decide."""
     groups: dict[str, list[str]] = {"most": [], "less": [], "edge": [], "open": []}
-    for step in sorted(LADDER.RUNGS, key=lambda s: -(LADDER.fraction(s, scale).point or -9)):
-        f = LADDER.fraction(step, scale)
-        where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(LADDER.recovers(f), "open")
-        if where == "less" and not LADDER.inside_grid(step, scale):
+    for step in sorted(ladder.RUNGS, key=lambda s: -(ladder.fraction(s, session).point or -9)):
+        f = ladder.fraction(step, session)
+        where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(ladder.recovers(f), "open")
+        if where == "less" and not ladder.inside_grid(step, session):
             where = "edge"  # below one half at the grid's rates, but a rate beyond the grid might be faster
         groups[where].append(f"{step.label} ({f.text()})")
     parts = []
     if groups["most"]:
-        parts.append(f"at least {LADDER.HALF:g} of it in every combination of seeds: " + "; ".join(groups["most"]))
+        parts.append(f"at least {ladder.HALF:g} of it in every combination of seeds: " + "; ".join(groups["most"]))
     if groups["less"]:
-        parts.append(f"less than {LADDER.HALF:g} in every combination: " + "; ".join(groups["less"]))
+        parts.append(f"less than {ladder.HALF:g} in every combination: " + "; ".join(groups["less"]))
     if groups["edge"]:
         parts.append(
-            f"less than {LADDER.HALF:g} at the grid's rates, undecided because a rate beyond the grid might be "
+            f"less than {ladder.HALF:g} at the grid's rates, undecided because a rate beyond the grid might be "
             "faster (none of the grid's rates reached the target, or the best is at its edge): "
             + "; ".join(groups["edge"])
         )
@@ -335,36 +327,36 @@ def ladder_answer(scale: str) -> str:
     return "Of BatchNorm's speed-up, these recover " + ". Those recovering ".join(parts) + "."
 
 
-def verdicts_answer(scale: str) -> str:
+def verdicts_answer(session: Session) -> str:
     """The explanations grouped by verdict."""
     by: dict[str, list[str]] = {}
     for e in EXPLANATIONS:
-        by.setdefault(verdict(e, scale), []).append(f"{e.name.lower()} ({e.source})")
+        by.setdefault(verdict(e, session), []).append(f"{e.name.lower()} ({e.source})")
     order = (SUPPORTED, CONSISTENT, MIXED, NOT_SUPPORTED, CANNOT_TELL)
     return " ".join(f"{v[0].upper()}{v[1:]}: {'; '.join(by[v])}." for v in order if v in by)
 
 
-def answer(scale: str) -> list[str]:
+def answer(session: Session) -> list[str]:
     """One paragraph per explanation: its verdict and support, then what its decisive tests found
     (their own sentences, so the paragraph cannot say the opposite of its table)."""
     paragraphs = []
     for e in EXPLANATIONS:
-        share = support(e, scale)
+        share = support(e, session)
         decisive = [t for t in e.tests if t.weight == DECISIVE] or [t for t in e.tests if t.weight == SUPPORTING]
-        said = " ".join(t.claim.finding(scale).summary for t in decisive)
+        said = " ".join(t.finding(session).summary for t in decisive)
         weighed = "" if share is None else f", support {share:.2f}"
-        paragraphs.append(f"**{e.name}** ({e.source}): {verdict(e, scale)}{weighed}. {said}")
+        paragraphs.append(f"**{e.name}** ({e.source}): {verdict(e, session)}{weighed}. {said}")
     return paragraphs
 
 
-def limits(scale: str) -> list[str]:
+def limits(session: Session) -> list[str]:
     """What the answer cannot say at this scale: the scale's size against the paper's, the seeds,
     and the verdicts decided on test accuracy (from the configs and the findings, not written in)."""
-    here, paper = base_config("vgg", scale), base_config("vgg", "paper")
+    here, paper = base_config("vgg", session.scale), base_config("vgg", "paper")
     images = f"{here.train_per_class * 10:,}" if here.train_per_class else "all 50,000"
-    said = "; ".join(f"{t.claim.claim}: {t.claim.finding(scale).verdict}" for t in ON_TEST_ACCURACY)
+    said = "; ".join(f"{t.claim(session).claim}: {t.finding(session).verdict}" for t in ON_TEST_ACCURACY)
     return [
-        f"**The scale.** Every run here is the {scale} scale's: VGG at {here.width:g} of the paper's width, "
+        f"**The scale.** Every run here is the {session.scale} scale's: VGG at {here.width:g} of the paper's width, "
         f"{images} training images, {here.steps:,} steps (the paper: full width, 50,000 images, {paper.steps:,} "
         "steps). An effect that needs width, data or steps past these is outside what this page can decide; the "
         "rules say 'cannot tell' where a run's horizon cuts a measurement off.",
@@ -374,3 +366,22 @@ def limits(scale: str) -> list[str]:
         "training loss, and BatchNorm's regularisation, are a different question. The verdicts decided on test "
         f"accuracy: {said}.",
     ]
+
+
+def verdict_rows(session: Session) -> pd.DataFrame:
+    """The chapter's verdicts as rows of the book's results table: one per explanation, its support
+    and how its decisive tests count."""
+    weighed = table(session)
+    return pd.DataFrame(
+        {
+            "claim": weighed["explanation"],
+            "verdict": weighed["verdict"],
+            "we measure": "support "
+            + weighed["support"].replace("", "none")
+            + "; decisive tests: "
+            + weighed["decisive tests"],
+        }
+    )
+
+
+CHAPTER = Chapter("13_why_batchnorm_works", "So why does BatchNorm work?", BOTTOM_LINE, reads, CLAIMS, verdict_rows)
