@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bnlib import RunConfig
-from bnlib.book.chapters import ch06_theory as section4
+from bnlib.book.chapters import ch06_theory
 from bnlib.models import build_model
 from bnlib.probes import theory
 from bnlib.train import cross_entropy, summed_squared_error
@@ -21,7 +21,7 @@ def float64():
 
 
 def random_bn_layer(m: int, units: int, seed: int):
-    return section4.random_instances(m, units, seed)
+    return theory.random_instances(m, units, seed)
 
 
 @pytest.mark.parametrize("m", [2, 16, 128])
@@ -46,7 +46,7 @@ def test_theorem_4_2_identity(seed):
     g = torch.Generator().manual_seed(seed)
     y = torch.randn(16, generator=g) * 2 + 1
     gamma, beta = torch.tensor(1.7), torch.tensor(0.3)
-    out = theory.theorem_4_2(y, gamma, beta, section4.smooth_downstream)
+    out = theory.theorem_4_2(y, gamma, beta, theory.smooth_downstream)
     torch.testing.assert_close(out["lhs"], out["rhs"], rtol=1e-9, atol=1e-12)
 
 
@@ -100,19 +100,19 @@ def test_theorem_4_1_on_a_trained_style_vgg_layer():
 
 
 def test_the_sweeps_confirm_the_corrected_statements_and_refute_the_printed_one():
-    t41 = section4.theorem_4_1_sweep([2, 16, 128], n=50)
+    t41 = theory.theorem_4_1_sweep([2, 16, 128], n=50)
     assert t41["relative_error_1_over_m"].max() < 1e-9
     assert t41["printed_violated"].mean() > 0.95
-    assert section4.theorem_4_2_sweep([8], n=5)["relative_error"].max() < 1e-9
-    assert section4.theorem_4_4_sweep([2, 32], n=50)["relative_error"].max() < 1e-9
-    assert section4.observation_4_3_sweep([2, 64])["max_abs_difference"].max() < 1e-12
-    lemma = section4.lemma_4_5_sweep([3, 10], n=10)
+    assert theory.theorem_4_2_sweep([8], n=5)["relative_error"].max() < 1e-9
+    assert theory.theorem_4_4_sweep([2, 32], n=50)["relative_error"].max() < 1e-9
+    assert theory.observation_4_3_sweep([2, 64])["max_abs_difference"].max() < 1e-12
+    lemma = theory.lemma_4_5_sweep([3, 10], n=10)
     assert lemma["relative_error"].max() < 1e-9 and (lemma["lhs"] <= lemma["plain_distance"] + 1e-12).all()
-    assert (section4.scale_invariance([0.01, 7.0])["loss ratio"] - 1).abs().max() < 1e-9
+    assert (ch06_theory.scale_invariance([0.01, 7.0])["loss ratio"] - 1).abs().max() < 1e-9
 
 
 def test_the_smallest_counterexample_by_hand():
-    out = section4.theorem_4_1_counterexample()
+    out = theory.theorem_4_1_counterexample()
     # y = (0, 1): sigma = 1/2, y_hat = (-1, 1); g = (0, 1): ||g||^2 = 1, <1, g>^2 / 2 = 1/2, <g, y_hat>^2 = 1
     assert out["gamma_sq_over_sigma_sq"] == pytest.approx(4.0)
     assert out["lhs"] == pytest.approx(0.0, abs=1e-20)
@@ -121,7 +121,7 @@ def test_the_smallest_counterexample_by_hand():
 
 
 def test_random_instances_have_the_asked_gamma_and_sigma():
-    y, gamma, g = section4.random_instances(16, 5, seed=0, gamma=0.7, sigma=2.5)
+    y, gamma, g = theory.random_instances(16, 5, seed=0, gamma=0.7, sigma=2.5)
     torch.testing.assert_close(y.std(0, unbiased=False), torch.full((5,), 2.5))
     assert (gamma == 0.7).all() and g.shape == (16, 5)
 
@@ -174,12 +174,12 @@ def test_bn_scale_probe_by_hand():
 
 def test_theorem_4_2_second_display_is_the_first_with_g_in_place_of_v():
     y, gamma, _ = random_bn_layer(12, 3, seed=5)
-    out = theory.theorem_4_2(y[:, 0], gamma[0], torch.tensor(0.3), section4.smooth_downstream)
+    out = theory.theorem_4_2(y[:, 0], gamma[0], torch.tensor(0.3), theory.smooth_downstream)
     scale = gamma[0] ** 2 / y[:, 0].var(unbiased=False)
     # the two right sides differ by gamma^2/sigma^2 (g^T H g - v^T H v), nothing else
     expected = out["rhs"] + scale * (out["g_H_g"] - out["v_H_v"])
     torch.testing.assert_close(out["rhs_second"], expected, rtol=1e-6, atol=1e-9)
-    table = section4.theorem_4_2_sweep([8, 16], n=10)
+    table = theory.theorem_4_2_sweep([8, 16], n=10)
     assert (table["second_holds"] | ~table["proof_step_holds"]).all()  # where the proof's step holds, so does it
 
 
@@ -205,7 +205,7 @@ def test_max_quadratic_form_on_known_answers():
 
 
 def test_theorem_c_1_decides_only_where_the_bounds_allow():
-    table = section4.theorem_c_1_sweep([4, 8], n=4)
+    table = theory.theorem_c_1_sweep([4, 8], n=4)
     holds, violated = table["verdict"] == "holds", table["verdict"] == "violated"
     assert (table.loc[holds, "lhs_high"] < table.loc[holds, "rhs_low"]).all()
     assert (table.loc[violated, "lhs_low"] >= table.loc[violated, "rhs_high"]).all()
@@ -213,7 +213,7 @@ def test_theorem_c_1_decides_only_where_the_bounds_allow():
 
 
 def test_printed_theorem_4_4_depends_on_the_units_of_the_gradient():
-    table = section4.theorem_4_4_sweep([16], n=50, scales=(1e-3, 1e3))
+    table = theory.theorem_4_4_sweep([16], n=50, scales=(1e-3, 1e3))
     share = table.groupby("gradient scale")["printed_violated"].mean()
     assert share[1e-3] > 0.9 and share[1e3] < 0.1  # g_j^2 outgrows the other terms as the gradient grows
     assert table["relative_error"].max() < 1e-9  # while the consistent form is an equality at every scale

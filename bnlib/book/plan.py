@@ -12,12 +12,14 @@ book build (so that a run trained once serves every chapter).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from bnlib.config import RunConfig
 from bnlib.experiments import Experiment, check_scale
+from bnlib.models import dln, vgg
 from bnlib.probes import ActivationProbe, HessianProbe, ICSProbe, LandscapeProbe
 from bnlib.probes.hook import Probe, probe_key
 from bnlib.probes.landscape import DLN_EXTENDED_ETAS, VGG_EXTENDED_ETAS
@@ -54,57 +56,48 @@ PROBE_EVERY: dict[str, dict[str, int]] = {
 }
 
 
-def probe_every(scale: str) -> dict[str, int]:
-    """How often each probe kind runs at a scale (the bn-scale and weight-norm probes follow the
-    activations, the random-direction landscape the landscape, the frozen Hessian the Hessian)."""
-    every = PROBE_EVERY[check_scale(scale)]
-    return every | {
-        "landscape-random": every["landscape"],
-        "bn-scale": every["activations"],
-        "weight-norms": every["activations"],
-        "hessian-frozen": every["hessian"],
-    }
-
-
-# The layers the paper's figures show.
-ACTIVATION_LAYERS = {"vgg": (2, 3, 9, 11, 13), "dln": (1, 11, 24)}
-ICS_LAYERS = {"vgg": (5, 10), "dln": (9, 17)}
+# The layers the paper's figures show, in its numbering (kept beside the models they number)
+ACTIVATION_LAYERS = {"vgg": vgg.PAPER_ACTIVATION_LAYERS, "dln": dln.PAPER_ACTIVATION_LAYERS}
+ICS_LAYERS = {"vgg": vgg.PAPER_ICS_LAYERS, "dln": dln.PAPER_ICS_LAYERS}
 EXTENDED_ETAS = {"vgg": VGG_EXTENDED_ETAS, "dln": DLN_EXTENDED_ETAS}
 HESSIAN_TOP = 3  # eigenvalues kept by the Hessian probes (Lanczos, 20 Hessian-vector products)
 
-PROBE_KINDS = (
-    "activations",
-    "ics",
-    "landscape",
-    "landscape-random",
-    "landscape-extended",
-    "hessian",
-    "hessian-frozen",
-    "bn-scale",
-    "weight-norms",
-)
+# The probes a chapter names by kind in its reads, in one table: each kind's stride (a key of
+# PROBE_EVERY: the bn-scale and weight-norm probes follow the activations, the random-direction
+# landscape the landscape, the frozen Hessian the Hessian) and its probe for a model at that stride.
+# A new kind of probe is one row here (and a stride above, if it has its own).
+KINDS: dict[str, tuple[str, Callable[[str, int], Probe]]] = {
+    "activations": ("activations", lambda model, every: ActivationProbe(ACTIVATION_LAYERS[model], every, pairs=True)),
+    "ics": ("ics", lambda model, every: ICSProbe(ICS_LAYERS[model], every)),
+    "landscape": ("landscape", lambda model, every: LandscapeProbe(every)),
+    "landscape-random": ("landscape", lambda model, every: LandscapeProbe(every, direction="random")),
+    "landscape-extended": (
+        "landscape-extended",
+        lambda model, every: LandscapeProbe(every, etas=EXTENDED_ETAS[model]),
+    ),
+    "hessian": ("hessian", lambda model, every: HessianProbe(every, k=HESSIAN_TOP)),
+    "hessian-frozen": ("hessian", lambda model, every: HessianProbe(every, k=HESSIAN_TOP, frozen_bn=True)),
+    "bn-scale": ("activations", lambda model, every: BNScaleProbe(every)),
+    "weight-norms": ("activations", lambda model, every: WeightNormProbe(every)),
+}
+PROBE_KINDS = tuple(KINDS)
+
+
+def probe_every(scale: str) -> dict[str, int]:
+    """How often each probe kind runs at a scale."""
+    every = PROBE_EVERY[check_scale(scale)]
+    return {kind: every[stride] for kind, (stride, _) in KINDS.items()}
 
 
 def make_probe(kind: str | Probe, model: str, scale: str) -> Probe:
-    """A probe of one kind (PROBE_KINDS) on the paper's layers at the scale's stride (a probe is
+    """A probe of one kind (`KINDS`) on the paper's layers at the scale's stride (a probe is
     returned as it is)."""
     if not isinstance(kind, str):
         return kind
-    every = probe_every(scale)
-    make = {
-        "activations": lambda: ActivationProbe(ACTIVATION_LAYERS[model], every["activations"], pairs=True),
-        "ics": lambda: ICSProbe(ICS_LAYERS[model], every["ics"]),
-        "landscape": lambda: LandscapeProbe(every["landscape"]),
-        "landscape-random": lambda: LandscapeProbe(every["landscape"], direction="random"),
-        "landscape-extended": lambda: LandscapeProbe(every["landscape-extended"], etas=EXTENDED_ETAS[model]),
-        "hessian": lambda: HessianProbe(every["hessian"], k=HESSIAN_TOP),
-        "hessian-frozen": lambda: HessianProbe(every["hessian"], k=HESSIAN_TOP, frozen_bn=True),
-        "bn-scale": lambda: BNScaleProbe(every["bn-scale"]),
-        "weight-norms": lambda: WeightNormProbe(every["weight-norms"]),
-    }
-    if kind not in make:
+    if kind not in KINDS:
         raise ValueError(f"unknown probe kind {kind!r}; choose from {', '.join(PROBE_KINDS)}")
-    return make[kind]()
+    stride, make = KINDS[kind]
+    return make(model, PROBE_EVERY[check_scale(scale)][stride])
 
 
 def named(kind: str | Probe) -> str:

@@ -8,6 +8,11 @@ from bnlib.config import RunConfig
 from bnlib.models.numbered import Block, NumberedNet
 from bnlib.norms import make_norm, weighted
 
+# The layers the paper's figures show: activations at #1, #11, #24 (Fig. 9); internal covariate
+# shift at #9 and #17 (Fig. 3b).
+PAPER_ACTIVATION_LAYERS = (1, 11, 24)
+PAPER_ICS_LAYERS = (9, 17)
+
 
 class DeepLinearNet(NumberedNet):
     """k square d x d linear layers without biases or non-linearities (the paper: 25 of 10 x 10).

@@ -17,6 +17,11 @@ VGG_CONFIGS: dict[int, list[int | str]] = {
     19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
 
+# The layers the paper's figures show: activations at #2, #9, #13 (Figs. 2 and 8) and #3, #11
+# (Fig. 1c); internal covariate shift at #5 and #10 (Fig. 3a).
+PAPER_ACTIVATION_LAYERS = (2, 3, 9, 11, 13)
+PAPER_ICS_LAYERS = (5, 10)
+
 
 class VGG(NumberedNet):
     """VGG for 32x32 CIFAR images: 3x3 convs (padding 1) -> norm -> ReLU, max-pools, a linear head.

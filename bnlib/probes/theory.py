@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnlib.device import full_precision
 from bnlib.models import NumberedNet
+from bnlib.probes.activations import chosen_units
 from bnlib.probes.hook import ProbeContext, preserved_state
 
 EXACT_EPS = 1e-30
@@ -369,3 +371,208 @@ class BNScaleProbe:
             out[f"L{k}.gamma_sq_over_sigma_sq"] = (t["gamma"].float().square() / sigma.square()).cpu().numpy()
             out[f"L{k}.g_dot_y_hat"] = (t["g"] * y_hat).sum(0).cpu().numpy()
         return out
+
+
+# ----------------------------------------------------------------------------- checked numerically
+#
+# Each statement over many random units (`random_instances`: a batch y of m values with a chosen
+# batch standard deviation sigma, a gain gamma, and an upstream gradient g with a non-zero mean, so
+# every term of the bounds matters), and on a network's own units. Chapter 06 reads these tables.
+
+
+def random_instances(
+    m: int, n: int, seed: int, gamma: float | None = None, sigma: float | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """n random units as the columns of (m, n) float64 tensors y and g, and gamma (n,). gamma and
+    the batch standard deviation of y are drawn at random (gamma in [0.1, 3.1], sigma in [0, 5])
+    unless given."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randn(m, n, generator=gen, dtype=torch.float64)
+    y = (y - y.mean(0)) / y.std(0, unbiased=False)
+    spread = torch.full((n,), float(sigma), dtype=torch.float64) if sigma else torch.rand(n, generator=gen) * 5
+    y = y * spread + torch.randn(n, generator=gen, dtype=torch.float64)
+    gains = torch.full((n,), float(gamma), dtype=torch.float64) if gamma else torch.rand(n, generator=gen) * 3 + 0.1
+    g = torch.randn(m, n, generator=gen, dtype=torch.float64) + torch.randn(n, generator=gen, dtype=torch.float64)
+    return y, gains.double(), g
+
+
+def smooth_downstream(z: Tensor) -> Tensor:
+    """A smooth, non-convex stand-in for the layers above a BN unit: L(z) for a batch z of shape (m,)."""
+    weights = torch.linspace(-1, 2, len(z), dtype=z.dtype)
+    return (torch.sin(1.3 * z) * weights).sum() + 0.2 * (z * weights).sum() ** 2 + (z**4).sum() / 10
+
+
+def theorem_4_1_sweep(
+    ms: Sequence[int], n: int = 200, seed: int = 0, gamma: float | None = None, sigma: float | None = None
+) -> pd.DataFrame:
+    """Theorem 4.1 on n random units per batch size m: ||grad_y L_hat||^2 against the right side
+    with the proof's 1/m and the printed 1/sqrt(m); also ||dL/dz||^2, what the layer would get
+    without BN."""
+    parts = []
+    for m in ms:
+        y, gains, g = random_instances(m, n, seed + m, gamma, sigma)
+        out = theorem_4_1(y, gains, g)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "m": m,
+                    "lhs": out["lhs"].numpy(),
+                    "rhs_1_over_m": out["rhs_1_over_m"].numpy(),
+                    "rhs_printed": out["rhs_printed"].numpy(),
+                    "plain": g.square().sum(0).numpy(),
+                    "gamma_sq_over_sigma_sq": out["gamma_sq_over_sigma_sq"].numpy(),
+                }
+            )
+        )
+    table = pd.concat(parts, ignore_index=True)
+    # the size of the bound's terms (for m = 2 both sides are 0 up to rounding)
+    size = (table["gamma_sq_over_sigma_sq"] * table["plain"]).clip(lower=1e-300)
+    return table.assign(
+        relative_error_1_over_m=(table["lhs"] - table["rhs_1_over_m"]).abs() / size,
+        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * size,
+    )
+
+
+def theorem_4_1_counterexample() -> dict[str, float]:
+    """The smallest counterexample to the printed Theorem 4.1: m = 2, y = (0, 1), g = (0, 1),
+    gamma = 1. BN maps any two distinct values to (-1, 1), so the gradient reaching y is 0, while
+    the printed right side is 4 (1 - 1/2 - 1/sqrt 2) < 0."""
+    y = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    g = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    out = theorem_4_1(y, torch.ones(1, dtype=torch.float64), g)
+    return {k: float(v[0]) for k, v in out.items()}
+
+
+def theorem_4_2_sweep(ms: Sequence[int], n: int = 25, seed: int = 0) -> pd.DataFrame:
+    """Theorem 4.2 on n random units per batch size, with `smooth_downstream` as the loss above:
+    the first display's two sides (its proof's eq. 50, an identity), the second display's right side,
+    and the quantities of its hypotheses."""
+    rows = []
+    for m in ms:
+        y, gains, _ = random_instances(m, n, seed + m)
+        for j in range(n):
+            out = theorem_4_2(y[:, j], gains[j], torch.tensor(0.3, dtype=torch.float64), smooth_downstream)
+            rows.append({"m": m, **{k: float(v) for k, v in out.items()}})
+    table = pd.DataFrame(rows)
+    size = table[["lhs", "rhs"]].abs().max(axis=1).clip(lower=1e-300)
+    return table.assign(
+        relative_error=(table["lhs"] - table["rhs"]).abs() / size,
+        second_holds=table["lhs"] <= table["rhs_second"] + 1e-9 * size,
+        proof_step_holds=table["v_H_v"] <= table["g_H_g"],
+    )
+
+
+GRADIENT_SCALES = (1e-3, 1.0, 1e3)  # Theorem 4.4's printed form is checked with gradients of these sizes
+
+
+def theorem_4_4_sweep(
+    ms: Sequence[int], lam: float = 2.5, n: int = 200, seed: int = 0, scales: Sequence[float] = GRADIENT_SCALES
+) -> pd.DataFrame:
+    """Theorem 4.4 on n random units per batch size and per size of the upstream gradient (g times
+    each of `scales`): g_hat against the consistent right side (an equality) and the printed one,
+    whose terms scale differently with the gradient (a squared norm squared against squared norms)."""
+    parts = []
+    for m in ms:
+        y, gains, g = random_instances(m, n, seed + m)
+        for factor in scales:
+            out = theorem_4_4(y, gains, g * factor, lam)
+            size = gains.square() / y.var(0, unbiased=False) * out["g"]  # gamma^2/sigma^2 g: the terms' size
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "m": m,
+                        "gradient scale": factor,
+                        "lhs": out["lhs"].numpy(),
+                        "rhs": out["rhs"].numpy(),
+                        "rhs_printed": out["rhs_printed"].numpy(),
+                        "size": size.numpy(),
+                    }
+                )
+            )
+    table = pd.concat(parts, ignore_index=True)
+    size = table["size"].clip(lower=1e-300)
+    return table.assign(
+        relative_error=(table["lhs"] - table["rhs"]).abs() / size,
+        printed_violated=table["lhs"] > table["rhs_printed"] + 1e-9 * size,
+    )
+
+
+def worst_input_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Theorem 4.4's maximisation over inputs with spectral norm <= lam, gradients held fixed, for n
+    random gradients per batch size: the bound lam^2 ||a||^2, the rank-one input that attains it,
+    and the largest value over random inputs."""
+    rows = []
+    for m in ms:
+        gradients = torch.randn(n, m, generator=torch.Generator().manual_seed(seed + m), dtype=torch.float64)
+        rows += [{"m": m, **worst_input_gradient(a, lam, seed=seed + j)} for j, a in enumerate(gradients)]
+    return pd.DataFrame(rows)
+
+
+def theorem_c_1_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Theorem C.1 on n random units per batch size (`bnlib.probes.theorem_c_1`): the bounds
+    of both sides, whether the statement holds, is violated, or is undecided by the bounds, and
+    whether the unit meets Theorem 4.2's hypothesis, whose conditions C.1 assumes (`hypothesis`:
+    v^T H v <= g^T H g, the book's reading of "H preserves the relative norms of g and grad L_hat")."""
+    rows = []
+    for m in ms:
+        y, gains, _ = random_instances(m, n, seed + m)
+        beta = torch.tensor(0.3, dtype=torch.float64)
+        for j in range(n):
+            step = theorem_4_2(y[:, j], gains[j], beta, smooth_downstream)
+            hypothesis = bool(step["v_H_v"] <= step["g_H_g"])
+            rows.append(
+                {
+                    "m": m,
+                    "hypothesis": hypothesis,
+                    **theorem_c_1(y[:, j], gains[j], beta, smooth_downstream, lam),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def observation_4_3_sweep(ms: Sequence[int], n: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Observation 4.3: max |BN(y) - y| with gamma = sigma, beta = mu, per batch size."""
+    return pd.DataFrame(
+        [{"m": m, "max_abs_difference": float(observation_4_3(random_instances(m, n, seed + m)[0]))} for m in ms]
+    )
+
+
+def lemma_4_5_sweep(dims: Sequence[int], n: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Lemma 4.5 on n random pairs (W0, W*) per size d x d with <W0, W*> > 0: the distance to the
+    BN optimum k W* against the lemma's right side, and the plain distance to W*."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for d in dims:
+        while sum(r["d"] == d for r in rows) < n:
+            w0, w_star = torch.randn(d, d, generator=gen), torch.randn(d, d, generator=gen)
+            if torch.sum(w0 * w_star) <= 0:
+                continue
+            rows.append({"d": d, **{k: float(v) for k, v in lemma_4_5(w0, w_star).items()}})
+    table = pd.DataFrame(rows)
+    return table.assign(relative_error=(table["lhs"] - table["rhs"]).abs() / table["lhs"].abs())
+
+
+def hypotheses_on_network(model: NumberedNet, x: Tensor, y: Tensor, loss_fn, n_units: int = 2) -> pd.DataFrame:
+    """Theorem 4.2's hypotheses on a network's BN layers, for `n_units` units per layer (the same
+    units the activation probe tracks): g^T H_jj g >= 0 (convex along the gradient) and
+    <g, y_hat> > 0, on one batch."""
+    rows = []
+    for k in bn_layers(model):
+        units = chosen_units(model, k, n_units).tolist()
+        out = downstream_curvature(model, k, units, x, y, loss_fn)
+        for j, unit in enumerate(units):
+            rows.append(
+                {"layer": k, "unit": unit, "g_H_g": float(out["g_H_g"][j]), "g_dot_y_hat": float(out["g_dot_y_hat"][j])}
+            )
+    return pd.DataFrame(rows)
+
+
+def theorem_4_1_on_network(model: NumberedNet, x: Tensor, y: Tensor, loss_fn) -> pd.DataFrame:
+    """Theorem 4.1 (1/m form) on every unit of every BN layer of a network, with BN's own eps:
+    both sides, and gamma^2 / sigma^2."""
+    terms = bn_layer_terms(model, bn_layers(model), x, y, loss_fn)
+    parts = []
+    for k, t in terms.items():
+        out = theorem_4_1(t["y"].double(), t["gamma"].double(), t["g"].double(), eps=float(t["eps"]))
+        parts.append(pd.DataFrame({"layer": k, **{name: v.numpy() for name, v in out.items()}}))
+    return pd.concat(parts, ignore_index=True)
