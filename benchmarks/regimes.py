@@ -41,7 +41,7 @@ def edge_of_stability(session: Session) -> None:
 
 def depth(session: Session) -> None:
     columns = ["depth", "network", "best lr", f"steps to {ch10.TARGET:.0%}", "trains", "collapsed at init"]
-    show("10: trainability by depth", ch10.trainability(session, ch10.signal_table(session)), columns)
+    show("10: trainability by depth", ch10.trainability_table(session), columns)
 
 
 def residual(session: Session) -> None:

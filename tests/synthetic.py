@@ -90,3 +90,55 @@ def forget(*modules: ModuleType) -> None:
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
                 value.cache_clear()
+
+
+def activations(
+    steps: np.ndarray, mean: dict[int, np.ndarray], var: dict[int, np.ndarray] | None = None, site: str = "norm_out"
+) -> dict[str, np.ndarray]:
+    """An activation probe's output: per layer, every tracked unit's mean (and variance, 1 if not
+    given) at each probed step, one array of shape (steps, units) per layer."""
+    out = {"step": np.asarray(steps)}
+    for layer, values in mean.items():
+        out[f"L{layer}.{site}.mean"] = np.asarray(values, dtype=float)
+        spread = np.ones_like(values, dtype=float) if var is None else var[layer]
+        out[f"L{layer}.{site}.var"] = np.asarray(spread, dtype=float)
+    return out
+
+
+def drifting(horizon: int, layers, mean_drift: float, sd_drift: float, site: str = "norm_out") -> dict[str, np.ndarray]:
+    """An activation probe every 50 steps whose units sit still for the first tenth of the run (the
+    transient the drift measures are taken after), then move linearly: by the end every unit's mean
+    has moved by `mean_drift` and its standard deviation (1 at the start) by `sd_drift`."""
+    steps = np.arange(0, horizon, 50)
+    moved = np.clip((steps - 0.1 * horizon) / (0.9 * horizon), 0, 1)[:, None] * np.ones((1, 8))
+    mean = {layer: moved * mean_drift for layer in layers}
+    var = {layer: (1 + moved * sd_drift) ** 2 for layer in layers}
+    return activations(steps, mean, var, site)
+
+
+def landscape(horizon: int, level: float, beta: float | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """The three landscape probes of a run (along the gradient, along a random direction, and on the
+    extended grid of step sizes), every 50 steps, at a constant `level`: the loss band's width, the
+    largest gradient change, the gradient's norm and the effective beta (`beta` where given) all equal
+    it, at every probed step. Keyed by the probe kinds the chapters read them under."""
+    steps = np.arange(0, horizon, 50)
+    n = len(steps)
+    beta = level if beta is None else beta
+    one = {
+        "step": steps,
+        "loss_max": np.full(n, level),
+        "loss_min": np.zeros(n),
+        "grad_diff_max": np.full(n, level),
+        "beta_max": np.full(n, beta),
+        "grad_norm": np.full(n, level),
+    }
+    multiples = np.tile([1.0, 2.0, 4.0, 8.0, 16.0, 32.0], (n, 1))
+    extended = one | {"eta_multiple": multiples, "beta": np.full((n, 6), beta)}
+    return {"landscape": one, "landscape-random": one, "landscape-extended": extended}
+
+
+def ics(steps: np.ndarray, layers, l2, cosine) -> dict[str, np.ndarray]:
+    """An ICS probe's output (Definition 2.1): at every probed step, per layer, the l2 difference and
+    the cosine given (one value per layer)."""
+    columns = (("layer", layers), ("l2_diff", l2), ("cosine", cosine))
+    return {"step": np.asarray(steps)} | {name: np.tile(values, (len(steps), 1)) for name, values in columns}

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bnlib import records as run_records
+from bnlib.book import plotting
 from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import (
@@ -62,6 +65,39 @@ def drift_table(runs: list[Experiment], session: Session, layers: tuple[int, ...
                     }
                 )
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def figure_1(session: Session) -> plt.Figure:
+    """Figs. 1a and 1b: training and test accuracy over the steps, every seed of Fig. 1's runs."""
+    runs = [session.get(read.run, seed) for read in FIG1.values() for seed in session.seeds_of(read)]
+    curves = plotting.smooth(run_records.frame(runs), window=25)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    panels = ("(a) training accuracy", "(b) test accuracy")
+    for ax, metric, panel in zip(axes, ("train_acc", "test_acc"), panels, strict=True):
+        plotting.curves(curves, metric, ax=ax, style="lr")
+        ax.set(title=f"Fig. 1{panel}", ylabel="accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def ridges(session: Session, layer: int, unit: int = 0, site: str = SITE) -> plt.Figure:
+    """Fig. 1c: one unit's distribution over training, the standard network and BN at lr 0.1 side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, run in zip(axes, (STD, BN), strict=True):
+        plotting.unit_ridge(session.get(run), layer, unit, site, ax=ax)
+        ax.set_title(f"{plotting.label(run.norm)}: layer #{layer}, {plotting.SITE_LABELS[site]}", fontsize="small")
+    return fig
+
+
+def ridge(session: Session, norm: str, layer: int, unit: int, site: str) -> plt.Figure:
+    """One network's unit at lr 0.1 (the widget's picture)."""
+    ax = plt.subplots(figsize=(6, 3.4))[1]
+    plotting.unit_ridge(session.get(BN if norm == "batch" else STD), layer, unit, site, ax=ax)
+    ax.set_title(f"{plotting.label(norm)}: layer #{layer}, unit {unit}, {plotting.SITE_LABELS[site]}", fontsize="small")
+    return ax.figure
 
 
 # ----------------------------------------------------------------------------- the claims

@@ -3,9 +3,12 @@ noise without BatchNorm, and the moments of a layer's inputs between two success
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bnlib import records as run_records
+from bnlib.book import plotting
 from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import TARGET, comparable, fast, faster, records, speeds
@@ -14,7 +17,7 @@ from bnlib.book.runs import BN, FIG1, STD
 from bnlib.book.session import Session
 from bnlib.config import NoiseParams
 from bnlib.experiments import Experiment
-from bnlib.probes.activations import successive_changes
+from bnlib.probes.activations import drifts, successive_changes
 from bnlib.records import Record, load_or_run
 
 NOISY = Experiment("vgg", "noisy_batch", 0.1)
@@ -120,6 +123,85 @@ def median_changes(runs: dict[int, Experiment], session: Session, layer: int) ->
     """Per seed, the median over units and successive pairs of |mu_{t+1} - mu_t| at one layer."""
     seeds = session.seeds_of(Read(NOISY, SEEDS))
     return [float(successive(runs[s], session, (layer,), seed=s)["abs_change_mean"].median()) for s in seeds]
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def figure_2(session: Session) -> plt.Figure:
+    """Fig. 2 (left): training and test accuracy at lr 0.1 of the standard network, BN, noisy BN and
+    the noise alone, every seed."""
+    runs = [session.get(read.run, seed) for read in FIG2 for seed in session.seeds_of(read)]
+    curves = plotting.smooth(run_records.frame(runs), window=25)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    plotting.curves(curves, "train_acc", ax=axes[0])
+    plotting.curves(curves, "test_acc", ax=axes[1])
+    axes[0].set(title="training accuracy, lr 0.1", ylabel="accuracy")
+    axes[1].set_title("test accuracy, lr 0.1")
+    return fig
+
+
+def _seed_zero(session: Session) -> dict[str, Record]:
+    """Seed 0 of the standard network, BN and noisy BN, by normalization."""
+    return {run.norm: session.get(run) for run in FIG8_RUNS}
+
+
+def figure_2_right(session: Session, layers=FIG8_LAYERS, unit: int = 0, site: str = SITE) -> plt.Figure:
+    """Fig. 2 (right): one unit's distribution over training, per layer and network (seed 0)."""
+    fig, axes = plt.subplots(len(layers), 3, figsize=(11, 2.6 * len(layers)), squeeze=False)
+    for row, layer in enumerate(layers):
+        for col, (norm, record) in enumerate(_seed_zero(session).items()):
+            plotting.unit_ridge(record, layer, unit, site, ax=axes[row, col])
+            axes[row, col].set_title(f"{plotting.label(norm)}, layer #{layer}", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def figure_8(session: Session, which: str, unit: int = 0, site: str = SITE) -> plt.Figure:
+    """Fig. 8: one unit's mean and variance per layer and network (seed 0), as the change between two
+    successive steps (`which` "change", Fig. 8a) or the drift from its first probed value ("drift")."""
+    fig, axes = plt.subplots(2, 3, figsize=(12, 5.6), sharex=True)
+    seed_zero = _seed_zero(session)
+    for col, layer in enumerate(FIG8_LAYERS):
+        for norm, record in seed_zero.items():
+            frame = record.probe_frame("activations")
+            data = successive_changes(frame, layer, site) if which == "change" else drifts(frame, layer, site)
+            mine = data[data["unit"] == unit]
+            for row, moment in enumerate(("mean", "var")):
+                column = f"abs_change_{moment}" if which == "change" else f"drift_{moment}"
+                axes[row, col].plot(mine["step"], mine[column], color=plotting.NORM_COLORS[norm], lw=1)
+                title = f"layer #{layer}: {'mean' if moment == 'mean' else 'variance'}"
+                axes[row, col].set_title(title, fontsize="small")
+    axes[1, 0].set_xlabel("step")
+    fig.legend([plotting.label(n) for n in seed_zero], loc="upper center", ncol=3, fontsize="small")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def noise_figure(session: Session, label: str, record: Record) -> plt.Figure:
+    """The widget's picture: the training accuracy of a run with some noise over the widget's steps,
+    beside BatchNorm (dashed) and BatchNorm with the paper's noise (dotted)."""
+    steps = short_steps(session)
+    shown = {
+        "BatchNorm": (noisy_run(scaled_noise(0), session), "--"),
+        "paper's noise": (noisy_run(scaled_noise(1), session), ":"),
+        label: (record, "-"),
+    }
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    for name, (one, style) in shown.items():
+        acc = plotting.smooth(one.curves(), window=25)
+        acc = acc[(acc["metric"] == "train_acc") & (acc["step"] < steps)]
+        ax.plot(acc["step"], acc["value"], style, label=name, lw=1.5)
+    ax.set(xlabel="step", ylabel="training accuracy", ylim=(0, 1))
+    ax.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def noise_trial(session: Session, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float, network: str) -> plt.Figure:
+    """The widget's callback: train (or load) a short run with the reader's noise, and draw it."""
+    noise = NoiseParams(n_mu=n_mu, n_sigma=n_sigma, r_mu=r_mu, r_sigma=r_sigma)
+    record = noisy_run(noise, session, norm="noisy_batch" if network == "BatchNorm + noise" else "noise")
+    return noise_figure(session, f"{network}, your noise", record)
 
 
 # ----------------------------------------------------------------------------- the claims

@@ -3,10 +3,15 @@ VGG at learning rates 0.1 and 0.01 and on the 25-layer deep linear network at 1e
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnlib.book import plan
+from bnlib import records as run_records
+from bnlib.book import plan, plotting
 from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.plan import Read
@@ -92,11 +97,25 @@ def compare(std: pd.Series, bn: pd.Series) -> str:
     return "similar"
 
 
-def phase_table(session: Session) -> pd.DataFrame:
-    """VGG's cases: per learning rate, layer and phase of training, each network's median l2
-    difference and cosine over its probed steps in that phase (all seeds), their number, and the
-    comparison ("less", "more", "similar"; "cannot tell" where a network has too few probes there)."""
-    rows = []
+@dataclass(frozen=True)
+class Case:
+    """One of VGG's cases (a learning rate, a layer, a phase of training): each network's number of
+    probed steps in that phase (all seeds), its median l2 difference and cosine there, and the
+    comparison ("less", "more", "similar"; "cannot tell" where a network has too few probes)."""
+
+    lr: float
+    layer: int
+    phase: tuple[float, float]
+    probes: tuple[int, int]  # the standard network's, BN's
+    l2: tuple[float, float]
+    cosine: tuple[float, float]
+    with_bn: str
+
+
+@functools.cache
+def cases(session: Session) -> tuple[Case, ...]:
+    """VGG's cases: per learning rate, layer and phase of training (`PHASES`)."""
+    found = []
     for lr, (std_run, bn_run) in VGG_PAIRS.items():
         frames = {name: ics_frame(run, session, VGG_SEEDS[lr]) for name, run in (("std", std_run), ("bn", bn_run))}
         for layer in sorted(frames["std"]["layer"].unique()):
@@ -105,23 +124,41 @@ def phase_table(session: Session) -> pd.DataFrame:
                     name: f[(f["layer"] == layer) & (f["accuracy"] >= low) & (f["accuracy"] < high)]
                     for name, f in frames.items()
                 }
-                medians = {name: part[["l2", "cosine"]].median() for name, part in inside.items()}
+                std, bn = (inside[name][["l2", "cosine"]].median() for name in ("std", "bn"))
                 enough = all(len(part) >= MIN_PROBES for part in inside.values())
-                rows.append(
-                    {
-                        "lr": lr,
-                        "layer": int(layer),
-                        "phase": f"{low:.0%}-{high:.0%}",
-                        "standard probes": len(inside["std"]),
-                        "BN probes": len(inside["bn"]),
-                        "standard l2": medians["std"]["l2"],
-                        "BN l2": medians["bn"]["l2"],
-                        "standard cosine": medians["std"]["cosine"],
-                        "BN cosine": medians["bn"]["cosine"],
-                        "with BN": compare(medians["std"], medians["bn"]) if enough else "cannot tell",
-                    }
+                found.append(
+                    Case(
+                        lr,
+                        int(layer),
+                        (low, high),
+                        (len(inside["std"]), len(inside["bn"])),
+                        (std["l2"], bn["l2"]),
+                        (std["cosine"], bn["cosine"]),
+                        compare(std, bn) if enough else "cannot tell",
+                    )
                 )
-    return pd.DataFrame(rows)
+    return tuple(found)
+
+
+def phase_table(session: Session) -> pd.DataFrame:
+    """VGG's cases (`cases`) as the page shows them."""
+    return pd.DataFrame(
+        [
+            {
+                "lr": case.lr,
+                "layer": case.layer,
+                "phase": f"{case.phase[0]:.0%}-{case.phase[1]:.0%}",
+                "standard probes": case.probes[0],
+                "BN probes": case.probes[1],
+                "standard l2": case.l2[0],
+                "BN l2": case.l2[1],
+                "standard cosine": case.cosine[0],
+                "BN cosine": case.cosine[1],
+                "with BN": case.with_bn,
+            }
+            for case in cases(session)
+        ]
+    )
 
 
 def spread_table(
@@ -147,21 +184,64 @@ def spread_table(
     return pd.DataFrame(rows)
 
 
+# ----------------------------------------------------------------------------- the figures
+
+
+def figure_3(session: Session, runs: tuple[Experiment, Experiment]) -> plt.Figure:
+    """Fig. 3: a pair's training accuracy (VGG) or loss (DLN), then per ICS layer Definition 2.1's
+    l2 difference and cosine over the steps (seed 0)."""
+    recs = [session.get(run) for run in runs]
+    model = recs[0].config.model
+    layers = recs[0].probe_table("ics", "layer").iloc[0].astype(int).tolist()
+    fig, axes = plt.subplots(1, 1 + 2 * len(layers), figsize=(16, 3.2))
+    metric = "train_acc" if model == "vgg" else "train_loss"
+    plotting.curves(plotting.smooth(run_records.frame(recs), window=25), metric, ax=axes[0])
+    axes[0].set_title(f"lr {recs[0].config.lr:g}: {metric.replace('_', ' ')}", fontsize="small")
+    if model == "dln":
+        axes[0].set_yscale("log")
+    for i, layer in enumerate(layers):
+        for record in recs:
+            color = plotting.NORM_COLORS[record.config.norm]
+            for j, quantity in enumerate(("l2_diff", "cosine")):
+                series = record.probe_table("ics", quantity)[i]
+                axes[1 + 2 * i + j].plot(series.index, series, color=color, lw=1)
+        axes[1 + 2 * i].set(yscale="log", xlabel="step")
+        axes[1 + 2 * i].set_title(f"layer #{layer}: $\\ell_2$ difference", fontsize="small")
+        axes[2 + 2 * i].set(xlabel="step")
+        axes[2 + 2 * i].set_title(f"layer #{layer}: cos$(G, G')$", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def figure_9(session: Session) -> plt.Figure:
+    """Fig. 9: the deep linear network's units before the normalization, over training, per layer."""
+    fig, axes = plt.subplots(2, 3, figsize=(11, 5.4))
+    for row, run in enumerate(FIG9_RUNS):
+        record = session.get(run)
+        for col, layer in enumerate(plan.ACTIVATION_LAYERS["dln"]):
+            plotting.unit_ridge(record, layer, site="norm_in", ax=axes[row, col])
+            title = f"{plotting.label(run.norm)}, layer #{layer}, before the normalization"
+            axes[row, col].set_title(title, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- the claims
 
 
 def vgg_ics(session: Session) -> Finding:
-    table = phase_table(session)
-    compared = table[table["with BN"] != "cannot tell"]
-    counts = compared["with BN"].value_counts()
-    less, n = int(counts.get("less", 0)), len(compared)
+    found = cases(session)
+    compared = [case.with_bn for case in found if case.with_bn != "cannot tell"]
+    counts = {outcome: compared.count(outcome) for outcome in ("less", "more", "similar")}
+    less, n = counts["less"], len(compared)
+    by_lr = {lr: [case.with_bn for case in found if case.lr == lr] for lr in dict.fromkeys(c.lr for c in found)}
     per_lr = "; ".join(
-        f"lr {lr:g}: {len(part[part['with BN'] != 'cannot tell'])} of {len(part)} (layer, phase) cases comparable"
-        for lr, part in table.groupby("lr", sort=False)
+        f"lr {lr:g}: {sum(w != 'cannot tell' for w in mine)} of {len(mine)} (layer, phase) cases comparable"
+        for lr, mine in by_lr.items()
     )
     text = (
         f"{per_lr}; of the {n} comparable cases BN has less shift (both measures, by the margins) in {less}, more in "
-        f"{int(counts.get('more', 0))}, similar in {int(counts.get('similar', 0))}"
+        f"{counts['more']}, similar in {counts['similar']}"
     )
     if n == 0:
         verdict = Verdict.CANNOT_TELL
@@ -169,7 +249,7 @@ def vgg_ics(session: Session) -> Finding:
         verdict = Verdict.REPRODUCED
     else:
         verdict = Verdict.NOT_REPRODUCED if less == n else Verdict.PARTLY
-    untrained = [f"{lr:g}" for lr, part in table.groupby("lr", sort=False) if (part["with BN"] == "cannot tell").all()]
+    untrained = [f"{lr:g}" for lr, mine in by_lr.items() if all(w == "cannot tell" for w in mine)]
     summary = (
         f"On VGG, compared phase by phase of training, BatchNorm has less internal covariate shift (Definition 2.1 "
         f"and the cosine agreeing) in {less} of {n} cases"

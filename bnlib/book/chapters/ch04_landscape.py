@@ -3,9 +3,11 @@ the "effective beta" of BatchNorm networks is 2 / lr (the edge-of-stability leve
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bnlib.book import plotting
 from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, graded
 from bnlib.book.measures import (
@@ -129,6 +131,74 @@ def hessian_table(runs: list[Experiment], session: Session) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def landscape_figure(
+    session: Session, runs: tuple[Experiment, ...], kind: str = "landscape", log_all: bool = False
+) -> plt.Figure:
+    """Figs. 4 and 10: the loss band, the gradient change and the effective beta over training (seed 0)."""
+    return plotting.landscape([session.get(run) for run in runs], kind, log_all)
+
+
+def figure_11(session: Session, runs: tuple[Experiment, ...], log: bool, kind: str = "landscape") -> plt.Figure:
+    """Fig. 11: the gradient change against the step size, one curve per probed step (seed 0)."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 3.6), sharey=True)
+    for ax, run in zip(axes, runs, strict=True):
+        record = session.get(run)
+        plotting.by_step_size(record.probe_table(kind, "eta"), record.probe_table(kind, "grad_diff"), ax=ax)
+        ax.set(title=plotting.label(record.config.norm), ylabel="gradient change")
+        if log:
+            ax.set(xscale="log", yscale="log")
+    fig.tight_layout()
+    return fig
+
+
+def two_over_lr_figure(session: Session, runs: tuple[Experiment, ...]) -> plt.Figure:
+    """The effective beta over training against 2 / lr, with the top Hessian eigenvalue where probed."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4))
+    for ax, run in zip(axes, runs, strict=True):
+        record = session.get(run)
+        beta = record.probe_table("landscape", "beta_max")[0]
+        color = plotting.NORM_COLORS[record.config.norm]
+        ax.plot(beta.index, beta, color=color, lw=1, label="effective $\\beta$")
+        ax.axhline(2 / record.config.lr, color="k", ls="--", lw=1, label="2 / lr")
+        if "hessian" in record.probes:
+            top = record.probe_table("hessian", "eigenvalues")[0]
+            ax.plot(top.index, top, "D", color="k", ms=5, mfc="w", label="top Hessian eigenvalue")
+        ax.set(title=f"{plotting.label(record.config.norm)}, lr {record.config.lr:g}", xlabel="step")
+        ax.title.set_fontsize("small")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def at_step(session: Session, model: str, step: int) -> plt.Figure:
+    """The loss and the gradient change along the gradient against the step size, at the probed step
+    nearest `step`, standard and BN ("VGG" at lr 0.1 or "DLN" at lr 1e-6; seed 0)."""
+    runs = PAIRS["VGG lr 0.1" if model == "VGG" else "DLN lr 1e-6"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for run in runs:
+        record = session.get(run)
+        etas = record.probe_table("landscape", "eta")
+        nearest = etas.index[abs(etas.index - step).argmin()]
+        color, label = plotting.NORM_COLORS[record.config.norm], plotting.label(record.config.norm)
+        for ax, quantity in zip(axes, ("loss", "grad_diff"), strict=True):
+            values = record.probe_table("landscape", quantity).loc[nearest]
+            ax.plot(etas.loc[nearest], values, "o-", color=color, label=label)
+    for ax, title in zip(axes, ("loss at $w - \\eta g$", "gradient change"), strict=True):
+        ax.set(
+            xlabel="step size $\\eta$",
+            title=f"{title}, step {nearest}",
+            yscale="log",
+            xscale="log" if model == "DLN" else "linear",
+        )
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
 
 
 # ----------------------------------------------------------------------------- the claims

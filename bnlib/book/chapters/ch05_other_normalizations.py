@@ -3,9 +3,12 @@ the deep linear network."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bnlib import records as run_records
+from bnlib.book import plotting
 from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded, majority
 from bnlib.book.measures import (
@@ -88,6 +91,43 @@ def lp_table(session: Session) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def _seed_zero(session: Session, runs: dict[str, Experiment]) -> list[Record]:
+    return [session.get(run) for run in runs.values()]
+
+
+def figure_5(session: Session) -> plt.Figure:
+    """Fig. 5: the VGG's training accuracy at lr 0.1 and the deep linear network's training loss at
+    lr 1e-6, with each normalization (seed 0)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    vgg, dln = _seed_zero(session, VGG), _seed_zero(session, DLN)
+    plotting.curves(plotting.smooth(run_records.frame(vgg), window=25), "train_acc", ax=axes[0])
+    plotting.curves(plotting.smooth(run_records.frame(dln), window=25), "train_loss", ax=axes[1])
+    axes[0].set(title="VGG, lr 0.1: training accuracy")
+    axes[1].set(title="deep linear network, lr 1e-6: training loss", yscale="log")
+    fig.tight_layout()
+    return fig
+
+
+def figure_6(session: Session) -> plt.Figure:
+    """Fig. 6: one unit of layer FIG6_LAYER over training, with each normalization (seed 0)."""
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.4))
+    for ax, record in zip(axes, _seed_zero(session, VGG), strict=True):
+        plotting.unit_ridge(record, FIG6_LAYER, ax=ax)
+        ax.set_title(plotting.label(record.config.norm), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def landscape_figure(session: Session, model: str) -> plt.Figure:
+    """Figs. 12 and 13 (the landscape): "vgg" or "dln", with each normalization (seed 0)."""
+    if model == "vgg":
+        return plotting.landscape(_seed_zero(session, VGG))
+    return plotting.landscape(_seed_zero(session, DLN), log_all=True)
 
 
 # ----------------------------------------------------------------------------- the claims

@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 
 from bnlib.book.chapter import PART_ONE, Chapter
@@ -22,6 +24,7 @@ from bnlib.book.plan import Read
 from bnlib.book.runs import BN, DLN_BN
 from bnlib.book.session import Session
 from bnlib.config import RunConfig
+from bnlib.experiments import Experiment
 from bnlib.probes import theory
 from bnlib.records import Record
 from bnlib.train import first_batch, initial_model, summed_squared_error
@@ -108,6 +111,166 @@ def theorem_4_1_trained(session: Session) -> pd.DataFrame:
         return theory.theorem_4_1_on_network(record.model(), x, y, loss_fn)
 
     return session.measured("theorem-4.1-trained", session.config(BN), compute)
+
+
+# ----------------------------------------------------------------------------- the figures and tables
+
+
+def theorem_4_1_figure() -> plt.Figure:
+    """Theorem 4.1 on the random units: the squared gradient reaching y (autograd) against the right
+    side with 1/m (the proof's algebra) and with 1/sqrt(m) (as printed)."""
+    sweep = sweeps()["4.1"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    forms = (("rhs_1_over_m", "with 1/m (the proof's algebra)"), ("rhs_printed", "with 1/sqrt(m) (as printed)"))
+    for ax, (rhs, title) in zip(axes, forms, strict=True):
+        sns.scatterplot(data=sweep, x="lhs", y=rhs, hue="m", palette="viridis", s=12, ax=ax, legend=ax is axes[0])
+        top = sweep["lhs"].max()
+        ax.plot([0, top], [0, top], "k--", lw=1)
+        ax.set(xlabel="$\\|\\nabla_y \\hat L\\|^2$ (autograd)", ylabel="right-hand side", title=title, yscale="symlog")
+    fig.tight_layout()
+    return fig
+
+
+def theorem_4_1_table() -> pd.DataFrame:
+    """Theorem 4.1 by batch size: the 1/m form's largest relative error, the printed form's violations."""
+    return (
+        sweeps()["4.1"]
+        .groupby("m")
+        .agg(
+            largest_relative_error_1_over_m=("relative_error_1_over_m", "max"),
+            share_violating_printed_form=("printed_violated", "mean"),
+        )
+        .reset_index()
+    )
+
+
+def theorem_4_2_figure() -> plt.Figure:
+    """Theorem 4.2's first display on the random units: both sides."""
+    sweep = sweeps()["4.2"]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    sns.scatterplot(data=sweep, x="lhs", y="rhs", hue="m", palette="viridis", s=14, ax=ax)
+    ax.plot(*[[sweep["lhs"].min(), sweep["lhs"].max()]] * 2, "k--", lw=1)
+    ax.set(xscale="symlog", yscale="symlog", xlabel="left side (autograd)", ylabel="first display's right side")
+    return fig
+
+
+def theorem_4_2_table() -> pd.DataFrame:
+    """Theorem 4.2 by batch size: the first display's largest relative error, and how often the second
+    display and the proof's step hold."""
+    return (
+        sweeps()["4.2"]
+        .groupby("m")
+        .agg(
+            first_display_largest_relative_error=("relative_error", "max"),
+            second_display_holds=("second_holds", "mean"),
+            proof_step_holds=("proof_step_holds", "mean"),
+        )
+        .reset_index()
+    )
+
+
+def hypotheses_table(session: Session) -> pd.DataFrame:
+    """Theorem 4.2's hypotheses on the initial and trained network: the share of units that meet each."""
+    return (
+        hypotheses(session)
+        .groupby("network")
+        .agg(
+            units=("unit", "size"),
+            share_convex_along_g=("g_H_g", lambda v: (v >= 0).mean()),
+            share_g_dot_y_hat_positive=("g_dot_y_hat", lambda v: (v > 0).mean()),
+        )
+        .reset_index()
+    )
+
+
+def layer_heatmap(session: Session, column: str, title: str, **kwargs) -> plt.Figure:
+    """One column of the BN-scale probe's summary (`bn_scale_over_training`) of the VGG with BN at lr
+    0.1, per layer and probed step."""
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    grid = bn_scale_over_training(session.get(BN)).pivot(index="layer", columns="step", values=column)
+    sns.heatmap(grid, ax=ax, cbar_kws={"label": column}, **kwargs)
+    ax.set(title=title, ylabel="layer #", xlabel="step")
+    return fig
+
+
+def at_last_step(session: Session, run: Experiment) -> pd.DataFrame:
+    """`bn_scale_over_training` of a run at its last probed step."""
+    table = bn_scale_over_training(session.get(run))
+    return table[table["step"] == table["step"].max()].drop(columns="step")
+
+
+def worst_input_table() -> pd.DataFrame:
+    """Theorem 4.4's worst input by batch size: whether a rank-one input attains the bound, and whether
+    every random input stays below it."""
+    inputs = sweeps()["4.4 inputs"]
+    return (
+        inputs.assign(
+            attained=(inputs["rank_one"] - inputs["bound"]).abs() <= 1e-9 * inputs["bound"],
+            random_below_bound=inputs["largest_random"] <= inputs["bound"] * (1 + 1e-12),
+        )
+        .groupby("m")[["attained", "random_below_bound"]]
+        .all()
+        .reset_index()
+    )
+
+
+def theorem_4_4_table() -> pd.DataFrame:
+    """Theorem 4.4 by gradient scale and batch size: the printed form's violations, the corollary's error."""
+    return (
+        sweeps()["4.4"]
+        .groupby(["gradient scale", "m"])
+        .agg(
+            share_violating_printed_form=("printed_violated", "mean"), corollary_largest_error=("relative_error", "max")
+        )
+        .reset_index()
+    )
+
+
+def theorem_c_1_table() -> pd.DataFrame:
+    """Theorem C.1's verdicts by hypothesis and batch size: units held, violated, undecided by the bounds."""
+    c1 = sweeps()["C.1"]
+    return c1.groupby(["hypothesis", "m", "verdict"]).size().unstack(fill_value=0).reset_index()
+
+
+def lemma_4_5_table() -> pd.DataFrame:
+    """Lemma 4.5 by dimension: pairs, the largest relative error, the mean k."""
+    return (
+        sweeps()["4.5"]
+        .groupby("d")
+        .agg(pairs=("k", "size"), largest_relative_error=("relative_error", "max"), mean_k=("k", "mean"))
+        .reset_index()
+    )
+
+
+def trained_table(session: Session) -> pd.DataFrame:
+    """Theorem 4.1's 1/m form on the trained network: the largest relative error per layer."""
+    trained = theorem_4_1_trained(session)
+    error = (trained["lhs"] - trained["rhs_1_over_m"]).abs() / trained["lhs"].abs().max()
+    return trained.assign(**{"relative error": error}).groupby("layer")["relative error"].max().reset_index()
+
+
+def theorem_4_1_picture(m: int, gamma: float, sigma: float) -> plt.Figure:
+    """The widget's picture: Theorem 4.1 on random units of batch size m with the given gamma and
+    sigma: the squared gradient with BatchNorm against without, and both forms of the bound."""
+    table = theory.theorem_4_1_sweep([m], gamma=gamma, sigma=sigma)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    top = table["plain"].max()
+    axes[0].scatter(table["plain"], table["lhs"], s=8)
+    axes[0].plot([0, top], [0, top], "k--", lw=1, label="no change")
+    axes[0].plot([0, top], [0, top * gamma**2 / sigma**2], "k:", lw=1, label="$\\gamma^2/\\sigma^2$ alone")
+    axes[0].set(xlabel="$\\|g\\|^2$ (no BatchNorm)", ylabel="$\\|\\nabla_y \\hat L\\|^2$ (BatchNorm)", title=f"m = {m}")
+    axes[0].legend(fontsize="small")
+    for rhs, label in (("rhs_1_over_m", "1/m (proof)"), ("rhs_printed", "1/sqrt(m) (printed)")):
+        axes[1].scatter(table["lhs"], table[rhs], s=8, label=label)
+    axes[1].plot([0, table["lhs"].max()], [0, table["lhs"].max()], "k--", lw=1)
+    axes[1].set(
+        xlabel="$\\|\\nabla_y \\hat L\\|^2$",
+        ylabel="bound",
+        title=f"printed form violated: {table['printed_violated'].mean():.0%}",
+    )
+    axes[1].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
 
 
 # ----------------------------------------------------------------------------- the claims

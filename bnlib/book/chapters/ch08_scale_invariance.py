@@ -21,6 +21,7 @@ As in chapter 07, every rate runs in seed 0 and seeds 1 and 2 where seed 0 reach
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,7 +30,7 @@ import pandas as pd
 from bnlib.book import plotting
 from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
-from bnlib.book.measures import TARGET, fast, speeds
+from bnlib.book.measures import TARGET, Speed, fast, speeds
 from bnlib.book.plan import Read
 from bnlib.book.runs import BN, STD
 from bnlib.book.session import Session
@@ -103,6 +104,7 @@ def runs(session: Session) -> dict[tuple[str, float, bool], list[Record]]:
 # ----------------------------------------------------------------------------- the mechanism
 
 
+@functools.cache
 def growth(session: Session) -> pd.DataFrame:
     """Per network, layer and probed pair of steps of Part I's runs at lr 0.1: the measured growth
     of ||W||^2 beside eta^2 ||g||^2 and what plain SGD gives (`norm_growth`)."""
@@ -116,25 +118,57 @@ def growth(session: Session) -> pd.DataFrame:
     return frame.assign(**{"relative error": (frame["growth"] - predicted).abs() / predicted})
 
 
-def identity_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per network and layer: the median over probed pairs of |growth - eta^2 ||g||^2| / (eta^2 ||g||^2),
-    of |cos(W, g)|, and the layer's weight norm at the first and last probe. Every layer but the
-    classifier (the last) feeds a normalization in the BatchNorm network."""
+@dataclass(frozen=True)
+class LayerGrowth:
+    """One layer of Part I's runs at lr 0.1, over its probed pairs of steps: whether it feeds a
+    BatchNorm, the median of |growth - eta^2 ||g||^2| / (eta^2 ||g||^2) and of |cos(W, g)|, and its
+    weight norm at the first and last probe."""
+
+    norm: str
+    layer: int
+    feeds_bn: bool
+    error: float
+    cosine: float
+    first: float
+    last: float
+
+
+@functools.cache
+def layers(session: Session) -> tuple[LayerGrowth, ...]:
+    """Every layer of both networks (`growth`). Every layer but the classifier (the last) feeds a
+    normalization in the BatchNorm network."""
+    frame = growth(session)
     head = frame["layer"].max()
-    rows = []
-    for (norm, layer), mine in frame.groupby(["norm", "layer"]):
-        rows.append(
-            {
-                "network": plotting.label(norm),
-                "layer": int(layer),
-                "feeds a BatchNorm": norm == "batch" and layer != head,
-                "median relative error": mine["relative error"].median(),
-                "median |cos(W, g)|": mine["cos(W, g)"].abs().median(),
-                "||W|| first": mine["weight norm"].iloc[0],
-                "||W|| last": mine["weight norm"].iloc[-1],
-            }
+    return tuple(
+        LayerGrowth(
+            norm,
+            int(layer),
+            norm == "batch" and layer != head,
+            float(mine["relative error"].median()),
+            float(mine["cos(W, g)"].abs().median()),
+            float(mine["weight norm"].iloc[0]),
+            float(mine["weight norm"].iloc[-1]),
         )
-    return pd.DataFrame(rows)
+        for (norm, layer), mine in frame.groupby(["norm", "layer"])
+    )
+
+
+def identity_table(session: Session) -> pd.DataFrame:
+    """The layers (`layers`) as the page shows them."""
+    return pd.DataFrame(
+        [
+            {
+                "network": plotting.label(row.norm),
+                "layer": row.layer,
+                "feeds a BatchNorm": row.feeds_bn,
+                "median relative error": row.error,
+                "median |cos(W, g)|": row.cosine,
+                "||W|| first": row.first,
+                "||W|| last": row.last,
+            }
+            for row in layers(session)
+        ]
+    )
 
 
 def norms_figure(frame: pd.DataFrame, quantity: str = "weight norm") -> plt.Figure:
@@ -164,27 +198,57 @@ def effective_rates(record: Record) -> pd.Series:
     return last[last["layer"] < last["layer"].max()].set_index("layer")["effective lr"]
 
 
-def sweep_table(session: Session) -> pd.DataFrame:
-    """Per network, nominal rate of the weights and control: how each seed ended, its steps to the
-    target, whether the rate trains (every seed reached it), and the median over hidden layers of the
-    effective rate when seed 0 stopped (or at its last probe)."""
-    rows = []
-    for (norm, rate, fixed), records in runs(session).items():
-        speed = speeds(records)
-        rows.append(
-            {
-                "network": plotting.label(norm) + (", norm fixed" if fixed else ""),
-                "norm": norm,
-                "fixed norm": fixed,
-                "rate of the weights": rate,
-                "ended": ", ".join(r.status for r in records),
-                f"steps to {TARGET:.0%}": speed.text(),
-                "median steps": speed.median(),
-                "trains": len(speed.reached) == len(speed.steps) == len(session.limit(SEEDS)),
-                "effective rate (seed 0, median over layers)": float(effective_rates(records[0]).median()),
-            }
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the sweep (network, nominal rate of the weights, norm fixed or free): how each
+    seed ended, its speed, whether the rate trains (every seed reached the target), and the median
+    over hidden layers of the effective rate when seed 0 stopped (or at its last probe)."""
+
+    norm: str
+    rate: float
+    fixed: bool
+    ended: tuple[str, ...]
+    speed: Speed
+    trains: bool
+    effective: float
+
+
+@functools.cache
+def sweep(session: Session) -> tuple[Cell, ...]:
+    """Every cell of the sweep (`runs`)."""
+    return tuple(
+        Cell(
+            norm,
+            rate,
+            fixed,
+            tuple(r.status for r in records),
+            (speed := speeds(records)),
+            len(speed.reached) == len(speed.steps) == len(session.limit(SEEDS)),
+            float(effective_rates(records[0]).median()),
         )
-    return pd.DataFrame(rows)
+        for (norm, rate, fixed), records in runs(session).items()
+    )
+
+
+def cell(session: Session, norm: str, rate: float, fixed: bool = False) -> Cell:
+    return next(c for c in sweep(session) if (c.norm, c.rate, c.fixed) == (norm, rate, fixed))
+
+
+def sweep_table(session: Session) -> pd.DataFrame:
+    """The sweep (`sweep`) as the page shows it."""
+    return pd.DataFrame(
+        [
+            {
+                "network": plotting.label(c.norm) + (", norm fixed" if c.fixed else ""),
+                "rate of the weights": c.rate,
+                "ended": ", ".join(c.ended),
+                f"steps to {TARGET:.0%}": c.speed.text(),
+                "trains": c.trains,
+                "effective rate (seed 0, median over layers)": c.effective,
+            }
+            for c in sweep(session)
+        ]
+    )
 
 
 def sweep_figure(session: Session, rate: float | None = None) -> plt.Figure:
@@ -222,133 +286,127 @@ def predicted_angle() -> float:
     return float(np.sqrt(2 * BASE_RATE * WEIGHT_DECAY / (1 + MOMENTUM)))
 
 
-def angle_table(session: Session) -> pd.DataFrame:
-    """Per hidden layer of the BatchNorm run with momentum and weight decay: the median angular
-    update over the last third of the run, against the prediction."""
+@functools.cache
+def late_angles(session: Session) -> tuple[float, ...]:
+    """Per hidden layer of the BatchNorm run with momentum and weight decay (every layer but the
+    classifier feeds a BatchNorm): the median angular update over the last third of the run."""
     record = session.get(PRACTICE)
     frame = record.probe_frame("weight-norms")
     angle = frame[frame["quantity"] == "angular_update"].pivot(index="step", columns="index", values="value")
     late = angle[angle.index >= 2 * record.config.steps / 3]
-    rows = [
-        {"layer": int(i) + 1, "median angular update (late)": float(late[i].median()), "predicted": predicted_angle()}
-        for i in late.columns[:-1]  # every layer but the classifier feeds a BatchNorm
-    ]
-    table = pd.DataFrame(rows)
-    return table.assign(**{"measured / predicted": table["median angular update (late)"] / table["predicted"]})
+    return tuple(float(late[i].median()) for i in late.columns[:-1])
+
+
+def angle_table(session: Session) -> pd.DataFrame:
+    """The late angular updates (`late_angles`), per layer, against the prediction."""
+    return pd.DataFrame(
+        [
+            {
+                "layer": i + 1,
+                "median angular update (late)": a,
+                "predicted": predicted_angle(),
+                "measured / predicted": a / predicted_angle(),
+            }
+            for i, a in enumerate(late_angles(session))
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- the claims
 
 
-@functools.cache
-def _identity(session: Session) -> pd.DataFrame:
-    return identity_table(growth(session))
-
-
-@functools.cache
-def _sweep(session: Session) -> pd.DataFrame:
-    return sweep_table(session)
-
-
 def identity(session: Session) -> Finding:
-    table = _identity(session)
-    bn = table[table["feeds a BatchNorm"]]
-    std_hidden = table[(table["network"] != bn["network"].iloc[0]) & (table["layer"] < table["layer"].max())]
-    holds = bn["median relative error"] <= IDENTITY_TOLERANCE
+    rows = layers(session)
+    head = max(row.layer for row in rows)
+    bn = [row.error for row in rows if row.feeds_bn]
+    std_hidden = [row.error for row in rows if row.norm == "none" and row.layer < head]
+    holds = [error <= IDENTITY_TOLERANCE for error in bn]
     text = (
         f"median relative error of ||W_t+1||^2 - ||W_t||^2 = eta^2 ||g||^2 over the probed steps: BN's "
-        f"{len(bn)} BN-fed layers {bn['median relative error'].min():.1e} to {bn['median relative error'].max():.1e}; "
-        f"the standard network's layers {std_hidden['median relative error'].min():.1e} to "
-        f"{std_hidden['median relative error'].max():.1e}"
+        f"{len(bn)} BN-fed layers {min(bn):.1e} to {max(bn):.1e}; "
+        f"the standard network's layers {min(std_hidden):.1e} to {max(std_hidden):.1e}"
     )
     summary = (
         f"The mechanism is present: the weights that feed a BatchNorm grow by eta^2 ||g||^2 per step, within "
-        f"{IDENTITY_TOLERANCE:.0%}, at {int(holds.sum())} of {len(holds)} layers, as plain SGD on scale-invariant "
+        f"{IDENTITY_TOLERANCE:.0%}, at {sum(holds)} of {len(holds)} layers, as plain SGD on scale-invariant "
         "weights must."
     )
-    return Finding(text, Verdict.BY_CONSTRUCTION if holds.all() else Verdict.NOT_REPRODUCED, summary)
+    return Finding(text, Verdict.BY_CONSTRUCTION if all(holds) else Verdict.NOT_REPRODUCED, summary)
 
 
 def norms_grow(session: Session) -> Finding:
-    bn = _identity(session)
-    bn = bn[bn["feeds a BatchNorm"]]
-    grew = bn["||W|| last"] > bn["||W|| first"]
-    factors = bn["||W|| last"] / bn["||W|| first"]
+    bn = [row for row in layers(session) if row.feeds_bn]
+    grew = [row.last > row.first for row in bn]
+    factors = [row.last / row.first for row in bn]
     text = (
-        f"BN's BN-fed layers: ||W|| grew at {int(grew.sum())} of {len(bn)}, by factors {factors.min():.3g} to "
-        f"{factors.max():.3g}, so eta / ||W||^2 fell by {factors.min() ** 2:.3g} to {factors.max() ** 2:.3g}"
+        f"BN's BN-fed layers: ||W|| grew at {sum(grew)} of {len(bn)}, by factors {min(factors):.3g} to "
+        f"{max(factors):.3g}, so eta / ||W||^2 fell by {min(factors) ** 2:.3g} to {max(factors) ** 2:.3g}"
     )
     summary = (
-        f"So their norms grew at {int(grew.sum())} of {len(bn)} layers (by {factors.min():.3g} to "
-        f"{factors.max():.3g}), lowering the effective rate."
+        f"So their norms grew at {sum(grew)} of {len(bn)} layers (by {min(factors):.3g} to "
+        f"{max(factors):.3g}), lowering the effective rate."
     )
-    return Finding(text, Verdict.BY_CONSTRUCTION if grew.all() else Verdict.NOT_REPRODUCED, summary)
+    return Finding(text, Verdict.BY_CONSTRUCTION if all(grew) else Verdict.NOT_REPRODUCED, summary)
 
 
 def robust(session: Session) -> Finding:
-    frame = _sweep(session)
-    free = frame[~frame["fixed norm"]]
-    bn, std = free[free["norm"] == "batch"], free[free["norm"] == "none"]
-    base = float(bn[bn["rate of the weights"] == BASE_RATE]["median steps"].iloc[0])
-    trains_everywhere = bool(bn["trains"].all())
-    within = bool((bn["median steps"] <= HARDLY * base).all())
-    spread_end = float(
-        bn["effective rate (seed 0, median over layers)"].max()
-        / bn["effective rate (seed 0, median over layers)"].min()
-    )
+    bn = [cell(session, "batch", rate) for rate in WEIGHT_RATES]
+    std_top = cell(session, "none", max(WEIGHT_RATES))
+    base = cell(session, "batch", BASE_RATE).speed.median()
+    medians = [c.speed.median() for c in bn]
+    trains = sum(c.trains for c in bn)
+    within = all(m <= HARDLY * base for m in medians)
+    spread_end = max(c.effective for c in bn) / min(c.effective for c in bn)
     spread_start = max(WEIGHT_RATES) / min(WEIGHT_RATES)
     converged = spread_start / spread_end >= CONVERGE
-    std_top = bool(std[std["rate of the weights"] == max(WEIGHT_RATES)]["trains"].iloc[0])
     text = (
         "BN, median steps to the target by rate of the weights: "
-        + ", ".join(f"{r:g} {m:,.0f}" for r, m in zip(bn["rate of the weights"], bn["median steps"], strict=True))
-        + f" (trains at {int(bn['trains'].sum())} of {len(bn)}); the effective rates' spread across the nominal "
+        + ", ".join(f"{c.rate:g} {m:,.0f}" for c, m in zip(bn, medians, strict=True))
+        + f" (trains at {trains} of {len(bn)}); the effective rates' spread across the nominal "
         f"rates fell from {spread_start:.3g}x at the start to {spread_end:.3g}x; the standard network at "
-        f"{max(WEIGHT_RATES):g}: " + ", ".join(std[std["rate of the weights"] == max(WEIGHT_RATES)]["ended"])
+        f"{max(WEIGHT_RATES):g}: " + ", ".join(std_top.ended)
     )
-    verdict = graded([trains_everywhere and within and converged and not std_top, trains_everywhere])
+    everywhere = trains == len(bn)
+    verdict = graded([everywhere and within and converged and not std_top.trains, everywhere])
     summary = (
         f"With BatchNorm the hidden weights' rate spans four orders of magnitude and the network trains at "
-        f"{int(bn['trains'].sum())} of {len(bn)} of them, its median steps to the target from "
-        f"{bn['median steps'].min():,.0f} to {bn['median steps'].max():,.0f} (at 0.1: {base:,.0f}); the effective "
+        f"{trains} of {len(bn)} of them, its median steps to the target from "
+        f"{min(medians):,.0f} to {max(medians):,.0f} (at 0.1: {base:,.0f}); the effective "
         f"rates' spread across those rates shrank from {spread_start:.3g}x to {spread_end:.3g}x."
     )
     return Finding(text, verdict, summary)
 
 
 def auto_tuning(session: Session) -> Finding:
-    frame = _sweep(session)
-    fixed = frame[frame["fixed norm"]].set_index("rate of the weights")
-    free = frame[~frame["fixed norm"] & (frame["norm"] == "batch")].set_index("rate of the weights")
     top = max(FIXED_RATES)
+    fixed = {rate: cell(session, "batch", rate, fixed=True) for rate in FIXED_RATES}
+    free = cell(session, "batch", top)
     text = (
         "BN with its hidden weights rescaled to their initial norm after every step, by rate of the weights: "
-        + "; ".join(
-            f"{r:g}: {fixed.loc[r, 'ended']} (steps {fixed.loc[r, f'steps to {TARGET:.0%}']})" for r in FIXED_RATES
-        )
-        + f"; with free norms at {top:g}: {free.loc[top, 'ended']} (steps {free.loc[top, f'steps to {TARGET:.0%}']})"
+        + "; ".join(f"{r:g}: {', '.join(c.ended)} (steps {c.speed.text()})" for r, c in fixed.items())
+        + f"; with free norms at {top:g}: {', '.join(free.ended)} (steps {free.speed.text()})"
     )
-    if not fixed.loc[BASE_RATE, "trains"]:
+    if not fixed[BASE_RATE].trains:
         verdict = Verdict.CANNOT_TELL  # the control breaks training even at the base rate
-    elif not free.loc[top, "trains"]:
+    elif not free.trains:
         verdict = Verdict.CANNOT_TELL  # there is nothing at that rate for the auto-tuning to explain
     else:
-        verdict = Verdict.NOT_REPRODUCED if fixed.loc[top, "trains"] else Verdict.REPRODUCED
+        verdict = Verdict.NOT_REPRODUCED if fixed[top].trains else Verdict.REPRODUCED
     summary = (
-        f"With the norms held fixed BatchNorm {'trains' if fixed.loc[BASE_RATE, 'trains'] else 'does not train'} at "
-        f"{BASE_RATE:g} and {'trains' if fixed.loc[top, 'trains'] else 'does not train'} at {top:g}, where with free "
-        f"norms it {'trains' if free.loc[top, 'trains'] else 'does not'}."
+        f"With the norms held fixed BatchNorm {'trains' if fixed[BASE_RATE].trains else 'does not train'} at "
+        f"{BASE_RATE:g} and {'trains' if fixed[top].trains else 'does not train'} at {top:g}, where with free "
+        f"norms it {'trains' if free.trains else 'does not'}."
     )
     return Finding(text, verdict, summary)
 
 
 def equilibrium(session: Session) -> Finding:
-    table = angle_table(session)
-    close = ((table["measured / predicted"] - 1).abs() <= SETTLES).tolist()
+    ratios = [angle / predicted_angle() for angle in late_angles(session)]
+    close = [abs(r - 1) <= SETTLES for r in ratios]
     text = (
         f"BN with momentum {MOMENTUM:g} and weight decay {WEIGHT_DECAY:g} at lr {BASE_RATE:g}, seed 0: median angular "
         f"update over the last third of the run, per BN-fed layer, / the prediction {predicted_angle():.3g} rad: "
-        f"{table['measured / predicted'].min():.2f} to {table['measured / predicted'].max():.2f}"
+        f"{min(ratios):.2f} to {max(ratios):.2f}"
     )
     summary = (
         f"With momentum and weight decay, the angular update settles within {SETTLES:.0%} of sqrt(2 eta lambda / "

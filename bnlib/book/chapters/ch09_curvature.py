@@ -22,6 +22,7 @@ Two experiments:
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict, dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -58,13 +59,30 @@ def spectrum_probes(session: Session, frozen: bool) -> tuple[HessianProbe, ...]:
     return tuple(HessianProbe(every, TOP, iters, frozen, view, bulk=True) for view in views)
 
 
-def spectrum_table(session: Session) -> pd.DataFrame:
-    """Per probed step and view: the top eigenvalue, the ratio of the top to the median Ritz value
-    (the outliers against the bulk) and the gradient's share in the top-TOP directions, for BatchNorm
-    active and frozen (at the same weights and batch) and for the standard network at its own."""
+# The three spectra: BatchNorm's run with its statistics active and frozen (at the same weights and
+# batch), and the standard network at its own weights. The one list the reads, the rows and the
+# figure go through.
+SPECTRA = (("BatchNorm, active", BN, False), ("BatchNorm, frozen", BN, True), ("standard", STD, False))
+
+
+@dataclass(frozen=True)
+class SpectrumRow:
+    """One probed step of one spectrum in one view: its top eigenvalue, the top over the median Ritz
+    value (the outliers against the bulk) and the gradient's share in the top-TOP directions."""
+
+    network: str
+    view: str
+    step: int
+    top: float
+    over_bulk: float
+    gradient_share: float
+
+
+@functools.cache
+def spectrum(session: Session) -> tuple[SpectrumRow, ...]:
+    """Every probed step of the three spectra (`SPECTRA`), in every view probed."""
     rows = []
-    cases = (("BatchNorm, active", BN, False), ("BatchNorm, frozen", BN, True), ("standard", STD, False))
-    for name, run, frozen in cases:
+    for name, run, frozen in SPECTRA:
         record = session.get(run)
         for probe in spectrum_probes(session, frozen):
             key = plan.named(probe)
@@ -72,24 +90,29 @@ def spectrum_table(session: Session) -> pd.DataFrame:
             mass = record.probe_table(key, "grad_mass")[0]
             for step in ritz.index:
                 values = ritz.loc[step].dropna().to_numpy()
+                top = float(values[0])
                 rows.append(
-                    {
-                        "network": name,
-                        "view": probe.view,
-                        "step": int(step),
-                        "top eigenvalue": values[0],
-                        "top / median (bulk)": values[0] / np.median(np.abs(values)),
-                        f"gradient share in the top {TOP}": float(mass.loc[step]),
-                    }
+                    SpectrumRow(
+                        name, probe.view, int(step), top, top / float(np.median(np.abs(values))), float(mass.loc[step])
+                    )
                 )
-    return pd.DataFrame(rows)
+    return tuple(rows)
+
+
+def spectrum_table(session: Session) -> pd.DataFrame:
+    """The spectra's rows as the page shows them."""
+    headers = {
+        "top": "top eigenvalue",
+        "over_bulk": "top / median (bulk)",
+        "gradient_share": f"gradient share in the top {TOP}",
+    }
+    return pd.DataFrame([asdict(row) for row in spectrum(session)]).rename(columns=headers)
 
 
 def spectrum_figure(session: Session, view: str = "tangent") -> plt.Figure:
     """The Ritz values at each probed step, per network (one dot each): the outliers above the bulk."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), sharey=True)
-    cases = (("BatchNorm, active", BN, False), ("BatchNorm, frozen", BN, True), ("standard", STD, False))
-    for ax, (name, run, frozen) in zip(axes, cases, strict=True):
+    for ax, (name, run, frozen) in zip(axes, SPECTRA, strict=True):
         probe = next(p for p in spectrum_probes(session, frozen) if p.view == view)
         ritz = session.get(run).probe_table(plan.named(probe), "ritz")
         for step in ritz.index:
@@ -162,8 +185,7 @@ def _eos(session: Session) -> dict[tuple[str, float], Experiment]:
 
 
 def reads(session: Session) -> list[Read]:
-    spectra = [Read(BN, (0,), (*spectrum_probes(session, False), *spectrum_probes(session, True)))]
-    spectra.append(Read(STD, (0,), spectrum_probes(session, False)))
+    spectra = [Read(run, (0,), spectrum_probes(session, frozen)) for _, run, frozen in SPECTRA]
     eos = [Read(run, SEEDS, (*eos_probes(session), "weight-norms")) for run in _eos(session).values()]
     return [*spectra, *eos]
 
@@ -198,34 +220,60 @@ def at_edge(top: pd.Series, lr: float, reached_goal: bool) -> tuple[float, float
     return start, late, "no" if reached_goal or late > EDGE[1] else NOT_YET
 
 
-def eos_table(session: Session) -> pd.DataFrame:
-    """Per run (network, step size, seed): 2 / eta, the top eigenvalue at the start and over the last
-    LATE of the probes as shares of 2 / eta, whether it is at the edge, how it ended, the weights'
-    growth and the scaled sharpness at the end."""
+@dataclass(frozen=True)
+class EdgeRow:
+    """One edge-of-stability run: its network and step size, its top eigenvalue at the start and over
+    the last LATE of the probes as shares of 2 / eta, whether it is at the edge (`at_edge`), how it
+    ended, its weights' growth and its scaled sharpness at the end."""
+
+    norm: str
+    lr: float
+    seed: int
+    start: float
+    late: float
+    at_edge: str
+    ended: str
+    steps: int
+    growth: float
+    scaled_end: float
+
+
+@functools.cache
+def edge_runs(session: Session) -> tuple[EdgeRow, ...]:
+    """Every edge-of-stability run (network, step size, seed), as a row."""
     rows = []
     for (norm, lr), records in eos_runs(session).items():
         for record in records:
-            top = sharpness(record, session)
-            start, late, edge = at_edge(top, lr, record.status == "reached")
+            start, late, edge = at_edge(sharpness(record, session), lr, record.status == "reached")
             weights = record.probe_frame("weight-norms")
             norms = weights[weights["quantity"] == "weight_sq"].groupby("step")["value"].sum() ** 0.5
-            rows.append(
-                {
-                    "network": plotting.label(norm),
-                    "norm": norm,
-                    "step size": lr,
-                    "seed": record.config.seed,
-                    "2 / eta": 2 / lr,
-                    "start / (2/eta)": start,
-                    "late / (2/eta)": late,
-                    "at the edge": edge,
-                    "ended": record.status,
-                    "steps": int(record.final["steps"]),
-                    "||W|| growth": float(norms.iloc[-1] / norms.iloc[0]),
-                    "scaled sharpness at the end": float(sharpness(record, session, "scaled").iloc[-1]),
-                }
-            )
-    return pd.DataFrame(rows)
+            scaled = float(sharpness(record, session, "scaled").iloc[-1])
+            growth = float(norms.iloc[-1] / norms.iloc[0])
+            steps = int(record.final["steps"])
+            rows.append(EdgeRow(norm, lr, record.config.seed, start, late, edge, record.status, steps, growth, scaled))
+    return tuple(rows)
+
+
+def eos_table(session: Session) -> pd.DataFrame:
+    """The edge-of-stability runs as the page shows them."""
+    return pd.DataFrame(
+        [
+            {
+                "network": plotting.label(row.norm),
+                "step size": row.lr,
+                "seed": row.seed,
+                "2 / eta": 2 / row.lr,
+                "start / (2/eta)": row.start,
+                "late / (2/eta)": row.late,
+                "at the edge": row.at_edge,
+                "ended": row.ended,
+                "steps": row.steps,
+                "||W|| growth": row.growth,
+                "scaled sharpness at the end": row.scaled_end,
+            }
+            for row in edge_runs(session)
+        ]
+    )
 
 
 def eos_figure(session: Session, step_sizes: tuple[float, ...] | None = None) -> plt.Figure:
@@ -255,35 +303,25 @@ def eos_figure(session: Session, step_sizes: tuple[float, ...] | None = None) ->
 # ----------------------------------------------------------------------------- the claims
 
 
-@functools.cache
-def _spectrum(session: Session) -> pd.DataFrame:
-    return spectrum_table(session)
-
-
-@functools.cache
-def _eos_table(session: Session) -> pd.DataFrame:
-    return eos_table(session)
-
-
 def outliers_return(session: Session) -> Finding:
-    table = _spectrum(session)
+    table = pd.DataFrame([asdict(row) for row in spectrum(session)])
     by = {(n, v): t.set_index("step") for (n, v), t in table.groupby(["network", "view"])}
     active, frozen = by[("BatchNorm, active", "tangent")], by[("BatchNorm, frozen", "tangent")]
-    raw_ratio = by[("BatchNorm, frozen", "raw")]["top eigenvalue"] / by[("BatchNorm, active", "raw")]["top eigenvalue"]
-    ratio = frozen["top eigenvalue"] / active["top eigenvalue"]
-    share = f"gradient share in the top {TOP}"
+    raw_ratio = by[("BatchNorm, frozen", "raw")]["top"] / by[("BatchNorm, active", "raw")]["top"]
+    ratio = frozen["top"] / active["top"]
+    share = "gradient_share"
     concentrated = frozen[share] > active[share]
     checks = [(r >= OUTLIER_GAP) and c for r, c in zip(ratio, concentrated, strict=True)]
-    std_scaled = by[("standard", "scaled")]["top eigenvalue"]
-    bn_scaled = by[("BatchNorm, active", "scaled")]["top eigenvalue"]
-    raw_std = by[("standard", "raw")]["top eigenvalue"]
-    raw_bn = by[("BatchNorm, active", "raw")]["top eigenvalue"]
+    std_scaled = by[("standard", "scaled")]["top"]
+    bn_scaled = by[("BatchNorm, active", "scaled")]["top"]
+    raw_std = by[("standard", "raw")]["top"]
+    raw_bn = by[("BatchNorm, active", "raw")]["top"]
     text = (
         f"BN's run at lr 0.1, {len(ratio)} probed steps, tangent view (each BN-fed layer's radial direction removed): "
         f"frozen / active top eigenvalue {ratio.min():.3g} to {ratio.max():.3g} (raw view: {raw_ratio.min():.3g} to "
-        f"{raw_ratio.max():.3g}); top / median Ritz value active {active['top / median (bulk)'].median():.3g}, frozen "
-        f"{frozen['top / median (bulk)'].median():.3g}; {share}: active {active[share].median():.2f}, frozen "
-        f"{frozen[share].median():.2f} (medians); the standard network's top eigenvalue against BN's: raw "
+        f"{raw_ratio.max():.3g}); top / median Ritz value active {active['over_bulk'].median():.3g}, frozen "
+        f"{frozen['over_bulk'].median():.3g}; gradient share in the top {TOP}: active {active[share].median():.2f}, "
+        f"frozen {frozen[share].median():.2f} (medians); the standard network's top eigenvalue against BN's: raw "
         f"{(raw_std / raw_bn).min():.3g} to {(raw_std / raw_bn).max():.3g}, scaled "
         f"{(std_scaled / bn_scaled).min():.3g} to {(std_scaled / bn_scaled).max():.3g}"
     )
@@ -297,30 +335,30 @@ def outliers_return(session: Session) -> Finding:
 
 
 def edge_of_stability(session: Session) -> Finding:
-    frame = _eos_table(session)
-    tested = frame[frame["at the edge"] != CANNOT_TEST]
-    decided = tested[tested["at the edge"] != NOT_YET]
-    at = decided["at the edge"] == "yes"
+    rows = edge_runs(session)
+    tested = [r for r in rows if r.at_edge != CANNOT_TEST]
+    decided = [r for r in tested if r.at_edge != NOT_YET]
+    at = [r.at_edge == "yes" for r in decided]
     parts = []
-    for (network, lr), part in frame.groupby(["network", "step size"], sort=False):
-        pairs = zip(part["start / (2/eta)"], part["late / (2/eta)"], strict=True)
-        parts.append(f"{network} eta {lr:g}: " + ", ".join(f"{s:.2f}->{v:.2f}" for s, v in pairs))
+    for norm, lr in dict.fromkeys((r.norm, r.lr) for r in rows):
+        pairs = ", ".join(f"{r.start:.2f}->{r.late:.2f}" for r in rows if (r.norm, r.lr) == (norm, lr))
+        parts.append(f"{plotting.label(norm)} eta {lr:g}: {pairs}")
     text = (
         f"top eigenvalue as a share of 2 / eta, at the start -> over the last {LATE:.0%} of the probes, seed by "
-        "seed: " + "; ".join(parts) + f" ({len(frame) - len(tested)} of {len(frame)} runs started above "
+        "seed: " + "; ".join(parts) + f" ({len(rows) - len(tested)} of {len(rows)} runs started above "
         f"{BELOW:g} and cannot test it; {len(tested) - len(decided)} were still below the edge when their steps ran "
         "out, before the loss goal)"
     )
-    undecided = [n for n in NETWORKS if not (decided["norm"] == n).any()]
-    if decided.empty:
+    undecided = [n for n in NETWORKS if not any(r.norm == n for r in decided)]
+    if not decided:
         verdict = Verdict.CANNOT_TELL
     elif undecided:  # "with or without BatchNorm": one network cannot be decided at this scale
-        verdict = Verdict.CANNOT_TELL if at.all() else (Verdict.PARTLY if at.any() else Verdict.NOT_REPRODUCED)
+        verdict = Verdict.CANNOT_TELL if all(at) else (Verdict.PARTLY if any(at) else Verdict.NOT_REPRODUCED)
     else:
-        by_network = [bool(at[decided["norm"] == n].all()) for n in NETWORKS]
-        verdict = graded([all(by_network), at.any()])
+        by_network = [all(r.at_edge == "yes" for r in decided if r.norm == n) for n in NETWORKS]
+        verdict = graded([all(by_network), any(at)])
     summary = (
-        f"Under full-batch gradient descent, {int(at.sum())} of the {len(decided)} decided runs that start below half "
+        f"Under full-batch gradient descent, {sum(at)} of the {len(decided)} decided runs that start below half "
         f"of 2 / eta end at the edge of stability (within {EDGE[0]:g} to {EDGE[1]:g} of 2 / eta)"
         + (
             f"; the {', '.join(plotting.label(n) for n in undecided)} network has no decided run here."
@@ -335,18 +373,19 @@ def follows_step_size(session: Session) -> Finding:
     """Where each network ends, by step size. A run still below its edge when its steps ran out
     (NOT_YET) has not ended anywhere yet: it is left out, and a network with fewer than two step
     sizes left cannot be compared."""
-    frame = _eos_table(session)
-    ended = frame[frame["at the edge"] != NOT_YET]
+    rows = edge_runs(session)
+    ended = [r for r in rows if r.at_edge != NOT_YET]
     checks, parts = [], []
-    for norm, mine in ended.groupby("norm", sort=False):
-        late = mine.assign(value=mine["late / (2/eta)"] * mine["2 / eta"]).groupby("step size")["value"].median()
+    for norm in dict.fromkeys(r.norm for r in ended):
+        mine = [r for r in ended if r.norm == norm]
+        late = pd.Series([r.late * (2 / r.lr) for r in mine], index=[r.lr for r in mine]).groupby(level=0).median()
         if len(late) >= 2:
             checks.append(bool((late.diff().dropna() < 0).all()))
         parts.append(f"{plotting.label(norm)}: " + ", ".join(f"eta {lr:g} -> {v:.3g}" for lr, v in late.items()))
     text = (
         "median late top eigenvalue by step size, of the runs that ended (at the edge, past it, or at the loss goal): "
         + ("; ".join(parts) or "none")
-        + f" ({len(frame) - len(ended)} of {len(frame)} runs were still below their edge when their steps ran out)"
+        + f" ({len(rows) - len(ended)} of {len(rows)} runs were still below their edge when their steps ran out)"
     )
     summary = (
         f"A larger step ends flatter in {sum(checks)} of the {len(checks)} networks that ended at two step sizes."

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,7 +28,7 @@ import pandas as pd
 from bnlib.book import plotting
 from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
-from bnlib.book.measures import TARGET, fast, fastest, speeds
+from bnlib.book.measures import TARGET, Speed, fast, fastest, speeds
 from bnlib.book.plan import Read
 from bnlib.book.runs import BN
 from bnlib.book.session import Session
@@ -204,43 +205,82 @@ def runs(session: Session) -> dict[tuple[str, int], list[Record]]:
     return out
 
 
-def trainability(session: Session, signal: pd.DataFrame) -> pd.DataFrame:
-    """Per MLP depth and network: its best rate, its steps to the target there (every seed), whether
-    it trains (every seed reaches the target at some rate of the grid), and its last hidden layer's
-    effective rank and mean cosine at initialisation, and whether it was collapsed."""
-    last = last_hidden(signal[signal["family"] == "MLP"]).set_index(["depth", "network"])
-    rows = []
+@dataclass(frozen=True)
+class Trainability:
+    """One MLP (network, depth): its best rate of the grid (None: it reaches the target at none), its
+    speed there (every seed; None where there is no best rate), whether it trains (every seed reaches
+    the target), and its last hidden layer at initialisation: width, effective rank, mean cosine, and
+    whether it was collapsed (effective rank below `collapsed_below(width)`)."""
+
+    network: str
+    depth: int
+    best: float | None
+    speed: Speed | None
+    trains: bool
+    width: int
+    rank: float
+    cosine: float
+    collapsed: bool
+
+
+@functools.cache
+def trainability(session: Session) -> tuple[Trainability, ...]:
+    """Every MLP (network, depth) of the grid (`runs`), beside its state at initialisation (`signal_table`)."""
+    last = last_hidden(_signal(session)[lambda f: f["family"] == "MLP"]).set_index(["depth", "network"])
+    found = []
     for (network, depth), records in runs(session).items():
         lr = best_rate(network, depth, session)
         speed = speeds(records) if lr is not None else None
         state = last.loc[(depth, network)]
-        rows.append(
-            {
-                "depth": depth,
-                "network": LABELS[network],
-                "key": network,
-                "best lr": lr,
-                f"steps to {TARGET:.0%}": speed.text() if speed else "never",
-                "trains": bool(speed and len(speed.reached) == len(speed.steps)),
-                "width": int(state["width"]),
-                "effective rank at init": state["effective rank"],
-                "mean cosine at init": state["mean cosine"],
-                "collapsed at init": bool(state["effective rank"] < collapsed_below(int(state["width"]))),
-            }
+        width, rank = int(state["width"]), float(state["effective rank"])
+        trains = bool(speed and len(speed.reached) == len(speed.steps))
+        found.append(
+            Trainability(
+                network,
+                depth,
+                lr,
+                speed,
+                trains,
+                width,
+                rank,
+                float(state["mean cosine"]),
+                rank < collapsed_below(width),
+            )
         )
-    return pd.DataFrame(rows)
+    return tuple(found)
 
 
-def trainability_figure(table: pd.DataFrame) -> plt.Figure:
+def trainability_table(session: Session) -> pd.DataFrame:
+    """The MLPs (`trainability`) as the page shows them."""
+    return pd.DataFrame(
+        [
+            {
+                "depth": t.depth,
+                "network": LABELS[t.network],
+                "best lr": t.best,
+                f"steps to {TARGET:.0%}": t.speed.text() if t.speed else "never",
+                "trains": t.trains,
+                "width": t.width,
+                "effective rank at init": t.rank,
+                "mean cosine at init": t.cosine,
+                "collapsed at init": t.collapsed,
+            }
+            for t in trainability(session)
+        ]
+    )
+
+
+def trainability_figure(session: Session) -> plt.Figure:
     """The effective rank at initialisation against depth (hollow markers: fails to train)."""
+    found = trainability(session)
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     for network in NETWORKS:
-        mine = table[table["key"] == network]
-        ax.plot(mine["depth"], mine["effective rank at init"], "-", color=COLORS[network], label=LABELS[network])
+        mine = [t for t in found if t.network == network]
+        ax.plot([t.depth for t in mine], [t.rank for t in mine], "-", color=COLORS[network], label=LABELS[network])
         for trains, face in ((True, COLORS[network]), (False, "white")):
-            part = mine[mine["trains"] == trains]
-            ax.plot(part["depth"], part["effective rank at init"], "o", color=COLORS[network], mfc=face, ms=8)
-    ax.axhline(collapsed_below(int(table["width"].iloc[0])), color="0.5", ls=":", lw=1)
+            part = [t for t in mine if t.trains == trains]
+            ax.plot([t.depth for t in part], [t.rank for t in part], "o", color=COLORS[network], mfc=face, ms=8)
+    ax.axhline(collapsed_below(found[0].width), color="0.5", ls=":", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="hidden layers", ylabel="effective rank at initialisation")
     ax.set_title("hollow: does not reach the target at any rate; dotted: sqrt(width)", fontsize="small")
     ax.legend(fontsize="small")
@@ -323,28 +363,27 @@ def mean_shift(session: Session) -> Finding:
 
 
 def predicts_training(session: Session) -> Finding:
-    table = trainability(session, _signal(session))
-    agree = table["collapsed at init"] != table["trains"]
-    failing = table[~table["trains"]]
+    found = trainability(session)
+    agree = [t.collapsed != t.trains for t in found]
     text = (
         "per MLP (depth, network): collapsed at initialisation (effective rank < sqrt(width)) and trains (every seed "
         f"reaches {TARGET:.0%} at its best rate of {', '.join(f'{r:g}' for r in TRAIN_RATES)}): "
         + "; ".join(
-            f"{row['network']} {row['depth']}: {'collapsed' if row['collapsed at init'] else 'not collapsed'}, "
-            f"{'trains' if row['trains'] else 'fails'}"
-            for _, row in table.iterrows()
+            f"{LABELS[t.network]} {t.depth}: {'collapsed' if t.collapsed else 'not collapsed'}, "
+            f"{'trains' if t.trains else 'fails'}"
+            for t in found
         )
     )
     summary = (
-        f"The state at initialisation predicts training in {int(agree.sum())} of {len(table)} networks; those that "
+        f"The state at initialisation predicts training in {sum(agree)} of {len(found)} networks; those that "
         "fail to reach the target at any rate: "
-        + (", ".join(f"{row['network']} at depth {row['depth']}" for _, row in failing.iterrows()) or "none")
+        + (", ".join(f"{LABELS[t.network]} at depth {t.depth}" for t in found if not t.trains) or "none")
         + "."
     )
-    collapsed = table[table["collapsed at init"]]
-    if collapsed.empty or len(collapsed) == len(table):
+    collapsed = sum(t.collapsed for t in found)
+    if collapsed in (0, len(found)):
         return Finding(text, Verdict.CANNOT_TELL, summary)  # nothing to tell apart
-    return Finding(text, graded([bool(agree.all()), agree.mean() > 0.5]), summary)
+    return Finding(text, graded([all(agree), sum(agree) / len(agree) > 0.5]), summary)
 
 
 CLAIMS = {

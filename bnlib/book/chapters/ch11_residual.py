@@ -16,6 +16,7 @@ which train at a tenth of the rate, and the downsampling shortcut's bias). Three
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -69,6 +70,7 @@ def run(variant: str, batch: int, lr: float, depth: int = TRAIN_DEPTH) -> Experi
 # ----------------------------------------------------------------------------- at initialisation
 
 
+@functools.cache
 def init_table(session: Session) -> pd.DataFrame:
     """Per variant and residual block of the deep ResNet at initialisation: branch and skip variances."""
     frames = []
@@ -182,25 +184,48 @@ def speed_in_examples(records: list[Record]) -> Speed:
     return Speed([None if s is None else s * batch for s in speed.steps], speed.horizon * batch)
 
 
-def train_table(session: Session) -> pd.DataFrame:
-    """Per variant, batch size and rate: how each seed ended (seed 0; every seed at the best rate),
-    its examples to the target, whether the rate trains (every seed run there reached it)."""
-    rows = []
+@dataclass(frozen=True)
+class Cell:
+    """One cell of ResNet-20's grid (variant, batch size, rate): how each seed ended (seed 0; every
+    seed at the best rate), its examples to the target, and whether the rate trains (every seed run
+    there reached it)."""
+
+    variant: str
+    batch: int
+    lr: float
+    ended: tuple[str, ...]
+    speed: Speed
+    trains: bool
+
+
+@functools.cache
+def grid(session: Session) -> tuple[Cell, ...]:
+    """Every cell of the grid (`runs`)."""
+    found = []
     for (variant, batch, lr), records in runs(session).items():
         speed = speed_in_examples(records)
-        rows.append(
+        ended = tuple(r.status for r in records)
+        found.append(Cell(variant, batch, lr, ended, speed, len(speed.reached) == len(speed.steps)))
+    return tuple(found)
+
+
+def train_table(session: Session) -> pd.DataFrame:
+    """The grid (`grid`) as the page shows it."""
+    return pd.DataFrame(
+        [
             {
-                "variant": variant,
-                "batch": batch,
-                "lr": lr,
-                "ended": ", ".join(r.status for r in records),
-                f"examples to {TARGET:.0%}": speed.text(),
-                "median examples": speed.median(),
-                "seeds": len(records),
-                "trains": len(speed.reached) == len(speed.steps),
+                "variant": c.variant,
+                "batch": c.batch,
+                "lr": c.lr,
+                "ended": ", ".join(c.ended),
+                f"examples to {TARGET:.0%}": c.speed.text(),
+                "median examples": c.speed.median(),
+                "seeds": len(c.ended),
+                "trains": c.trains,
             }
-        )
-    return pd.DataFrame(rows)
+            for c in grid(session)
+        ]
+    )
 
 
 def best_speed(session: Session, variant: str, batch: int) -> tuple[float | None, Speed | None]:
@@ -214,7 +239,7 @@ def best_speed(session: Session, variant: str, batch: int) -> tuple[float | None
 
 def train_figure(session: Session) -> plt.Figure:
     """Examples to the target against the rate, per variant, one panel per batch size (x: never)."""
-    table = train_table(session)
+    table = train_table(session)  # the figure draws what the page's table shows
     batches = sorted(table["batch"].unique())
     fig, axes = plt.subplots(1, len(batches), figsize=(10, 3.5), sharey=True)
     for ax, batch in zip(np.atleast_1d(axes), batches, strict=True):
@@ -251,13 +276,8 @@ def curves_figure(session: Session, variant: str, batch: int) -> plt.Figure:
 # ----------------------------------------------------------------------------- the claims
 
 
-@functools.cache
-def _init(session: Session) -> pd.DataFrame:
-    return init_table(session)
-
-
 def downscaled(session: Session) -> Finding:
-    frame = _init(session)
+    frame = init_table(session)
     fall = {}
     for variant in ("BatchNorm", "no normalization"):
         ratio = frame[frame["variant"] == variant]["ratio"]
@@ -330,15 +350,14 @@ def fixup_same_rate(session: Session) -> Finding:
 
 def large_batch(session: Session) -> Finding:
     small, large = BATCHES[session.scale]
-    table = train_table(session)
     lead, largest = {}, {}
     for b in (small, large):
         _, bn = best_speed(session, "BatchNorm", b)
         _, skip = best_speed(session, "SkipInit", b)
         lead[b] = None if bn is None or skip is None else skip.median() / bn.median()
     for v in ("BatchNorm", "SkipInit"):
-        ok = table[(table["variant"] == v) & (table["batch"] == large) & table["trains"]]["lr"]
-        largest[v] = float(ok.max()) if len(ok) else None
+        ok = [c.lr for c in grid(session) if (c.variant, c.batch) == (v, large) and c.trains]
+        largest[v] = float(max(ok)) if ok else None
     shown = {b: "n/a" if x is None else f"{x:.3g}x" for b, x in lead.items()}
     text = (
         f"SkipInit's median examples to {TARGET:.0%} over BatchNorm's, each at its best rate: {shown[small]} at batch "
