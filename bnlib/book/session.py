@@ -50,7 +50,9 @@ class Session:
     `chapter`: the page's own (None: a page that reads every chapter, as the results page);
     `whole`: load every run with every chapter's probes (the book build); `seeds`, `steps`: the
     parameters cell's requests for fewer (None: the book's); `findings`: the folder where a book
-    build's pages share the findings they measured (None outside a build)."""
+    build's pages share the findings they measured (None outside a build); `published`: where its
+    runs come from, the reader's own cache and then the book's published store (True), or the
+    reader's cache alone (False: what `python -m bnlib.book train` fills)."""
 
     scale: str
     book: tuple[Page, ...] = ()
@@ -59,6 +61,7 @@ class Session:
     seeds: int | None = None
     steps: int | None = None
     findings: Path | None = None
+    published: bool = True
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -123,13 +126,13 @@ class Session:
         """A run the chapters read, trained if missing, with its probes, under the names the chapters
         read them by (`record.probe_table("ics", ...)`)."""
         probes = self.probes_for(run, seed)
-        record = load_or_run(self.config(run, seed), list(probes.values()), label=run.name)
+        record = load_or_run(self.config(run, seed), list(probes.values()), self.options(), label=run.name)
         record.probes = {name: record.probes[probe_key(probe)] for name, probe in probes.items()}
         return record
 
     def stored(self, run: Experiment, seed: int = 0) -> Record | None:
         """A run's record if it is stored (never trains): for optional runs."""
-        return stored_record(self.config(run, seed))
+        return stored_record(self.config(run, seed), self.options())
 
     def records(self, runs: list[Experiment | tuple[Experiment, int]]) -> list[Record]:
         """The records of several runs (seed 0, or (run, seed) pairs), the missing ones trained first as
@@ -139,9 +142,9 @@ class Session:
         from bnlib.sweeps import sweep
 
         pairs = [item if isinstance(item, tuple) else (item, 0) for item in runs]
-        todo = [job for job in (self.job(run, seed) for run, seed in pairs) if plan.untrained(job)]
+        todo = [job for job in (self.job(run, seed) for run, seed in pairs) if plan.untrained(job, self.published)]
         if len(todo) > 1:  # one run trains in this process, without starting Ray
-            sweep(todo).raise_if_failed("the chapter's runs")
+            sweep(todo, options=self.options()).raise_if_failed("the chapter's runs")
         if todo:
             refresh()
         return [self.get(run, seed) for run, seed in pairs]
@@ -165,10 +168,14 @@ class Session:
                     todo.setdefault(job.config, job)
         return plan.longest_first(list(todo.values()))
 
-    def missing(self, chapters: tuple[Page, ...] | None = None, published: bool = True) -> list[Job]:
-        """The jobs the chapters (None: the page's) would train: not stored yet, or stored without a
-        probe they read (`published` False: only the reader's own records count)."""
-        return [job for job in self.jobs(chapters) if plan.untrained(job, published=published)]
+    def missing(self, chapters: tuple[Page, ...] | None = None) -> list[Job]:
+        """The jobs the chapters (None: the page's) would train: not stored where this session reads
+        its runs, or stored without a probe they read."""
+        return [job for job in self.jobs(chapters) if plan.untrained(job, published=self.published)]
+
+    def options(self) -> RunOptions:
+        """How this session's runs are loaded and trained (`published`: where they come from)."""
+        return RunOptions(published=self.published)
 
     def with_weights(self) -> set[RunConfig]:
         """The configs whose final weights a page loads (`Read.weights`): the store keeps theirs."""

@@ -59,13 +59,6 @@ def refuse_missing(session: Session, chapters: tuple[Chapter, ...] | None, who: 
         )
 
 
-def missing_runs(session: Session, chapters: tuple[Chapter, ...] | None, published_counts: bool = True) -> list[Job]:
-    """The runs the chapters read (None: every chapter) that are not trained yet with every probe
-    they read: in neither the reader's cache nor the store (`published_counts` False: not in the
-    reader's cache)."""
-    return session.missing(chapters, published=published_counts)
-
-
 # ----------------------------------------------------------------------------- train
 
 
@@ -81,7 +74,7 @@ def train_book(
     workers = workers or os.cpu_count() or 1
     trained = 0
     with ray_closed_after():
-        while todo := missing_runs(session, chapters, published_counts=missing):
+        while todo := session.but(published=missing).missing(chapters):
             print(plan.announce(session.scale, todo, workers=min(workers, len(todo)), who="This"), flush=True)
             sweep(todo, workers=workers, options=RunOptions(published=False)).raise_if_failed("the book's runs")
             trained += len(todo)
