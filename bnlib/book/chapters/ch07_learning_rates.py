@@ -17,6 +17,7 @@ pre-activations after it, relative to before, beside the share of units it leave
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -84,33 +85,55 @@ def runs(session: Session) -> dict[tuple[str, float], list[Record]]:
     return out
 
 
+@dataclass(frozen=True)
+class Rate:
+    """One network at one rate of the grid: how each seed ended (reached the target, died, diverged,
+    or ran all its steps), its speed, and whether the rate trains (every seed reached the target)."""
+
+    norm: str
+    lr: float
+    ended: tuple[str, ...]
+    speed: Speed
+    trains: bool
+
+
+@functools.cache
+def sweep(session: Session) -> tuple[Rate, ...]:
+    """Every network at every rate of the grid (`runs`)."""
+    return tuple(
+        Rate(norm, lr, tuple(r.status for r in records), (speed := speeds(records)), trains(speed, session))
+        for (norm, lr), records in runs(session).items()
+    )
+
+
+def trains(speed: Speed, session: Session) -> bool:
+    return len(speed.reached) == len(speed.steps) == len(session.limit(SEEDS))
+
+
 def table(session: Session) -> pd.DataFrame:
-    """Per network and rate: how each seed ended (reached the target, died, diverged, or ran all its
-    steps), its steps to the target, and whether the rate trains (every seed reached it)."""
-    rows = []
-    for (norm, lr), records in runs(session).items():
-        speed = speeds(records)
-        rows.append(
+    """The rate sweep (`sweep`) as the page shows it."""
+    return pd.DataFrame(
+        [
             {
-                "network": plotting.label(norm),
-                "norm": norm,
-                "lr": lr,
-                "seeds": len(records),
-                "ended": ", ".join(r.status for r in records),
-                f"steps to {TARGET:.0%}": speed.text(),
-                "median steps": speed.median(),
-                "trains": len(speed.reached) == len(speed.steps) == len(session.limit(SEEDS)),
+                "network": plotting.label(rate.norm),
+                "lr": rate.lr,
+                "seeds": len(rate.ended),
+                "ended": ", ".join(rate.ended),
+                f"steps to {TARGET:.0%}": rate.speed.text(),
+                "trains": rate.trains,
             }
-        )
-    return pd.DataFrame(rows)
+            for rate in sweep(session)
+        ]
+    )
 
 
 def _horizon(session: Session) -> int:
     return session.config(Experiment("vgg", "batch", 0.1)).steps
 
 
-def training_rates(frame: pd.DataFrame, norm: str) -> list[float]:
-    return sorted(frame[(frame["norm"] == norm) & frame["trains"]]["lr"])
+def training_rates(session: Session, norm: str) -> list[float]:
+    """The rates of the grid at which a network trains (every seed reaches the target)."""
+    return sorted(rate.lr for rate in sweep(session) if rate.norm == norm and rate.trains)
 
 
 def figure(session: Session) -> plt.Figure:
@@ -207,18 +230,12 @@ def one_step_figure(frame: pd.DataFrame) -> plt.Figure:
 # ----------------------------------------------------------------------------- the claims
 
 
-@functools.cache
-def _table(session: Session) -> pd.DataFrame:
-    return table(session)
-
-
 def _speed(session: Session, norm: str, lr: float) -> Speed:
     return speeds(runs(session)[(norm, lr)])
 
 
 def larger_rates(session: Session) -> Finding:
-    frame = _table(session)
-    bn, std = (training_rates(frame, norm) for norm in ("batch", "none"))
+    bn, std = (training_rates(session, norm) for norm in ("batch", "none"))
     top = {norm: max(rates) if rates else None for norm, rates in (("batch", bn), ("none", std))}
     text = (
         f"rates at which every seed reaches {TARGET:.0%} training accuracy within {_horizon(session):,} steps"
@@ -240,8 +257,7 @@ def larger_rates(session: Session) -> Finding:
 def best_rates(session: Session, norm: str) -> list[float]:
     """A network's best rate, and every rate tied with it: the training rates whose seeds' range of
     steps to the target overlaps the best's (the interval the seeds give)."""
-    frame = _table(session)
-    rates = training_rates(frame, norm)
+    rates = training_rates(session, norm)
     if not rates:
         return []
     ranges = {lr: (min(_speed(session, norm, lr).reached), max(_speed(session, norm, lr).reached)) for lr in rates}
@@ -297,7 +313,7 @@ def one_step_table(session: Session) -> pd.DataFrame:
 
 def failing_rates(session: Session) -> tuple[float, ...]:
     """The rates above the standard network's largest training rate (where its runs fail)."""
-    std = training_rates(_table(session), "none")
+    std = training_rates(session, "none")
     return tuple(lr for lr in RATES if std and lr > max(std))
 
 
