@@ -239,15 +239,16 @@ def best_speed(session: Session, variant: str, batch: int) -> tuple[float | None
 
 def train_figure(session: Session) -> plt.Figure:
     """Examples to the target against the rate, per variant, one panel per batch size (x: never)."""
-    table = train_table(session)  # the figure draws what the page's table shows
-    batches = sorted(table["batch"].unique())
+    cells = grid(session)
+    batches = sorted({c.batch for c in cells})
     fig, axes = plt.subplots(1, len(batches), figsize=(10, 3.5), sharey=True)
     for ax, batch in zip(np.atleast_1d(axes), batches, strict=True):
-        for variant, mine in table[table["batch"] == batch].groupby("variant", sort=False):
-            ok = mine[mine["trains"]]
-            ax.plot(ok["lr"], ok["median examples"], "o-", color=COLORS[variant], label=variant)
-            gone = mine[~mine["trains"]]
-            ax.plot(gone["lr"], [ax.get_ylim()[1] if len(ok) else 1e6] * len(gone), "x", color=COLORS[variant], ms=9)
+        for variant in dict.fromkeys(c.variant for c in cells if c.batch == batch):
+            mine = [c for c in cells if (c.variant, c.batch) == (variant, batch)]
+            ok = [c for c in mine if c.trains]
+            ax.plot([c.lr for c in ok], [c.speed.median() for c in ok], "o-", color=COLORS[variant], label=variant)
+            gone = [c.lr for c in mine if not c.trains]
+            ax.plot(gone, [ax.get_ylim()[1] if ok else 1e6] * len(gone), "x", color=COLORS[variant], ms=9)
         ax.set(xscale="log", yscale="log", xlabel="learning rate", title=f"batch {batch}")
     np.atleast_1d(axes)[0].set_ylabel(f"examples to {TARGET:.0%} (x: never)")
     np.atleast_1d(axes)[-1].legend(fontsize="small")
