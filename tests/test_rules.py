@@ -103,6 +103,34 @@ def test_comparable(speed, reference, expected):
 ch01 = ch01_does_batchnorm_help
 
 
+SLOWEST_BN = 250  # BatchNorm's slowest seed in the threshold tests
+
+
+@pytest.mark.parametrize(
+    "std_fastest,expected",
+    [
+        (round(ch01.SPEEDUP * SLOWEST_BN), R),
+        (round(ch01.SPEEDUP * SLOWEST_BN) - 1, P),
+    ],  # at the factor, and a step under
+)
+def test_faster_at_its_threshold(store, std_fastest, expected):
+    _fig1(store, [200, 240, SLOWEST_BN], [std_fastest, std_fastest + 100, std_fastest + 200])
+    assert verdict(ch01, "faster") == expected
+
+
+@pytest.mark.parametrize("bn,std,expected", [([200, 250, None], [2000] * 3, N), ([200, 250, None], [None] * 3, C)])
+def test_faster_when_a_batchnorm_seed_never_arrives(store, bn, std, expected):  # the branches its rule text names
+    _fig1(store, bn, std)
+    assert verdict(ch01, "faster") == expected
+
+
+@pytest.mark.parametrize("slowest,expected", [(1.5, R), (1.5 + 0.01, P)])  # in units of the reference's median
+def test_comparable_at_its_threshold(slowest, expected):
+    reference = Speed([280, 300, 320], 3000)
+    factor = 1.5
+    assert comparable(Speed([300, 310, round(slowest * 300)], 3000), reference, factor) == expected
+
+
 def _fig1(store, bn, std, bn_finals=None, std_finals=None):
     for seed, (b, s) in enumerate(zip(bn, std, strict=True)):
         store.put(ch01.BN, seed, steps_to=b, final=(bn_finals or [{}] * 3)[seed])
@@ -478,24 +506,100 @@ def test_theorem_4_2_second_is_by_construction(monkeypatch, holds_where_step, ex
     assert verdict(ch06, "theorem_4_2_second") == expected
 
 
-@pytest.mark.parametrize("vgg,dln,expected", [(0.95, 0.92, R), (0.95, 0.3, P), (0.2, 0.3, N)])
-def test_sigma_large(store, monkeypatch, vgg, dln, expected):
-    shares = {"vgg": vgg, "dln": dln}
-    monkeypatch.setattr(
-        ch06,
-        "bn_scale_over_training",
-        lambda record: pd.DataFrame(
-            {
-                "step": [10, 10],
-                "layer": [1, 2],
-                "share below 1": [shares[record.config.model]] * 2,
-                "median gamma^2/sigma^2": [0.5, 0.5],
-            }
-        ),
-    )
-    store.put(ch06.BN)
-    store.put(ch06.DLN_BN)
+def _bn_scale(below: float, positive: float = 0.5, units: int = 20) -> dict:
+    """A BN-scale probe of two layers at two probed steps: `below` of the units have gamma^2/sigma^2
+    under 1 (0.5 against 2), `positive` of them <g, y_hat> > 0."""
+    ratio = np.where(np.arange(units) < round(below * units), 0.5, 2.0)
+    dot = np.where(np.arange(units) < round(positive * units), 1.0, -1.0)
+    data = {"step": np.array([0, 10])}
+    for layer in (1, 2):
+        data[f"L{layer}.gamma_sq_over_sigma_sq"] = np.tile(ratio, (2, 1))
+        data[f"L{layer}.g_dot_y_hat"] = np.tile(dot, (2, 1))
+    return {"bn-scale": data}
+
+
+STEP = 0.05  # a step either side of a threshold on a share
+
+
+@pytest.mark.parametrize(
+    "vgg,dln,expected",
+    [(ch06.MOST, ch06.MOST, R), (ch06.MOST, ch06.HALF - STEP, P), (ch06.HALF - STEP, ch06.HALF - STEP, N)],
+)
+def test_sigma_large(store, vgg, dln, expected):
+    store.put(ch06.BN, probes=_bn_scale(vgg))
+    store.put(ch06.DLN_BN, probes=_bn_scale(dln))
     assert verdict(ch06, "sigma_large") == expected
+
+
+def _sweeps(monkeypatch, **tables) -> None:
+    """Chapter 06's random-instance checks, each given as a table (the numerics are bnlib.probes.theory's)."""
+    monkeypatch.setattr(ch06, "sweeps", lambda: tables)
+
+
+TOLERANCE = ch06.IDENTITY_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "violated,error,expected", [(0.0, TOLERANCE, R), (STEP, TOLERANCE, N), (1.0, 10 * TOLERANCE, N)]
+)
+def test_theorem_4_1(monkeypatch, violated, error, expected):
+    n = 20
+    flags = np.arange(n) < round(violated * n)
+    _sweeps(monkeypatch, **{"4.1": pd.DataFrame({"relative_error_1_over_m": [error] * n, "printed_violated": flags})})
+    assert verdict(ch06, "theorem_4_1") == expected
+
+
+@pytest.mark.parametrize("error,expected", [(TOLERANCE, R), (TOLERANCE * (1 + STEP), N)])
+def test_theorem_4_2(monkeypatch, error, expected):
+    _sweeps(monkeypatch, **{"4.2": pd.DataFrame({"relative_error": [0.0, error]})})
+    assert verdict(ch06, "theorem_4_2") == expected
+
+
+@pytest.mark.parametrize("difference,expected", [(ch06.EXACT, R), (ch06.EXACT * (1 + STEP), N)])
+def test_observation_4_3(monkeypatch, difference, expected):
+    _sweeps(monkeypatch, **{"4.3": pd.DataFrame({"max_abs_difference": [0.0, difference]})})
+    assert verdict(ch06, "observation_4_3") == expected
+
+
+@pytest.mark.parametrize("violated,expected", [(False, R), (True, N)])
+def test_theorem_4_4(monkeypatch, violated, expected):
+    table = pd.DataFrame(
+        {"gradient scale": [1e-3, 1.0, 1e3], "printed_violated": [violated, False, False], "relative_error": 0.0}
+    )
+    inputs = pd.DataFrame({"rank_one": [4.0], "bound": [4.0], "largest_random": [3.0]})
+    _sweeps(monkeypatch, **{"4.4": table, "4.4 inputs": inputs})
+    assert verdict(ch06, "theorem_4_4") == expected
+
+
+@pytest.mark.parametrize(
+    "error,ratio,expected",
+    [
+        (TOLERANCE, 1 + ch06.INVARIANT * (1 - STEP), R),
+        (TOLERANCE * (1 + STEP), 1.0, N),
+        (0.0, 1 + ch06.INVARIANT * (1 + STEP), N),
+    ],
+)
+def test_lemma_4_5(monkeypatch, error, ratio, expected):
+    _sweeps(
+        monkeypatch,
+        **{"4.5": pd.DataFrame({"relative_error": [error]}), "invariance": pd.DataFrame({"loss ratio": [ratio, 1.0]})},
+    )
+    assert verdict(ch06, "lemma_4_5") == expected
+
+
+@pytest.mark.parametrize(
+    "convex,positive,expected",
+    [(ch06.MOST, ch06.MOST, R), (1.0, ch06.HALF, P), (1.0, ch06.HALF - STEP, N)],
+)
+def test_theorem_4_2_hypotheses(monkeypatch, convex, positive, expected):
+    def measured(session, name, config, compute, **params):  # the units sampled on the trained network
+        n = 20
+        g_h_g = np.where(np.arange(n) < round(convex * n), 1.0, -1.0)
+        dot = np.where(np.arange(n) < round(positive * n), 1.0, -1.0)
+        return pd.DataFrame({"network": "trained", "unit": np.arange(n), "g_H_g": g_h_g, "g_dot_y_hat": dot})
+
+    monkeypatch.setattr(Session, "measured", measured)
+    assert verdict(ch06, "theorem_4_2_hypotheses") == expected
 
 
 # ----------------------------------------------------------------------------- 07, learning rates

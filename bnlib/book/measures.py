@@ -152,6 +152,25 @@ def comparable(speed: Speed, reference: Speed, factor: float) -> Verdict:
     return Verdict.PARTLY if speed.median() <= bound else Verdict.NOT_REPRODUCED
 
 
+def faster_rule(factor: float, fast: str, slow: str) -> str:
+    """`faster`'s rule in words, every branch of it, for a claim's rule text."""
+    return (
+        f"reproduced if {fast}'s slowest seed takes at most 1/{factor:g} of the steps of {slow}'s fastest (a seed of "
+        f"{slow} that never gets there counts at its horizon); partly if {fast}'s median is sooner but not by that "
+        f"much in every pairing; not reproduced if its median is not sooner, or if a seed of {fast} never gets there "
+        f"while {slow} does; cannot tell if no seed of either gets there, if a seed of {fast} never does and no seed "
+        f"of {slow} does, or if {slow} never does and its horizon is less than {factor:g} times {fast}'s slowest seed"
+    )
+
+
+def comparable_rule(factor: float, speed: str, reference: str) -> str:
+    """`comparable`'s rule in words, every branch of it, for a claim's rule text."""
+    return (
+        f"reproduced if every seed of {speed} takes at most {factor:g} times {reference}'s median; partly if its "
+        f"median does; not reproduced otherwise; cannot tell if {reference} gets there in at most half its seeds"
+    )
+
+
 def ratio_text(slow: Speed, fast: Speed) -> str:
     """The median speed-up of `fast` over `slow` as text ('9.1x', '> 12x' where `slow` is censored)."""
     value = slow.median() / fast.median()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
-from bnlib.book.measures import TARGET, Speed, comparable, fast, fastest, speeds
+from bnlib.book.measures import TARGET, Speed, comparable, comparable_rule, fast, fastest, speeds
 from bnlib.book.plan import Read
 from bnlib.book.session import Session
 from bnlib.config import RunConfig
@@ -406,8 +406,9 @@ CLAIMS = {
         "sizes",
         lambda scale: (
             f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]}, each at its best rate of the grid, examples to "
-            f"{TARGET:.0%}: reproduced if every seed of SkipInit needs at most {NEAR:g} times BatchNorm's median, "
-            "partly if its median does, not reproduced otherwise; cannot tell if either reaches it at no rate"
+            f"{TARGET:.0%}: "
+            + comparable_rule(NEAR, "SkipInit", "BatchNorm")
+            + "; cannot tell also if either reaches it at no rate of the grid"
         ),
         skipinit_small_batch,
     ),
@@ -430,8 +431,9 @@ CLAIMS = {
         "the same rate (training speed; its best test accuracy needs extra regularization)",
         lambda scale: (
             f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]}, Fixup at BatchNorm's best rate, examples to "
-            f"{TARGET:.0%}: reproduced if every seed needs at most {NEAR:g} times BatchNorm's median, partly if its "
-            "median does, not reproduced otherwise"
+            f"{TARGET:.0%}: "
+            + comparable_rule(NEAR, "Fixup", "BatchNorm")
+            + "; cannot tell also if BatchNorm reaches it at no rate of the grid"
         ),
         fixup_same_rate,
     ),
