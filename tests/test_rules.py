@@ -491,7 +491,7 @@ ch06 = ch06_theory
     [
         ([True, True, False], ["holds", "holds", "violated"], R),  # a violation where the hypothesis fails
         ([True, True], ["holds", "violated"], N),
-        ([True, True], ["holds", "undecided"], C),
+        ([False, False], ["violated", "holds"], C),  # no unit meets the hypothesis
     ],
 )
 def test_theorem_c_1(monkeypatch, hypothesis, verdicts, expected):

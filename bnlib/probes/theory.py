@@ -121,41 +121,57 @@ def theorem_4_2(
     }
 
 
-def max_quadratic_form(v: Tensor, a: Tensor, lam: float, iters: int = 40, seed: int = 0) -> tuple[float, float]:
-    """Bounds on max over inputs X with spectral norm <= lam of (XX^T v)^T A (XX^T v), the quadratic
-    form of Theorem C.1 (S = XX^T ranges over the PSD matrices with eigenvalues <= lam^2, for as many
-    input dimensions as batch elements). Upper: lam^4 ||v||^2 max(lambda_max(A), 0). Lower: the best
-    of S = lam^2 I, S = lam^2 u u^T for A's top eigenvector u, and projected gradient ascent from
-    there and from random rank-one starts."""
-    eigenvalues, eigenvectors = torch.linalg.eigh(a)
-    top = float(eigenvalues[-1])
-    upper = lam**4 * float(v @ v) * max(top, 0.0)
+def max_quadratic_form(v: Tensor, a: Tensor, lam: float) -> float:
+    """The maximum over inputs X with spectral norm <= lam of (XX^T v)^T A (XX^T v), the quadratic form
+    of Theorem C.1, exactly. S = XX^T ranges over the PSD matrices with eigenvalues at most lam^2 (for
+    as many input dimensions as batch elements), and Sv then ranges over the ball of centre lam^2 v / 2
+    and radius lam^2 ||v|| / 2: S - lam^2 I / 2 is any symmetric matrix of norm at most lam^2 / 2, and
+    such a matrix maps v to any vector of norm at most lam^2 ||v|| / 2 (a scaled reflection). So the
+    maximum is a trust-region problem: the largest value of w^T A w over that ball (`_trust_region`)."""
+    centre = lam**2 * v / 2
+    radius = lam**2 * float(v.norm()) / 2
+    return _trust_region(a, centre, radius)
 
-    def value(s: Tensor) -> float:
-        return float((s @ v) @ a @ (s @ v))
 
-    def project(s: Tensor) -> Tensor:
-        w, q = torch.linalg.eigh((s + s.T) / 2)
-        return (q * w.clamp(0, lam**2)) @ q.T
+def _trust_region(a: Tensor, centre: Tensor, radius: float) -> float:
+    """max of w^T A w over ||w - centre|| <= radius. With w = centre + z this is the trust-region
+    problem min z^T M z + 2 b^T z (M = -A, b = -A centre) over ||z|| <= radius, solved exactly from
+    M's eigendecomposition: the minimiser is z = -(M + mu I)^-1 b with mu >= max(0, -lambda_min(M))
+    and either mu = 0 inside the ball or ||z|| = radius (found by bisection on mu, where ||z(mu)|| is
+    decreasing); in the "hard case" (b orthogonal to M's lowest eigenvectors) the step is completed
+    along them to reach the boundary."""
+    d, q = torch.linalg.eigh(-a)
+    b = q.T @ (-a @ centre)
+    lowest = float(d[0])
+    base = float(centre @ a @ centre)
+    if radius == 0:
+        return base
 
-    m = len(v)
-    u = eigenvectors[:, -1]
-    gen = torch.Generator().manual_seed(seed)
-    starts = [lam**2 * torch.eye(m, dtype=v.dtype), lam**2 * torch.outer(u, u)]
-    starts += [lam**2 * torch.outer(r, r) / (r @ r) for r in torch.randn(1, m, generator=gen, dtype=v.dtype)]
-    best = max(value(s) for s in starts[:2])
-    for s in starts:
-        step = 1.0 / (lam**2 * (float(eigenvalues.abs().max()) * float(v @ v) + 1e-300))
-        for _ in range(iters):
-            sv = s @ v
-            grad = torch.outer(a @ sv, v) + torch.outer(v, a @ sv)
-            candidate = project(s + step * grad)
-            if value(candidate) >= value(s):
-                s = candidate
-            else:
-                step /= 2
-        best = max(best, value(s))
-    return min(best, upper) if upper > 0 else max(best, 0.0), upper
+    def step(mu: float) -> Tensor:
+        return -b / (d + mu)
+
+    if lowest > 0 and float(step(0.0).norm()) <= radius:
+        z = step(0.0)
+    else:
+        floor = max(0.0, -lowest)
+        on_lowest = (d - lowest).abs() <= 1e-12 * max(1.0, float(d.abs().max()))
+        flat = b[on_lowest].abs().max() <= 1e-12 * max(1.0, float(b.abs().max()))
+        partial = torch.where(on_lowest, torch.zeros_like(b), -b / (d + floor).where(~on_lowest, torch.ones_like(d)))
+        if lowest <= 0 and flat and float(partial.norm()) <= radius:  # the hard case
+            extra = (radius**2 - float(partial @ partial)) ** 0.5
+            z = partial + extra * on_lowest.to(b.dtype) / float(on_lowest.sum()) ** 0.5
+        else:
+            low, high = floor, floor + float(b.norm()) / radius + 1.0
+            while float(step(high).norm()) > radius:
+                high *= 2
+            for _ in range(200):
+                middle = (low + high) / 2
+                if middle in (low, high):
+                    break
+                low, high = (middle, high) if float(step(middle).norm()) > radius else (low, middle)
+            z = step(high)
+    minimum = float(z @ (d * z)) + 2 * float(b @ z)
+    return base - minimum
 
 
 def theorem_c_1(
@@ -169,26 +185,14 @@ def theorem_c_1(
     """Theorem C.1 (appendix C) for one unit, with the gradients and Hessians with respect to y held
     fixed as X varies: max over ||X|| <= lam of grad_W L_hat^T (d^2 L_hat/dW^2) grad_W L_hat is below
     gamma^2/sigma^2 [max over X of the same for the standard network - lam^4 kappa], kappa Theorem
-    4.2's separation. Both maxima are bounded from below and above (`max_quadratic_form`), so the
-    statement is decided where the bounds allow: "holds" if the left side's upper bound is below the
-    right side's lower bound, "violated" if the left side's lower bound reaches the right side's upper
-    bound, "undecided" otherwise."""
+    4.2's separation. Both maxima are exact (`max_quadratic_form`), so every unit is decided: "holds"
+    if the left side is below the right, "violated" otherwise."""
     unit = bn_unit(y, gamma, beta, downstream, eps)
     m = y.shape[0]
-    left_low, left_high = max_quadratic_form(unit["v"], unit["A"], lam)
-    right_low, right_high = max_quadratic_form(unit["g"], unit["H"], lam)
+    lhs = max_quadratic_form(unit["v"], unit["A"], lam)
     kappa = float(torch.dot(unit["g"], unit["y_hat"]) * unit["v"].square().sum() / (m * gamma))
-    scale = float(gamma**2 / unit["sigma"] ** 2)
-    rhs_low, rhs_high = scale * (right_low - lam**4 * kappa), scale * (right_high - lam**4 * kappa)
-    verdict = "holds" if left_high < rhs_low else ("violated" if left_low >= rhs_high else "undecided")
-    return {
-        "lhs_low": left_low,
-        "lhs_high": left_high,
-        "rhs_low": rhs_low,
-        "rhs_high": rhs_high,
-        "kappa": kappa,
-        "verdict": verdict,
-    }
+    rhs = float(gamma**2 / unit["sigma"] ** 2) * (max_quadratic_form(unit["g"], unit["H"], lam) - lam**4 * kappa)
+    return {"lhs": lhs, "rhs": rhs, "kappa": kappa, "verdict": "holds" if lhs < rhs else "violated"}
 
 
 def observation_4_3(y: Tensor) -> Tensor:
@@ -509,8 +513,8 @@ def worst_input_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 20, seed: in
 
 
 def theorem_c_1_sweep(ms: Sequence[int], lam: float = 2.5, n: int = 10, seed: int = 0) -> pd.DataFrame:
-    """Theorem C.1 on n random units per batch size (`bnlib.probes.theorem_c_1`): the bounds
-    of both sides, whether the statement holds, is violated, or is undecided by the bounds, and
+    """Theorem C.1 on n random units per batch size (`bnlib.probes.theorem_c_1`): both sides
+    (each an exact maximum over the inputs), whether the statement holds or is violated, and
     whether the unit meets Theorem 4.2's hypothesis, whose conditions C.1 assumes (`hypothesis`:
     v^T H v <= g^T H g, the book's reading of "H preserves the relative norms of g and grad L_hat")."""
     rows = []
