@@ -361,6 +361,35 @@ def test_dln_ics(store, bn, loss_bn, expected):
     assert verdict(ch03, "dln") == expected
 
 
+def test_dln_ics_shaped_like_fig_3b(store):
+    # Fig. 3b: at lr 1e-6, layer #17, both cosines sit near -1 and BN's l2 difference is the larger (the
+    # cosine cannot separate them; the l2 difference decides); elsewhere the text's numbers
+    text = {"none": (1e1, 1.0), "batch": (1e3, 0.0)}
+    fig_3b = {"none": (1e2, -0.98), "batch": (1e3, -1.0 + ch03.SATURATED)}
+    losses = {1e-6: {"none": 1.6e3, "batch": 5e2}, 1e-7: {"none": 4e3, "batch": 7e2}}
+    for lr, pair in ch03.DLN_PAIRS.items():
+        for run in pair:
+            at_17 = fig_3b if lr == 1e-6 else text
+            (l2_9, cos_9), (l2_17, cos_17) = text[run.norm], at_17[run.norm]
+            probe = ics(np.arange(0, CPU.config(run).steps, 50), (9, 17), [l2_9, l2_17], [cos_9, cos_17])
+            for seed in range(3):
+                store.put(run, seed, final={"train_loss": losses[lr][run.norm]}, probes={"ics": probe})
+    assert verdict(ch03, "dln") == R
+
+
+@pytest.mark.parametrize(
+    "std,bn,expected",
+    [
+        ({"l2": 1e2, "cosine": -0.95}, {"l2": 1e3, "cosine": -0.92}, "more"),  # both at -1: the l2 difference decides
+        ({"l2": 1e2, "cosine": 0.95}, {"l2": 1e3, "cosine": 0.92}, "more"),  # both at +1
+        ({"l2": 1e2, "cosine": -0.95}, {"l2": 1e3, "cosine": 0.92}, "similar"),  # at opposite ends: the usual rule
+        ({"l2": 1e2, "cosine": 0.95}, {"l2": 1e3, "cosine": 1 - ch03.SATURATED - 0.01}, "similar"),  # just outside
+    ],
+)
+def test_saturated_cosines_leave_the_l2_difference_to_decide(std, bn, expected):
+    assert ch03.compare(pd.Series(std), pd.Series(bn)) == expected
+
+
 # ----------------------------------------------------------------------------- 04, Figs. 4 and 10
 
 ch04 = ch04_landscape
