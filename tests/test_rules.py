@@ -29,7 +29,7 @@ from bnlib.book.chapters import (
     ch12_batchnorm_apart,
     ch13_why_batchnorm_works,
 )
-from bnlib.book.claims import Claim, Finding, Verdict
+from bnlib.book.claims import ALPHA, Claim, Finding, Verdict, chance_tail
 from bnlib.book.measures import Speed, comparable, faster
 from bnlib.book.runs import WHOLE_RUNS, rate_run
 from bnlib.book.session import Session
@@ -550,14 +550,30 @@ def _bn_scale(below: float, positive: float = 0.5, units: int = 20) -> dict:
 STEP = 0.05  # a step either side of a threshold on a share
 
 
+def _fewest_above_chance(n: int) -> int:
+    """The fewest successes of n that the binomial test counts as more than half."""
+    return min(k for k in range(n + 1) if chance_tail(k, n) <= ALPHA)
+
+
+ABOVE = _fewest_above_chance(40) / 40  # of the 40 units of `_bn_scale`'s two layers (26 of 40)
+
+
 @pytest.mark.parametrize(
     "vgg,dln,expected",
-    [(ch06.MOST, ch06.MOST, R), (ch06.MOST, ch06.HALF - STEP, P), (ch06.HALF - STEP, ch06.HALF - STEP, N)],
+    [(ch06.MOST, ch06.MOST, R), (ABOVE, 0.3, P), (ABOVE - 1 / 20, 0.3, N)],  # one unit a layer under the test
 )
 def test_sigma_large(store, vgg, dln, expected):
     store.put(ch06.BN, probes=_bn_scale(vgg))
     store.put(ch06.DLN_BN, probes=_bn_scale(dln))
     assert verdict(ch06, "sigma_large") == expected
+
+
+def test_chance_tail_is_the_binomial_tail():
+    assert chance_tail(0, 20) == 1 and chance_tail(20, 20) == 2.0**-20
+    assert chance_tail(15, 20) == pytest.approx(0.0207, abs=1e-4) and chance_tail(14, 20) == pytest.approx(
+        0.0577, abs=1e-4
+    )
+    assert _fewest_above_chance(20) == 15 and _fewest_above_chance(26) == 18  # chapter 06's 26 sampled units
 
 
 def _sweeps(monkeypatch, **tables) -> None:
@@ -618,7 +634,7 @@ def test_lemma_4_5(monkeypatch, error, ratio, expected):
 
 @pytest.mark.parametrize(
     "convex,positive,expected",
-    [(ch06.MOST, ch06.MOST, R), (1.0, ch06.HALF, P), (1.0, ch06.HALF - STEP, N)],
+    [(ch06.MOST, ch06.MOST, R), (1.0, _fewest_above_chance(20) / 20, P), (1.0, (_fewest_above_chance(20) - 1) / 20, N)],
 )
 def test_theorem_4_2_hypotheses(monkeypatch, convex, positive, expected):
     def measured(session, name, config, compute, **params):  # the units sampled on the trained network

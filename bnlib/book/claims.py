@@ -11,6 +11,7 @@ by chapter and key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -72,3 +73,18 @@ def majority(checks: Iterable[bool]) -> Verdict:
     if all(checks):
         return Verdict.REPRODUCED
     return Verdict.PARTLY if sum(checks) >= len(checks) / 2 else Verdict.NOT_REPRODUCED
+
+
+# A share of sampled units "above chance" (the book's own threshold): a one-sided binomial test against
+# one half at this level, so that a share near 50% of a few dozen units is never read as a finding.
+ALPHA = 0.05
+
+
+def chance_tail(successes: int, n: int) -> float:
+    """P(X >= successes) for X ~ Binomial(n, 1/2): the one-sided p-value of a share against chance."""
+    return sum(math.comb(n, k) for k in range(successes, n + 1)) / 2**n
+
+
+def above_chance(successes: int, n: int, alpha: float = ALPHA) -> bool:
+    """Whether `successes` of `n` is significantly more than half (`chance_tail` at most `alpha`)."""
+    return n > 0 and chance_tail(successes, n) <= alpha
