@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bnlib.book.chapter import PART_ONE, PART_TWO, Chapter
+from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.chapters import (
     ch01_does_batchnorm_help,
     ch02_noisy_batchnorm,
@@ -44,9 +44,9 @@ CHAPTERS: tuple[Chapter, ...] = (
     ch12_batchnorm_apart.CHAPTER,
     ch13_why_batchnorm_works.CHAPTER,
 )
-# Part I: the paper's claims, chapter by chapter; Part II: what each explanation since predicts.
+# Part I: the paper's claims, chapter by chapter (Part II, what each explanation since predicts, and
+# the bottom line follow it: `Chapter.part`).
 PART_ONE_CHAPTERS = tuple(c for c in CHAPTERS if c.part == PART_ONE)
-PART_TWO_CHAPTERS = tuple(c for c in CHAPTERS if c.part == PART_TWO)
 
 
 def chapter(notebook: str) -> Chapter:

@@ -446,8 +446,9 @@ def lemma_4_5(session: Session) -> Finding:
 def sigma_large(session: Session) -> Finding:
     counts, parts = [], []
     for name, run in (("VGG + BN at lr 0.1", BN), ("DLN + BN at lr 1e-6", DLN_BN)):
-        below, n = units_below_one(session.get(run))
-        table = bn_scale_over_training(session.get(run))
+        record = session.get(run)
+        below, n = units_below_one(record)
+        table = bn_scale_over_training(record)
         last = table[table["step"] == table["step"].max()]
         share, ratio = last["share below 1"], last["median gamma^2/sigma^2"]
         counts.append((below, n))
