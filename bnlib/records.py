@@ -415,16 +415,24 @@ def _remove_record_files(path: Path) -> None:
             f.unlink()
 
 
-def space_needed(configs: Sequence[RunConfig], options: RunOptions) -> int:
-    """Bytes the runs `configs` may write at their peak: each run's checkpoint, its temporary copy
-    and its final weights (each about the model's size, or twice that with momentum), metrics and
-    probe outputs, and, once for all of them, the decoded data set if this copy was never decoded."""
+PER_STEP = 2 << 10  # bytes of metrics and probe outputs a run may write per step, at most
+PER_RUN = 256 << 10  # and once per run: record.json, the files' headers
+
+
+def space_needed(configs: Sequence[RunConfig], options: RunOptions, at_once: int = 1) -> int:
+    """Bytes the runs `configs` may write at their peak, `at_once` of them training side by side: each
+    run's final weights (the model's size, or twice that with momentum), metrics and probe outputs
+    (the store's largest record holds about 1.1 KB per step: PER_STEP doubles it), and, for the runs
+    in flight, a checkpoint and its temporary copy (removed when the run ends); once for all of them,
+    the decoded data set if this copy was never decoded."""
+    weights = []
     need = 0
     for config in configs:
         with torch.device("meta"):
             parameters = sum(p.numel() for p in build_model(config).parameters())
-        weights = 4 * parameters * (2 if config.momentum else 1)
-        need += 3 * weights + 64 * config.steps + 20 * _MB
+        weights.append(4 * parameters * (2 if config.momentum else 1))
+        need += weights[-1] + PER_STEP * config.steps + PER_RUN
+    need += 2 * sum(sorted(weights, reverse=True)[: max(1, at_once)])
     if any(config.on_cifar for config in configs) and known_source(options.data) is None:
         need += 200 * _MB  # CIFAR-10 decoded: 60,000 x 3,072 bytes, one copy that every run reads
     return need

@@ -157,7 +157,7 @@ def sweep(
         else:
             todo.append(i)
     if todo:  # a cache that holds every record may be read-only: only writing needs a writable one
-        check_cache(space_needed([jobs[i].config for i in todo], options))
+        check_cache(space_needed([jobs[i].config for i in todo], options, at_once=workers or os.cpu_count() or 1))
     ray = _ray(required=require_ray or address is not None) if todo or address else None  # installed?
     if ray is not None and not address:
         _check_threads(threads, ray.cluster_resources().get("CPU") if ray.is_initialized() else workers, workers)

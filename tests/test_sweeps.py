@@ -22,7 +22,7 @@ import bnlib.storage
 from bnlib import Job, RunConfig, sweep
 from bnlib.cli import main as cli
 from bnlib.errors import BnlibError, CacheError, ConfigError
-from bnlib.records import space_needed, stored_record
+from bnlib.records import PER_RUN, space_needed, stored_record
 from bnlib.sweeps import Outcome, SweepResult, grid
 from bnlib.train import RunOptions
 
@@ -188,11 +188,11 @@ def test_the_space_check_counts_the_data_once_and_stored_runs_not_at_all(capsys,
     args = ("sweep", "vgg-bn-lr0.1", "--scale", "smoke", "--seeds", "0,1,2,3,4,5", "--steps", "4", "--quiet")
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and out.count(" trained ") == 6, err
-    free["bytes"] = 1 << 20  # less than one run writes: a sweep of stored runs writes nothing
+    free["bytes"] = PER_RUN  # less than one run writes: a sweep of stored runs writes nothing
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and out.count(" stored ") == 6, err
     assert [o.state for o in sweep(configs, progress=False).outcomes] == ["stored"] * 6
-    with pytest.raises(CacheError, match="has 1 MB free"):
+    with pytest.raises(CacheError, match="has 0 MB free"):
         sweep(grid(["vgg-bn-lr0.1"], "smoke", seeds=(6,), steps=4), progress=False)
 
 
