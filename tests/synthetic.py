@@ -8,10 +8,11 @@ from types import ModuleType
 
 import numpy as np
 
-from bnlib.book import chapter, ladder, measures
+from bnlib.book import chapter, ladder, measures, plan
 from bnlib.book.measures import TARGET
 from bnlib.book.session import Session
 from bnlib.experiments import Experiment
+from bnlib.probes.hook import due
 from bnlib.records import Record
 from bnlib.train import SPEED_WINDOW
 
@@ -50,7 +51,7 @@ def record(
             curve = curve[: steps_to + 1]
     done = len(curve)
     ended = status or ("reached" if config.target_acc is not None and steps_to is not None else "finished")
-    loss = 2.3 * (1 - curve)
+    loss = np.log(10) * (1 - curve) / 0.9  # chance (ln 10) at 10% accuracy: the plateau
     metrics = {"step": np.arange(done), "train_acc": curve, "train_loss": loss}
     numbers = {"steps": float(done), "train_acc": float(curve[-100:].mean()), "train_loss": float(loss[-100:].mean())}
     numbers |= {"test_acc": numbers["train_acc"] * 0.8}
@@ -105,36 +106,61 @@ def activations(
     return out
 
 
-def drifting(horizon: int, layers, mean_drift: float, sd_drift: float, site: str = "norm_out") -> dict[str, np.ndarray]:
-    """An activation probe every 50 steps whose units sit still for the first tenth of the run (the
-    transient the drift measures are taken after), then move linearly: by the end every unit's mean
-    has moved by `mean_drift` and its standard deviation (1 at the start) by `sd_drift`."""
+def rising(horizon: int, leaves: int, rise: int, low: float = 0.1, high: float = 0.9) -> np.ndarray:
+    """A training-accuracy curve shaped like the paper's: on the plateau at `low` (chance, its loss
+    ln 10) until step `leaves`, then rising linearly to `high` over `rise` steps."""
+    return low + (high - low) * np.clip((np.arange(horizon) - leaves) / rise, 0, 1)
+
+
+def drifting(
+    horizon: int,
+    layers,
+    mean_drift: float,
+    sd_drift: float,
+    site: str = "norm_out",
+    moves: tuple[int, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """An activation probe every 50 steps whose units sit still except between the steps `moves`
+    (default: from a tenth of the run to its end), where they move linearly: over them every unit's
+    mean moves by `mean_drift` and its standard deviation (1 at the start) by `sd_drift`."""
     steps = np.arange(0, horizon, 50)
-    moved = np.clip((steps - 0.1 * horizon) / (0.9 * horizon), 0, 1)[:, None] * np.ones((1, 8))
+    start, end = moves or (0.1 * horizon, horizon)
+    moved = np.clip((steps - start) / (end - start), 0, 1)[:, None] * np.ones((1, 8))
     mean = {layer: moved * mean_drift for layer in layers}
     var = {layer: (1 + moved * sd_drift) ** 2 for layer in layers}
     return activations(steps, mean, var, site)
 
 
-def landscape(horizon: int, level: float, beta: float | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """The three landscape probes of a run (along the gradient, along a random direction, and on the
-    extended grid of step sizes), every 50 steps, at a constant `level`: the loss band's width, the
-    largest gradient change, the gradient's norm and the effective beta (`beta` where given) all equal
-    it, at every probed step. Keyed by the probe kinds the chapters read them under."""
-    steps = np.arange(0, horizon, 50)
+def landscape(
+    horizon: int, level, beta=None, model: str = "vgg", scale: str = "cpu"
+) -> dict[str, dict[str, np.ndarray]]:
+    """The landscape probes of a run (along the gradient, along a random direction, on the extended
+    grid of step sizes) and its activation gradients, at the probed steps of the scale's schedule
+    (`plan.make_probe`): the loss band's width, the largest gradient change, the gradients' norms
+    and the effective beta (`beta` where given) all equal `level` (a number, or a function of the
+    probed steps). Keyed by the probe kinds the chapters read them under."""
+    schedule = plan.make_probe("landscape", model, scale)
+    steps = np.array([s for s in range(horizon) if due(schedule, s)])
     n = len(steps)
-    beta = level if beta is None else beta
+    values = np.broadcast_to(level(steps) if callable(level) else level, (n,)).astype(float)
+    betas = values if beta is None else np.broadcast_to(beta(steps) if callable(beta) else beta, (n,)).astype(float)
     one = {
         "step": steps,
-        "loss_max": np.full(n, level),
+        "loss_max": values,
         "loss_min": np.zeros(n),
-        "grad_diff_max": np.full(n, level),
-        "beta_max": np.full(n, beta),
-        "grad_norm": np.full(n, level),
+        "grad_diff_max": values,
+        "beta_max": betas,
+        "grad_norm": values,
     }
     multiples = np.tile([1.0, 2.0, 4.0, 8.0, 16.0, 32.0], (n, 1))
-    extended = one | {"eta_multiple": multiples, "beta": np.full((n, 6), beta)}
-    return {"landscape": one, "landscape-random": one, "landscape-extended": extended}
+    extended = one | {"eta_multiple": multiples, "beta": np.tile(betas[:, None], (1, 6))}
+    gradients = {"step": steps, "norms": np.tile(values[:, None], (1, 3)), "total": values}
+    return {
+        "landscape": one,
+        "landscape-random": one,
+        "landscape-extended": extended,
+        "activation-gradients": gradients,
+    }
 
 
 def ics(steps: np.ndarray, layers, l2, cosine) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ from torch import nn
 from bnlib import RunConfig
 from bnlib.models import build_model
 from bnlib.probes import (
+    ActivationGradientProbe,
     ActivationProbe,
     BatchLoss,
     HessianProbe,
@@ -22,7 +23,7 @@ from bnlib.probes import (
     successive_changes,
     top_eigenvalues,
 )
-from bnlib.probes.hook import FunctionProbe, ProbeContext, probe_key
+from bnlib.probes.hook import FunctionProbe, ProbeContext, due, probe_key
 from bnlib.records import load_or_run
 from bnlib.train import RunOptions, summed_squared_error, train
 
@@ -110,6 +111,23 @@ def test_ics_on_a_two_layer_linear_network_matches_hand_computation():
     assert out["l2_diff"][1] == pytest.approx((g2 - g2_moved).norm().item(), rel=1e-10)
     cosine = (g2 * g2_moved).sum() / (g2.norm() * g2_moved.norm())
     assert out["cosine"][1] == pytest.approx(cosine.item(), rel=1e-10)
+
+
+def test_activation_gradients_on_a_two_layer_linear_network_match_hand_computation():
+    config, model, x, y = two_layer_linear()
+    w1, w2 = model.layer(1).weight.detach(), model.layer(2).weight.detach()
+    residual = x @ w1.T @ w2.T - y  # L = sum ||W2 W1 x - y||^2: dL/dy2 = 2 r, dL/dy1 = 2 r W2
+    out = ActivationGradientProbe(1)(ProbeContext(model, x, y, 0, config, summed_squared_error))
+    expected = [(2 * residual @ w2).norm().item(), (2 * residual).norm().item()]
+    np.testing.assert_allclose(out["norms"], expected, rtol=1e-10)
+    assert out["total"] == pytest.approx(np.hypot(*expected), rel=1e-10)
+
+
+def test_a_probe_with_a_dense_start_runs_at_both_strides():
+    probe = LandscapeProbe(50, early=(300, 5))
+    assert [s for s in range(400) if due(probe, s)] == [*range(0, 300, 5), 300, 350]
+    assert probe_key(probe) != probe_key(LandscapeProbe(50))  # a record says which schedule it was probed on
+    assert [s for s in range(120) if due(ActivationGradientProbe(50), s)] == [0, 50, 100]
 
 
 def test_next_params_is_what_the_optimizer_applies():

@@ -42,7 +42,7 @@ def test_a_chapter_pays_only_for_what_it_reads():
 
 def test_the_book_build_trains_every_run_once_with_the_union():
     session = page(ch01_does_batchnorm_help, whole=True)  # as `python -m bnlib.book` makes it
-    assert kinds(session, BN) == {"activations", "ics", "landscape", "hessian", "bn", "weight"}
+    assert kinds(session, BN) == {"activations", "activation", "ics", "landscape", "hessian", "bn", "weight"}
     jobs = session.jobs(contents.CHAPTERS)
     configs = [job.config for job in jobs]
     assert len(set(configs)) == len(configs)  # every run once
@@ -92,7 +92,9 @@ def test_seeds_and_strides():
     assert page(ch01_does_batchnorm_help).seeds_of(ch01_does_batchnorm_help.FIG1[BN]) == (0, 1, 2)
     landscape = page(ch04_landscape, "paper").probes_for(ch04_landscape.DLN_BN)
     assert {p.every for p in landscape.values()} == {10, 100, 1000}
-    assert {p.every for p in page(ch04_landscape).probes_for(BN).values()} == {50, 250, 500}
+    vgg = page(ch04_landscape).probes_for(BN)
+    assert {p.every for p in vgg.values()} == {50, 500}
+    assert {getattr(p, "early", None) for k, p in vgg.items() if k != "hessian"} == {plan.DENSE_START["cpu"]}
 
 
 def test_fewer_seeds_and_steps_on_request():

@@ -12,6 +12,7 @@ rules below use that bound, saying "cannot tell" where the bound cannot decide.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -177,22 +178,90 @@ def ratio_text(slow: Speed, fast: Speed) -> str:
     return f"> {value:.3g}x" if slow.median() > slow.horizon else f"{value:.3g}x"
 
 
+# ----------------------------------------------------------------------------- phases of training
+
+# At the cpu scale BatchNorm leaves the initial plateau in about 115 steps and the standard VGG in
+# 1,400-2,800, so a fixed window of steps would compare one network's descent with the other's
+# plateau. The chapters compare VGG networks in the same phase of training instead: by the training
+# accuracy the run had reached at the probed step, once it has left its plateau, never on it (below
+# 20%) nor once it has converged (above 80%; Fig. 3's caption calls the late stabilisation "an
+# artifact of parameter convergence").
+PHASES = ((0.2, 0.4), (0.4, 0.6), (0.6, 0.8))
+# Off the plateau: the training loss (`Record.smoothed`) has fallen this far below chance, ln 10 on
+# CIFAR-10 (the book's own threshold: a network that ends at loss 2.11, as the standard VGG at lr
+# 0.01 does at the cpu scale, has not left its plateau, whatever its accuracy).
+PLATEAU_DROP = 0.1
+
+
+def left_plateau(record: Record) -> int | None:
+    """The first step at which a CIFAR-10 run's training loss (`Record.smoothed`) is PLATEAU_DROP
+    below chance (ln 10); None if it never is."""
+    below = np.flatnonzero(record.smoothed("train_loss") <= (1 - PLATEAU_DROP) * np.log(10))
+    return int(record.metrics["step"][below[0]]) if len(below) else None
+
+
+def phase_of(record: Record, steps: np.ndarray) -> np.ndarray:
+    """For each of a run's probed `steps`, the index into PHASES of the phase of training it lies in
+    (by the training accuracy at that step, `Record.smoothed`), or -1 where it lies in none: before
+    the run left its plateau (`left_plateau`), or outside every phase."""
+    steps = np.asarray(steps, dtype=int)
+    accuracy = record.smoothed()[np.minimum(steps, len(record.smoothed()) - 1)]
+    left = left_plateau(record)
+    phase = np.full(len(steps), -1)
+    for i, (low, high) in enumerate(PHASES):
+        phase[(accuracy >= low) & (accuracy < high)] = i
+    phase[steps < (left if left is not None else np.inf)] = -1
+    return phase
+
+
+def phase_text(phase: tuple[float, float]) -> str:
+    """'20-40%'."""
+    return f"{phase[0]:.0%}-{phase[1]:.0%}".replace("%-", "-")
+
+
 # ----------------------------------------------------------------------------- the pre-activations (Figs. 1c, 5, 12)
 
 SITE = "norm_out"  # the paper's histograms: the pre-activation (the normalization's output; the convolution's without)
-TRANSIENT = 0.1  # the first tenth of the run, where the standard network's units grow out of a small start
 
 
-def drift(run: Experiment, session: Session, layer: int, seed: int = 0, site: str = SITE) -> dict[str, float]:
-    """How far a layer's tracked units moved between the end of the initial transient (the first
-    probed step after TRANSIENT of the run) and the last probed step, in units of their own typical
-    spread over that window: medians over units of |mu_T - mu_t0| / s ("mean") and
-    |sd_T - sd_t0| / s ("sd") (`bnlib.probes.activations.drifts`)."""
+def span(records: list[Record]) -> float | None:
+    """The stretch of training several runs are compared over: from PHASES' first bound (20%) up to
+    the highest bound of PHASES every run's training accuracy reaches (`Record.highest`); None if
+    some run never reaches the second."""
+    reached = min(record.highest() for record in records)
+    bounds = [high for _, high in PHASES if high <= reached]
+    return max(bounds) if bounds else None
+
+
+def window(record: Record, top: float) -> tuple[int, int] | None:
+    """The steps a run spends in the span (`span`) up to `top`: from where it first reaches PHASES'
+    first bound, once off its plateau (`left_plateau`), to where it first reaches `top`; None if it
+    never does both."""
+    start, left, end = record.steps_to(PHASES[0][0]), left_plateau(record), record.steps_to(top)
+    if start is None or left is None or end is None or end <= max(start, left):
+        return None
+    return max(start, left), end
+
+
+def drift(run: Experiment, session: Session, layer: int, top: float, seed: int = 0, site: str = SITE) -> dict:
+    """How far a layer's tracked units moved over the run's `window` up to `top` (the same stretch of
+    training for every network compared): between the first and the last probed step inside it, in
+    units of their own typical spread there, medians over units of |mu_T - mu_t0| / s ("mean") and
+    |sd_T - sd_t0| / s ("sd") (`bnlib.probes.activations.drifts`), and the window itself ("from",
+    "to"). NaN where the run has no such window. With BatchNorm in training mode a channel's mean and
+    spread over the batch are its beta and |gamma|, by construction: its drift is theirs."""
     record = session.get(run, seed)
-    start = int(TRANSIENT * record.config.steps)
-    moved = drifts(record.probe_frame("activations"), layer, site, start=start)
+    steps = window(record, top)
+    if steps is None:
+        return {"mean": np.nan, "sd": np.nan, "from": np.nan, "to": np.nan}
+    moved = drifts(record.probe_frame("activations"), layer, site, start=steps[0], end=steps[1])
     last = moved[moved["step"] == moved["step"].max()]
-    return {"mean": float(last["relative_drift_mean"].median()), "sd": float(last["relative_drift_sd"].median())}
+    return {
+        "mean": float(last["relative_drift_mean"].median()),
+        "sd": float(last["relative_drift_sd"].median()),
+        "from": float(moved["step"].min()),
+        "to": float(moved["step"].max()),
+    }
 
 
 # ----------------------------------------------------------------------------- the landscape (Figs. 4, 10, 6, 13)
@@ -209,8 +278,9 @@ BETA_GAP = 1.5  # for the effective beta, whose BN level is pinned at 2/lr (Fig.
 
 def series(run: Experiment, session: Session, quantity: str, kind: str = "landscape", seed: int = 0) -> pd.Series:
     """One landscape quantity over training ("band": the loss band's width; "grad": the largest
-    gradient change; "beta": the effective beta; "grad_norm": ||g||; "beta beyond": the effective beta
-    over the step sizes beyond the paper's grid, on the extended grid)."""
+    gradient change; "beta": the effective beta; "beta beyond": the effective beta over the step
+    sizes beyond the paper's grid, on the extended grid), or any scalar output of a probe kind
+    ("grad_norm": ||g|| on the landscape's probes; "total" on the activation gradients)."""
     record = session.get(run, seed)
     table = functools.partial(record.probe_table, kind)
     if quantity == "band":
@@ -218,7 +288,7 @@ def series(run: Experiment, session: Session, quantity: str, kind: str = "landsc
     if quantity == "beta beyond":
         beyond = table("eta_multiple").iloc[0].to_numpy() > BEYOND_MULTIPLE[record.config.model]
         return table("beta").loc[:, beyond].max(axis=1)
-    return table({"grad": "grad_diff_max", "beta": "beta_max", "grad_norm": "grad_norm"}[quantity])[0]
+    return table({"grad": "grad_diff_max", "beta": "beta_max"}.get(quantity, quantity))[0]
 
 
 def upper_quantile(values: pd.Series) -> float:
@@ -239,3 +309,80 @@ def early_spikes(
         one = series(run, session, quantity, kind, seed)
         values.append(upper_quantile(one[one.index < EARLY * session.config(run).steps]))
     return values
+
+
+# On VGG the rules compare the landscape in matched phases of training (`PHASES`), each network's
+# QUANTILE over its probed steps in a phase (all seeds read), once both have enough of them there.
+MIN_BAND_PROBES = 30
+
+
+@dataclass(frozen=True)
+class Band:
+    """One phase of training and one landscape quantity, the standard network against another: each
+    one's probed steps in the phase (over the seeds read) and the QUANTILE of the quantity over them,
+    and the same ratio seed by seed (seed i against seed i, where both have probes in the phase)."""
+
+    phase: tuple[float, float]
+    probes: tuple[int, int]
+    levels: tuple[float, float]
+    seeds: tuple[float, ...]
+
+    @property
+    def compared(self) -> bool:
+        """Whether both networks have at least MIN_BAND_PROBES probed steps in the phase."""
+        return min(self.probes) >= MIN_BAND_PROBES
+
+    @property
+    def ratio(self) -> float:
+        """The standard network's level over the other's."""
+        return _ratio(*self.levels)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else np.inf
+
+
+def phase_values(
+    run: Experiment, session: Session, quantity: str, kind: str, seeds: tuple[int, ...]
+) -> list[dict[int, pd.Series]]:
+    """Per phase of PHASES, per seed, a landscape quantity's values at the probed steps in it."""
+    found: list[dict[int, pd.Series]] = [{} for _ in PHASES]
+    for seed in session.seeds_of(Read(run, seeds)):
+        values = series(run, session, quantity, kind, seed)
+        phase = phase_of(session.get(run, seed), values.index.to_numpy())
+        for i in range(len(PHASES)):
+            found[i][seed] = values[phase == i]
+    return found
+
+
+def bands(std: Read, other: Read, session: Session, quantity: str, kind: str = "landscape") -> tuple[Band, ...]:
+    """The standard network against another, phase by phase of PHASES (`Band`)."""
+    a, b = (phase_values(read.run, session, quantity, kind, read.seeds) for read in (std, other))
+    found = []
+    for phase, mine, theirs in zip(PHASES, a, b, strict=True):
+        pooled = [pd.concat(list(part.values())) for part in (mine, theirs)]
+        levels = tuple(upper_quantile(p) if len(p) else np.nan for p in pooled)
+        common = [seed for seed in mine if seed in theirs and len(mine[seed]) and len(theirs[seed])]
+        seeds = tuple(_ratio(upper_quantile(mine[s]), upper_quantile(theirs[s])) for s in common)
+        found.append(Band(phase, (len(pooled[0]), len(pooled[1])), levels, seeds))
+    return tuple(found)
+
+
+def deciding(found: tuple[Band, ...]) -> Band | None:
+    """The earliest phase both networks can be compared in (the paper's claims are "especially in
+    the initial phases of training"); None if there is none."""
+    return next((band for band in found if band.compared), None)
+
+
+def band_text(found: tuple[Band, ...], names: tuple[str, str] = ("standard", "BN")) -> str:
+    """Each phase as text: '20-40%: standard 3.1 (54 probes), BN 1.2 (57): x2.6 (seeds x2.1 to x3)'."""
+    parts = []
+    for band in found:
+        (a, b), (n, m) = band.levels, band.probes
+        head = f"{phase_text(band.phase)}: {names[0]} {a:.3g} ({n} probes), {names[1]} {b:.3g} ({m})"
+        if not band.compared:
+            parts.append(f"{head}: too few probes to compare")
+            continue
+        spread = f" (seeds x{min(band.seeds):.3g} to x{max(band.seeds):.3g})" if len(band.seeds) > 1 else ""
+        parts.append(f"{head}: x{band.ratio:.3g}{spread}")
+    return "; ".join(parts)

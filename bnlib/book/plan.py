@@ -11,6 +11,7 @@ book build (so that a run trained once serves every chapter).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import torch
 from bnlib.config import RunConfig
 from bnlib.experiments import Experiment, check_scale
 from bnlib.models import dln, vgg
-from bnlib.probes import ActivationProbe, HessianProbe, ICSProbe, LandscapeProbe
-from bnlib.probes.hook import Probe, probe_key
+from bnlib.probes import ActivationGradientProbe, ActivationProbe, HessianProbe, ICSProbe, LandscapeProbe
+from bnlib.probes.hook import Probe, due, probe_key
 from bnlib.probes.landscape import DLN_EXTENDED_ETAS, VGG_EXTENDED_ETAS
 from bnlib.probes.theory import BNScaleProbe
 from bnlib.probes.weights import WeightNormProbe
@@ -51,10 +52,15 @@ class Read:
 # longer); at the paper scale, the landscape every 10th step gives 1,500 points per run.
 PROBE_EVERY: dict[str, dict[str, int]] = {
     "paper": {"activations": 100, "ics": 50, "landscape": 10, "landscape-extended": 100, "hessian": 1000},
-    "cpu": {"activations": 50, "ics": 50, "landscape": 50, "landscape-extended": 250, "hessian": 500},
+    "cpu": {"activations": 50, "ics": 50, "landscape": 50, "landscape-extended": 50, "hessian": 500},
     "smoke": {"activations": 3, "ics": 3, "landscape": 3, "landscape-extended": 6, "hessian": 6},
 }
 
+# On VGG the landscape's probes also run densely at the start, where BatchNorm leaves its initial
+# plateau within a few of the strides above (about 115 steps at the cpu scale, 100-150 in the
+# paper's Fig. 2a): every `dense` steps before step `until`, so that every phase of training the
+# rules compare (chapter 04) holds enough probed steps of both networks.
+DENSE_START: dict[str, tuple[int, int] | None] = {"paper": (600, 2), "cpu": (300, 5), "smoke": None}
 
 # The layers the paper's figures show, in its numbering (kept beside the models they number)
 ACTIVATION_LAYERS = {"vgg": vgg.PAPER_ACTIVATION_LAYERS, "dln": dln.PAPER_ACTIVATION_LAYERS}
@@ -75,6 +81,7 @@ KINDS: dict[str, tuple[str, Callable[[str, int], Probe]]] = {
         "landscape-extended",
         lambda model, every: LandscapeProbe(every, etas=EXTENDED_ETAS[model]),
     ),
+    "activation-gradients": ("landscape", lambda model, every: ActivationGradientProbe(every)),
     "hessian": ("hessian", lambda model, every: HessianProbe(every, k=HESSIAN_TOP)),
     "hessian-frozen": ("hessian", lambda model, every: HessianProbe(every, k=HESSIAN_TOP, frozen_bn=True)),
     "bn-scale": ("activations", lambda model, every: BNScaleProbe(every)),
@@ -97,7 +104,10 @@ def make_probe(kind: str | Probe, model: str, scale: str) -> Probe:
     if kind not in KINDS:
         raise ValueError(f"unknown probe kind {kind!r}; choose from {', '.join(PROBE_KINDS)}")
     stride, make = KINDS[kind]
-    return make(model, PROBE_EVERY[check_scale(scale)][stride])
+    probe = make(model, PROBE_EVERY[check_scale(scale)][stride])
+    if stride.startswith("landscape") and model == "vgg" and DENSE_START[scale] is not None:
+        probe = dataclasses.replace(probe, early=DENSE_START[scale])
+    return probe
 
 
 def named(kind: str | Probe) -> str:
@@ -157,7 +167,8 @@ def step_seconds(cfg: RunConfig, probes: list[Probe], steps: int = 3) -> float:
         started = time.perf_counter()
         run.train_step(*run.task.next_batch(), probes=[probe])
         _sync(run.device)
-        seconds += max(0.0, time.perf_counter() - started - seconds) / probe.every
+        calls = sum(due(probe, step) for step in range(cfg.steps)) / cfg.steps
+        seconds += max(0.0, time.perf_counter() - started - seconds) * calls
     return seconds
 
 

@@ -21,6 +21,7 @@ probes know nothing of scales or of which layers the paper shows: the book's run
 from bnlib.probes import signal, theory
 from bnlib.probes.activations import ActivationProbe, activation_stats, drifts, successive_changes
 from bnlib.probes.functional import BatchLoss
+from bnlib.probes.gradients import ActivationGradientProbe, activation_gradient_norms
 from bnlib.probes.hessian import HessianProbe, freeze_batch_statistics, top_eigenvalues
 from bnlib.probes.hook import FunctionProbe, Probe, ProbeContext
 from bnlib.probes.ics import ICSProbe, ics
@@ -28,6 +29,7 @@ from bnlib.probes.landscape import LandscapeProbe, landscape, random_direction
 from bnlib.probes.weights import WeightNormProbe, norm_growth
 
 __all__ = [
+    "ActivationGradientProbe",
     "ActivationProbe",
     "BatchLoss",
     "FunctionProbe",
@@ -37,6 +39,7 @@ __all__ = [
     "Probe",
     "ProbeContext",
     "WeightNormProbe",
+    "activation_gradient_norms",
     "activation_stats",
     "drifts",
     "freeze_batch_statistics",

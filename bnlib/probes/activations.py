@@ -148,14 +148,15 @@ def successive_changes(probe_frame: pd.DataFrame, layer: int, site: str) -> pd.D
     return pd.concat(parts, axis=1).rename_axis(["step", "unit"]).reset_index()
 
 
-def drifts(probe_frame: pd.DataFrame, layer: int, site: str, start: int = 0) -> pd.DataFrame:
-    """Fig. 8b per unit, from the first probed step at or after `start` (t0): mu_t - mu_t0 and
-    var_t - var_t0 at every probed step from t0, and the drifts relative to the unit's typical
-    spread over those steps, |mu_t - mu_t0| / s and |sd_t - sd_t0| / s with s the median of sd_t:
-    how far the distribution moved, in units of its own width (a spread that starts near zero and
-    grows is not measured against its vanishing start)."""
+def drifts(probe_frame: pd.DataFrame, layer: int, site: str, start: int = 0, end: float = np.inf) -> pd.DataFrame:
+    """Fig. 8b per unit, from the first probed step at or after `start` (t0) to the last at or
+    before `end`: mu_t - mu_t0 and var_t - var_t0 at every probed step from t0, and the drifts
+    relative to the unit's typical spread over those steps, |mu_t - mu_t0| / s and |sd_t - sd_t0| / s
+    with s the median of sd_t: how far the distribution moved, in units of its own width (a spread
+    that starts near zero and grows is not measured against its vanishing start)."""
     mean, var = _moments(probe_frame, layer, site, "mean"), _moments(probe_frame, layer, site, "var")
-    mean, var = mean[mean.index >= start], var[var.index >= start]
+    inside = (mean.index >= start) & (mean.index <= end)
+    mean, var = mean[inside], var[inside]
     sd = var.clip(lower=0) ** 0.5
     typical = sd.median().replace(0, np.nan)
     columns = {

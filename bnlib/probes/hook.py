@@ -152,8 +152,18 @@ def to_numpy(value: ArrayLike) -> np.ndarray:
 
 def due(probe: Probe, step: int) -> bool:
     """Whether a probe runs at `step`: at steps 0, every, 2 every, ..., and, for a probe with
-    `offsets` (e.g. (0, 1) for successive steps t and t + 1), at those steps plus each offset."""
+    `offsets` (e.g. (0, 1) for successive steps t and t + 1), at those steps plus each offset. A
+    probe with `early = (until, dense)` also runs every `dense` steps before step `until` (where a
+    network may leave its initial plateau within a few of its strides)."""
+    early = getattr(probe, "early", None)
+    if early is not None and step < early[0] and step % early[1] == 0:
+        return True
     return step % probe.every in getattr(probe, "offsets", (0,))
+
+
+def early_text(early: tuple[int, int] | None) -> str:
+    """How a probe's name says its dense start ('' without one): '-early300x3'."""
+    return "" if early is None else f"-early{early[0]}x{early[1]}"
 
 
 def probe_key(probe: Probe) -> str:
@@ -161,4 +171,14 @@ def probe_key(probe: Probe) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in f"{probe.name}-every{probe.every}")
 
 
-__all__ = ["FunctionProbe", "Probe", "ProbeContext", "RandomState", "due", "preserved_state", "probe_key", "to_numpy"]
+__all__ = [
+    "FunctionProbe",
+    "Probe",
+    "ProbeContext",
+    "RandomState",
+    "due",
+    "early_text",
+    "preserved_state",
+    "probe_key",
+    "to_numpy",
+]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bnlib.probes.functional import BatchLoss, Params, add, norm
-from bnlib.probes.hook import ProbeContext
+from bnlib.probes.hook import ProbeContext, early_text
 
 VGG_ETAS = (0.5, 1.0, 2.0, 4.0)  # x lr: the paper's [1/2, 4] x lr, the 4 points its Fig. 11a shows
 DLN_ETAS = tuple(float(e) for e in np.geomspace(0.01, 30, 8))  # x lr: log-spaced over [1/100, 30]
@@ -80,12 +80,14 @@ class LandscapeProbe:
 
     `etas` are multiples of the learning rate (default: the paper's grid for the model);
     `direction` is "gradient" (the paper's probe) or "random" (a fresh random direction of the
-    gradient's norm at every probed step).
+    gradient's norm at every probed step); `early = (until, dense)`: also every `dense` steps
+    before step `until` (`bnlib.probes.hook.due`).
     """
 
     every: int
     etas: tuple[float, ...] | None = None
     direction: str = "gradient"
+    early: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in ("gradient", "random"):
@@ -94,7 +96,7 @@ class LandscapeProbe:
     @property
     def name(self) -> str:
         etas = "default" if self.etas is None else ",".join(f"{e:g}" for e in self.etas)
-        return f"landscape-{self.direction}-eta{etas}xlr"
+        return f"landscape-{self.direction}-eta{etas}xlr{early_text(self.early)}"
 
     def __call__(self, ctx: ProbeContext) -> dict[str, np.ndarray]:
         multiples = self.etas or (VGG_ETAS if ctx.config.on_cifar else DLN_ETAS)

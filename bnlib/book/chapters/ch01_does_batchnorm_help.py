@@ -12,22 +12,26 @@ from bnlib.book import plotting
 from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import (
+    PHASES,
+    PLATEAU_DROP,
     SITE,
     TARGET,
-    TRANSIENT,
     drift,
     faster,
     faster_rule,
     finals,
+    left_plateau,
     percent,
     ratio_text,
     records,
+    span,
     speeds,
 )
 from bnlib.book.plan import Read
 from bnlib.book.runs import BN, BN_LARGE, FIG1, SEEDS, STD, STD_LARGE
 from bnlib.book.session import Session
 from bnlib.experiments import Experiment
+from bnlib.records import Record
 from bnlib.train import SPEED_WINDOW
 
 STD_AUG, BN_AUG = Experiment("vgg", "none", 0.1, augment=True), Experiment("vgg", "batch", 0.1, augment=True)
@@ -46,21 +50,63 @@ def reads(session: Session) -> list[Read]:
     return [*FIG1.values(), *probed, *AUGMENTED]
 
 
+# ----------------------------------------------------------------------------- phases of training
+
+# Where the paper's networks are: in Fig. 2a (lr 0.1) the standard VGG passes 40% training accuracy
+# after roughly 400-500 steps and BatchNorm after 100-150 (read by eye), about 3-4 times apart.
+PAPER_STEPS_TO_40 = {"standard": (400, 500), "BN": (100, 150)}
+
+
+def phases_table(session: Session) -> pd.DataFrame:
+    """Where each network of Fig. 1a at lr 0.1 is in its training, seed by seed: the step its loss
+    left the initial plateau (`measures.left_plateau`) and the steps to each bound of PHASES; and
+    the paper's steps to 40% beside them. Every comparison of Part I that is made "in the same phase
+    of training" reads these steps."""
+    rows = []
+    for name, run in (("standard", STD), ("BN", BN)):
+        for seed in session.seeds_of(FIG1[run]):
+            record = session.get(run, seed)
+            bounds = sorted({x for p in PHASES for x in p})
+            steps = {f"steps to {b:.0%}": _steps(record.steps_to(b), record) for b in bounds}
+            left = _steps(left_plateau(record), record)
+            rows.append({"network": name, "seed": str(seed), "left the plateau": left, **steps})
+    for name, (low, high) in PAPER_STEPS_TO_40.items():
+        rows.append({"network": f"{name}, the paper (Fig. 2a by eye)", "steps to 40%": f"{low}-{high}"})
+    return pd.DataFrame(rows).fillna("")
+
+
+def _steps(step: int | None, record: Record) -> str:
+    """A step as text, '> 3,000' where the run never got there."""
+    return f"> {record.config.steps:,}" if step is None else f"{step:,}"
+
+
 # ----------------------------------------------------------------------------- the pre-activations (Fig. 1c)
 
 
+def matched_top(session: Session) -> float | None:
+    """The training accuracy up to which Fig. 1c's networks are compared (`span`: every seed of both
+    reaches it)."""
+    return span([session.get(run, seed) for run in (STD, BN) for seed in session.seeds_of(Read(run, SEEDS))])
+
+
 def drift_table(runs: list[Experiment], session: Session, layers: tuple[int, ...], site: str = SITE) -> pd.DataFrame:
-    """`drift` for several runs, layers and seeds."""
+    """`drift` for several runs, layers and seeds, each over its own steps from 20% training accuracy
+    (off the plateau) to `matched_top`."""
+    top = matched_top(session)
     rows = []
     for run in runs:
         for layer in layers:
             for seed in session.seeds_of(Read(run, SEEDS)):
-                moved = drift(run, session, layer, seed, site)
+                moved = (
+                    drift(run, session, layer, top, seed, site) if top else dict.fromkeys(("mean", "sd", "from", "to"))
+                )
                 rows.append(
                     {
                         "experiment": run.name,
                         "layer": layer,
                         "seed": seed,
+                        "from step": moved["from"],
+                        "to step": moved["to"],
                         "relative drift of the mean": moved["mean"],
                         "relative drift of the spread": moved["sd"],
                     }
@@ -192,17 +238,24 @@ def large_learning_rate(session: Session) -> Finding:
 
 def input_stability(session: Session) -> Finding:
     seeds = session.seeds_of(Read(BN, SEEDS))
+    top = matched_top(session)
+    if top is None:
+        text = f"a seed of a network never reaches {PHASES[0][1]:.0%} training accuracy"
+        summary = "The two networks do not share a phase of training past their plateau to compare their drift in."
+        return Finding(text, Verdict.CANNOT_TELL, summary)
     ratios: dict[str, list[float]] = {}
     parts = []
     for layer in FIG1C_LAYERS:
+        moved = {run: [drift(run, session, layer, top, s) for s in seeds] for run in (STD, BN)}
         for moment in ("mean", "sd"):
-            std = [drift(STD, session, layer, s)[moment] for s in seeds]
-            bn = [drift(BN, session, layer, s)[moment] for s in seeds]
+            std, bn = ([m[moment] for m in moved[run]] for run in (STD, BN))
             ratios[f"#{layer} {moment}"] = [b / s if s > 0 else np.inf for b, s in zip(bn, std, strict=True)]
             parts.append(f"#{layer} {moment}: standard {np.median(std):.2g}, BN {np.median(bn):.2g}")
+    windows = {run: ", ".join(f"{m['from']:,.0f}-{m['to']:,.0f}" for m in moved[run]) for run in (STD, BN)}
     text = (
-        f"pre-activations, drift from step {int(TRANSIENT * session.config(BN).steps):,} to the end in units of "
-        f"the unit's typical spread, median over 8 units and {len(seeds)} seed(s): " + "; ".join(parts)
+        f"pre-activations, drift over each network's own steps from {PHASES[0][0]:.0%} training accuracy (off the "
+        f"plateau) to {top:.0%} (standard steps {windows[STD]}; BN {windows[BN]}, seed by seed), in units of the "
+        f"unit's typical spread, median over 8 units and {len(seeds)} seed(s): " + "; ".join(parts)
     )
     medians = {k: float(np.median(v)) for k, v in ratios.items()}
     if all(1 / MARGINAL <= r <= MARGINAL for r in medians.values()):
@@ -213,9 +266,10 @@ def input_stability(session: Session) -> Finding:
         verdict = Verdict.PARTLY
     every = [r for v in ratios.values() for r in v]
     summary = (
-        f"The pre-activations of layers #{FIG1C_LAYERS[0]} and #{FIG1C_LAYERS[1]} drift {min(medians.values()):.2g} "
-        f"to {max(medians.values()):.2g} times as much with BatchNorm as without (median over seeds; the seeds "
-        f"range from {min(every):.2g} to {max(every):.2g})."
+        f"Between {PHASES[0][0]:.0%} and {top:.0%} training accuracy the pre-activations of layers "
+        f"#{FIG1C_LAYERS[0]} and #{FIG1C_LAYERS[1]} drift {min(medians.values()):.2g} to {max(medians.values()):.2g} "
+        f"times as much with BatchNorm as without (median over seeds; the seeds range from {min(every):.2g} to "
+        f"{max(every):.2g}); BatchNorm's side is the drift of its beta and gamma."
     )
     return Finding(text, verdict, summary)
 
@@ -257,11 +311,15 @@ CLAIMS = {
         'the difference in distributional stability (change in the mean and variance) "seems to be marginal" '
         '(Section 2; the caption: "much less pronounced"), layers #3 and #11, histograms of pre-activations '
         "(they have negative values: standard #3 about -4..4, #11 about -0.8..2, BN both about -4..4, Fig. 1c)",
-        f"pre-activations of layers #{FIG1C_LAYERS[0]} and #{FIG1C_LAYERS[1]}, drift after the first "
-        f"{TRANSIENT:.0%} of the run in units of each unit's typical spread: reproduced if, for both layers and both "
-        f"moments, BN's drift is within a factor of {MARGINAL:g} of the standard network's (medians over seeds); not "
+        f"pre-activations of layers #{FIG1C_LAYERS[0]} and #{FIG1C_LAYERS[1]}, each network's drift over its own "
+        f"steps from {PHASES[0][0]:.0%} training accuracy (once its loss is {PLATEAU_DROP:.0%} below chance) to the "
+        f"highest of {', '.join(f'{high:.0%}' for _, high in PHASES)} that every seed of both reaches, in units of "
+        "each unit's typical spread there "
+        "(with BatchNorm in training mode a channel's mean and spread over the batch are its beta and |gamma| by "
+        f"construction, so BN's side measures how far they move): reproduced if, for both layers and both moments, "
+        f"BN's drift is within a factor of {MARGINAL:g} of the standard network's (medians over seeds); not "
         f"reproduced if it is more than a factor of {MARGINAL:g} apart in the same direction for all four; partly "
-        "otherwise",
+        f"otherwise; cannot tell if a seed never reaches {PHASES[0][1]:.0%}",
         input_stability,
     ),
 }

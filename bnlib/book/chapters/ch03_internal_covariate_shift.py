@@ -14,6 +14,7 @@ from bnlib import records as run_records
 from bnlib.book import plan, plotting
 from bnlib.book.chapter import PART_ONE, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
+from bnlib.book.measures import PHASES, PLATEAU_DROP, phase_of
 from bnlib.book.plan import Read
 from bnlib.book.runs import BN, STD
 from bnlib.book.session import Session
@@ -21,24 +22,23 @@ from bnlib.experiments import Experiment, rate_text
 
 SEEDS = (0, 1, 2)
 VGG_PAIRS = {0.1: (STD, BN), 0.01: (Experiment("vgg", "none", 0.01), Experiment("vgg", "batch", 0.01))}
-VGG_SEEDS = {0.1: SEEDS, 0.01: (0,)}  # Part I trains lr 0.1 in three seeds, lr 0.01 in one
+VGG_SEEDS = dict.fromkeys(VGG_PAIRS, SEEDS)  # both rates in three seeds
 DLN_PAIRS = {lr: (Experiment("dln", "none", lr), Experiment("dln", "batch", lr)) for lr in (1e-6, 1e-7)}
 FIG9_RUNS = DLN_PAIRS[1e-6]  # the DLN's activations (Fig. 9)
 
-# A case (learning rate, layer, phase) shows less shift with BatchNorm only if both measures agree
-# by a material margin: its l2 difference at most L2_FACTOR times smaller, its cosine at least
-# COSINE_GAP higher; more shift, the other way round; anything else is "similar".
+# Each measure votes on a case (learning rate, layer, phase): "less" shift with BatchNorm if its l2
+# difference is at least L2_FACTOR times smaller (its cosine at least COSINE_GAP higher), "more" the
+# other way round, "similar" within the margins. The case shows less shift if one measure says less
+# and neither says more; more shift, symmetrically; similar if both say similar; the measures
+# disagree if one says less and the other more.
 L2_FACTOR = 2.0
 COSINE_GAP = 0.1
 # Where both cosines sit within this of the same +-1 (both networks' gradient moves along the same
 # line, as in Fig. 3b at lr 1e-6, layer #17, where both are near -1), the cosine cannot tell the
 # networks apart: the l2 difference (Definition 2.1's own measure) decides alone.
 SATURATED = 0.1
-# VGG's phases of training, by the training accuracy the run had reached at the probed step: the two
-# networks are compared while each is in the same phase (the standard network leaves its initial
-# plateau much later), never on the plateau (below 20%) nor once it has converged (above 80%;
-# Fig. 3's caption calls the late stabilisation "an artifact of parameter convergence").
-PHASES = ((0.2, 0.4), (0.4, 0.6), (0.6, 0.8))
+# VGG's networks are compared phase by phase of training (`measures.PHASES`), once each has left
+# its plateau (`measures.left_plateau`, from the loss).
 MIN_PROBES = 3  # probed steps (over seeds) each network needs in a phase for it to be compared
 
 
@@ -50,13 +50,14 @@ def reads(session: Session) -> list[Read]:
 
 def ics_frame(run: Experiment, session: Session, seeds: tuple[int, ...]) -> pd.DataFrame:
     """Every probed step of every seed: the layer, Definition 2.1's l2 difference, the cosine, and
-    (on CIFAR-10) the run's training accuracy at that step (`Record.smoothed`)."""
+    (on CIFAR-10) the phase of training the run was in at that step (`measures.phase_of`: an index
+    into PHASES, -1 for none; -1 throughout on the DLN)."""
     parts = []
     for seed in session.seeds_of(Read(run, seeds)):
         record = session.get(run, seed)
         layers = record.probe_table("ics", "layer").iloc[0].astype(int).tolist()
         l2, cos = record.probe_table("ics", "l2_diff"), record.probe_table("ics", "cosine")
-        accuracy = record.smoothed() if record.config.on_cifar else np.full(len(record.metrics["step"]), np.nan)
+        phase = phase_of(record, l2.index.to_numpy()) if record.config.on_cifar else np.full(len(l2), -1)
         for i, layer in enumerate(layers):
             parts.append(
                 pd.DataFrame(
@@ -66,7 +67,7 @@ def ics_frame(run: Experiment, session: Session, seeds: tuple[int, ...]) -> pd.D
                         "layer": layer,
                         "l2": l2[i].to_numpy(),
                         "cosine": cos[i].to_numpy(),
-                        "accuracy": accuracy[np.minimum(l2.index, len(accuracy) - 1)],
+                        "phase": phase,
                     }
                 )
             )
@@ -92,26 +93,32 @@ def ics_table(runs: list[Experiment], session: Session) -> pd.DataFrame:
 
 
 def compare(std: pd.Series, bn: pd.Series) -> str:
-    """One case: "less", "more" or "similar" shift with BatchNorm, from the medians of the l2
-    difference ("l2") and the cosine ("cosine") of the two networks; where both cosines are
-    saturated at the same +-1 (`SATURATED`), from the l2 difference alone."""
+    """One case: "less", "more" or "similar" shift with BatchNorm, or "disagree", from the medians
+    of the l2 difference ("l2") and the cosine ("cosine") of the two networks (each measure's vote,
+    as above); where both cosines are saturated at the same +-1 (`SATURATED`), from the l2
+    difference alone."""
     saturated = all(1 - abs(c) <= SATURATED for c in (std["cosine"], bn["cosine"])) and (
         (std["cosine"] > 0) == (bn["cosine"] > 0)
     )
-    lower = saturated or bn["cosine"] >= std["cosine"] + COSINE_GAP
-    higher = saturated or bn["cosine"] <= std["cosine"] - COSINE_GAP
-    if bn["l2"] * L2_FACTOR <= std["l2"] and lower:
-        return "less"
-    if bn["l2"] >= L2_FACTOR * std["l2"] and higher:
-        return "more"
-    return "similar"
+    l2 = "less" if bn["l2"] * L2_FACTOR <= std["l2"] else "more" if bn["l2"] >= L2_FACTOR * std["l2"] else "similar"
+    cosine = (
+        "similar"
+        if saturated
+        else "less"
+        if bn["cosine"] >= std["cosine"] + COSINE_GAP
+        else "more"
+        if bn["cosine"] <= std["cosine"] - COSINE_GAP
+        else "similar"
+    )
+    votes = {l2, cosine} - {"similar"}
+    return "disagree" if len(votes) == 2 else votes.pop() if votes else "similar"
 
 
 @dataclass(frozen=True)
 class Case:
     """One of VGG's cases (a learning rate, a layer, a phase of training): each network's number of
     probed steps in that phase (all seeds), its median l2 difference and cosine there, and the
-    comparison ("less", "more", "similar"; "cannot tell" where a network has too few probes)."""
+    comparison ("less", "more", "similar", "disagree"; "cannot tell" where a network has too few probes)."""
 
     lr: float
     layer: int
@@ -129,11 +136,8 @@ def cases(session: Session) -> tuple[Case, ...]:
     for lr, (std_run, bn_run) in VGG_PAIRS.items():
         frames = {name: ics_frame(run, session, VGG_SEEDS[lr]) for name, run in (("std", std_run), ("bn", bn_run))}
         for layer in sorted(frames["std"]["layer"].unique()):
-            for low, high in PHASES:
-                inside = {
-                    name: f[(f["layer"] == layer) & (f["accuracy"] >= low) & (f["accuracy"] < high)]
-                    for name, f in frames.items()
-                }
+            for i, (low, high) in enumerate(PHASES):
+                inside = {name: f[(f["layer"] == layer) & (f["phase"] == i)] for name, f in frames.items()}
                 std, bn = (inside[name][["l2", "cosine"]].median() for name in ("std", "bn"))
                 enough = all(len(part) >= MIN_PROBES for part in inside.values())
                 found.append(
@@ -241,17 +245,18 @@ def figure_9(session: Session) -> plt.Figure:
 
 def vgg_ics(session: Session) -> Finding:
     found = cases(session)
-    compared = [case.with_bn for case in found if case.with_bn != "cannot tell"]
+    compared = [case.with_bn for case in found if case.with_bn not in ("cannot tell", "disagree")]
     counts = {outcome: compared.count(outcome) for outcome in ("less", "more", "similar")}
     less, n = counts["less"], len(compared)
+    disagree = sum(case.with_bn == "disagree" for case in found)
     by_lr = {lr: [case.with_bn for case in found if case.lr == lr] for lr in dict.fromkeys(c.lr for c in found)}
     per_lr = "; ".join(
         f"lr {lr:g}: {sum(w != 'cannot tell' for w in mine)} of {len(mine)} (layer, phase) cases comparable"
         for lr, mine in by_lr.items()
     )
     text = (
-        f"{per_lr}; of the {n} comparable cases BN has less shift (both measures, by the margins) in {less}, more in "
-        f"{counts['more']}, similar in {counts['similar']}"
+        f"{per_lr}; of the {n} comparable cases where the measures do not disagree, BN has less shift in {less}, more "
+        f"in {counts['more']}, similar in {counts['similar']} (the measures disagree in {disagree})"
     )
     if n == 0:
         verdict = Verdict.CANNOT_TELL
@@ -261,8 +266,8 @@ def vgg_ics(session: Session) -> Finding:
         verdict = Verdict.NOT_REPRODUCED if less == n else Verdict.PARTLY
     untrained = [f"{lr:g}" for lr, mine in by_lr.items() if all(w == "cannot tell" for w in mine)]
     summary = (
-        f"On VGG, compared phase by phase of training, BatchNorm has less internal covariate shift (Definition 2.1 "
-        f"and the cosine agreeing) in {less} of {n} cases"
+        f"On VGG, compared phase by phase of training, BatchNorm has less internal covariate shift (by Definition "
+        f"2.1's l2 difference or the cosine, the other not saying more) in {less} of {n} cases"
         + (
             f"; at lr {', '.join(untrained)} no phase could be compared (a network never left its plateau)."
             if untrained
@@ -297,7 +302,8 @@ def dln_ics(session: Session) -> Finding:
     more = [case == "more" for case in cases]
     verdict = graded([all(more) and all(lower), any(more) and any(lower)])
     summary = (
-        f"On the deep linear network BatchNorm has more shift by both measures in {sum(more)} of {len(more)} "
+        f"On the deep linear network BatchNorm has more shift (by one measure, the other not saying less) in "
+        f"{sum(more)} of {len(more)} "
         f"(learning rate, layer) cases, and a lower final loss at {sum(lower)} of {len(lower)} learning rates."
     )
     return Finding("; ".join(parts) + " (medians over probed steps and seeds)", verdict, summary)
@@ -306,6 +312,16 @@ def dln_ics(session: Session) -> Finding:
 def _layers(model: str) -> str:
     """The layers the ICS probe measures, in the paper's numbering: '#5 and #10'."""
     return " and ".join(f"#{layer}" for layer in plan.ICS_LAYERS[model])
+
+
+def _votes() -> str:
+    """How each measure votes on a case, in words."""
+    return (
+        f"The l2 difference says less shift with BN if BN's is at least {L2_FACTOR:g} times smaller, more if at "
+        f"least {L2_FACTOR:g} times larger; the cosine says less if BN's is at least {COSINE_GAP:g} higher, more if at "
+        f"least {COSINE_GAP:g} lower, and nothing where both cosines lie within {SATURATED:g} of the same +-1; "
+        "otherwise a measure says similar."
+    )
 
 
 def _rates(pairs: dict) -> str:
@@ -319,12 +335,12 @@ CLAIMS = {
         '(Fig. 3a, read by eye); "stabilization of BatchNorm faster during training is an artifact of parameter '
         'convergence" (caption)',
         f"layers {_layers('vgg')} at lr {_rates(VGG_PAIRS)}, each network's medians over its probed steps "
-        "(all seeds) in the same "
-        f"phase of training ({', '.join(f'{a:.0%}-{b:.0%}' for a, b in PHASES)} training accuracy, at least "
-        f"{MIN_PROBES} probes each): BN has less shift in a case if its l2 difference is at least {L2_FACTOR:g} times "
-        f"smaller and its cosine at least {COSINE_GAP:g} higher (where both cosines lie within {SATURATED:g} of the "
-        "same +-1, the l2 difference alone); reproduced if no comparable case has less shift "
-        "with BN, not reproduced if every one does, partly otherwise; cannot tell if no case is comparable",
+        f"(all seeds) in the same phase of training ({', '.join(f'{a:.0%}-{b:.0%}' for a, b in PHASES)} training "
+        f"accuracy, once its loss is {PLATEAU_DROP:.0%} below chance, at least {MIN_PROBES} probes each). "
+        + _votes()
+        + " A case shows less shift if one measure says less and neither says more (more, symmetrically); "
+        "reproduced if no comparable case shows less shift with BN, not reproduced if every one does, partly "
+        "otherwise; cases where the measures disagree are left out; cannot tell if no case is comparable",
         vgg_ics,
     ),
     "dln": Claim(
@@ -333,12 +349,11 @@ CLAIMS = {
         "or negative), l2 ~1e3 vs ~1e1 at lr 1e-7; in Fig. 3b at lr 1e-6, layer #17, both networks' cos is about -1 "
         "and BN's l2 difference is the larger; final loss ~5e2 (BN) vs ~1.6e3 (standard) at lr 1e-6, ~7e2 vs ~4e3 at "
         "lr 1e-7 (read by eye)",
-        f"layers {_layers('dln')} at lr {_rates(DLN_PAIRS)}, medians over probed steps and seeds: "
-        "BN has more shift in a case if "
-        f"its l2 difference is at least {L2_FACTOR:g} times larger and its cosine at least {COSINE_GAP:g} lower (where "
-        f"both cosines lie within {SATURATED:g} of the same +-1, the l2 difference alone); "
-        "reproduced if it has more shift in every case and a lower median final loss at both rates; partly if in "
-        "some case and at some rate; not reproduced otherwise",
+        f"layers {_layers('dln')} at lr {_rates(DLN_PAIRS)}, medians over probed steps and seeds. "
+        + _votes()
+        + " A case shows more shift if one measure says more and neither says less; reproduced if every case shows "
+        "more shift with BN and its median final loss is lower at both rates; partly if some case does and at "
+        "some rate; not reproduced otherwise",
         dln_ics,
     ),
 }

@@ -9,13 +9,19 @@ import pandas as pd
 
 from bnlib.book import plotting
 from bnlib.book.chapter import PART_ONE, Chapter
-from bnlib.book.claims import Claim, Finding, graded
+from bnlib.book.claims import Claim, Finding, Verdict, graded
 from bnlib.book.measures import (
     BETA_GAP,
     EARLY,
     GAP,
+    MIN_BAND_PROBES,
+    PHASES,
     QUANTILE,
+    band_text,
+    bands,
+    deciding,
     early_spikes,
+    phase_text,
     series,
 )
 from bnlib.book.plan import Read
@@ -33,7 +39,7 @@ TWO_OVER_LR_FACTOR = 2.0  # "sits at 2 / lr": within this factor
 
 
 def reads(session: Session) -> list[Read]:
-    pairs = [Read(run, SEEDS, LANDSCAPE) for pair in PAIRS.values() for run in pair]
+    pairs = [Read(run, SEEDS, (*LANDSCAPE, "activation-gradients")) for pair in PAIRS.values() for run in pair]
     hessian = [
         Read(run, (0,), ("landscape", "hessian")) for run in (*PAIRS["VGG lr 0.1"], BN_LARGE, DLN_BN, DLN_BN_SMALL)
     ]
@@ -65,30 +71,55 @@ def landscape_numbers(run: Experiment, session: Session, kind: str = "landscape"
     return numbers
 
 
-EARLY_QUANTITIES = {
-    "band": "loss band width",
-    "grad": "largest gradient change",
-    "beta": "effective beta",
-    "grad_norm": "gradient norm",
+# What the rules compare: (quantity, probe kind) by name. The gradient's magnitude is taken with
+# respect to each layer's activations (Sections 3.1 and 4.1), over all layers.
+QUANTITIES = {
+    "loss band width": ("band", "landscape"),
+    "largest gradient change": ("grad", "landscape"),
+    "effective beta": ("beta", "landscape"),
+    "activation gradient norm": ("total", "activation-gradients"),
+    "effective beta beyond the paper's step sizes": ("beta beyond", "landscape-extended"),
+    "loss band width along a random direction": ("band", "landscape-random"),
 }
 
 
-def early_table(session: Session) -> pd.DataFrame:
-    """What the rules read: per model and quantity, the QUANTILE of each seed's values over the early
-    window (the first EARLY of the run), standard and BN, and their ratio (median over seeds)."""
+def phase_table(session: Session) -> pd.DataFrame:
+    """What the rules read on VGG: per quantity and phase of training, each network's probed steps
+    in it (all seeds) and the QUANTILE of the quantity over them, and their ratio."""
+    std, bn = PAIRS["VGG lr 0.1"]
     rows = []
-    for model, (std, bn) in PAIRS.items():
-        for quantity, name in EARLY_QUANTITIES.items():
-            s, b = early_spikes(std, session, quantity), early_spikes(bn, session, quantity)
+    for name, (quantity, kind) in QUANTITIES.items():
+        for band in bands(Read(std, SEEDS), Read(bn, SEEDS), session, quantity, kind):
             rows.append(
                 {
-                    "model": model,
                     "quantity": name,
-                    "standard, seed by seed": ", ".join(f"{v:.3g}" for v in s),
-                    "BN, seed by seed": ", ".join(f"{v:.3g}" for v in b),
-                    "standard / BN (median over seeds)": float(np.median([x / y for x, y in zip(s, b, strict=True)])),
+                    "phase": phase_text(band.phase),
+                    "standard probes": band.probes[0],
+                    "BN probes": band.probes[1],
+                    f"standard q{QUANTILE * 100:.0f}": band.levels[0],
+                    f"BN q{QUANTILE * 100:.0f}": band.levels[1],
+                    "standard / BN": band.ratio if band.compared else np.nan,
+                    "seed by seed": ", ".join(f"{r:.3g}" for r in band.seeds),
                 }
             )
+    return pd.DataFrame(rows)
+
+
+def early_table(session: Session) -> pd.DataFrame:
+    """What the rules read on the DLN: per quantity, the QUANTILE of each seed's values over the
+    early window (the first EARLY of the run), standard and BN, and their ratio (median over seeds)."""
+    std, bn = PAIRS["DLN lr 1e-6"]
+    rows = []
+    for name, (quantity, kind) in QUANTITIES.items():
+        s, b = early_spikes(std, session, quantity, kind), early_spikes(bn, session, quantity, kind)
+        rows.append(
+            {
+                "quantity": name,
+                "standard, seed by seed": ", ".join(f"{v:.3g}" for v in s),
+                "BN, seed by seed": ", ".join(f"{v:.3g}" for v in b),
+                "standard / BN (median over seeds)": float(np.median([x / y for x, y in zip(s, b, strict=True)])),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -204,55 +235,61 @@ def at_step(session: Session, model: str, step: int) -> plt.Figure:
 # ----------------------------------------------------------------------------- the claims
 
 
-def _smoother(session: Session, quantity: str, gap: float, kind: str = "landscape") -> tuple[str, list[bool], str]:
-    """Per model: the standard network's early-window upper quantile over BN's (median over seeds,
-    and the seeds' range), whether it is at least `gap`, as text and checks, and the models it held for."""
-    parts, checks = [], []
-    for model, (std, bn) in PAIRS.items():
-        spikes = {run: early_spikes(run, session, quantity, kind) for run in (std, bn)}
-        ratios = [s / b if b > 0 else np.inf for s, b in zip(spikes[std], spikes[bn], strict=True)]
-        ratio = float(np.median(ratios))
-        checks.append(ratio >= gap)
-        parts.append(
-            f"{model}: standard {np.median(spikes[std]):.3g}, BN {np.median(spikes[bn]):.3g} (x{ratio:.3g}; seeds "
-            f"x{min(ratios):.3g} to x{max(ratios):.3g})"
+def _finding(session: Session, what: str, gap: float) -> Finding:
+    """One landscape claim: the standard network's QUANTILE over BN's, on VGG in the earliest phase of
+    training both networks can be compared in (`bands`), on the DLN over the early window (median
+    over seeds), each at least `gap` for the claim to hold for that model."""
+    quantity, kind = QUANTITIES[what]
+    vgg_std, vgg_bn = PAIRS["VGG lr 0.1"]
+    found = bands(Read(vgg_std, SEEDS), Read(vgg_bn, SEEDS), session, quantity, kind)
+    decided = deciding(found)
+    dln_std, dln_bn = PAIRS["DLN lr 1e-6"]
+    spikes = [early_spikes(run, session, quantity, kind) for run in (dln_std, dln_bn)]
+    ratios = [s / b if b > 0 else np.inf for s, b in zip(*spikes, strict=True)]
+    dln = float(np.median(ratios))
+    text = (
+        f"{what}, its {QUANTILE:.0%} quantile. VGG, phase by phase of training: {band_text(found)}. DLN, over the "
+        f"first {EARLY:.0%} of training: standard {np.median(spikes[0]):.3g}, BN {np.median(spikes[1]):.3g} "
+        f"(x{dln:.3g}; seeds x{min(ratios):.3g} to x{max(ratios):.3g})"
+    )
+    if decided is None:
+        summary = (
+            f"On VGG no phase of training holds {MIN_BAND_PROBES} probed steps of both networks, so the {what} "
+            f"cannot be compared there; on the DLN the standard network's is {dln:.3g} times BatchNorm's early on."
         )
-    held = [model.split()[0] for model, ok in zip(PAIRS, checks, strict=True) if ok]
-    text = "; ".join(parts) + ("; inf: the loss overflowed along the step" if "inf" in "".join(parts) else "")
-    return text, checks, " and ".join(held) if held else "neither model"
-
-
-def _finding(session: Session, what: str, quantity: str, gap: float, kind: str = "landscape") -> Finding:
-    text, checks, held = _smoother(session, quantity, gap, kind)
-    head = f"{what}, {QUANTILE:.0%} quantile over the first {EARLY:.0%} of training (medians over seeds): "
-    summary = f"Early in training, {what} is at least {gap:g} times smaller with BatchNorm for {held}."
-    return Finding(head + text, graded(checks), summary)
+        return Finding(text, Verdict.CANNOT_TELL, summary)
+    checks = [decided.ratio >= gap, dln >= gap]
+    summary = (
+        f"The standard network's {what} is {decided.ratio:.3g} times BatchNorm's on VGG (at "
+        f"{phase_text(decided.phase)} training accuracy, the earliest phase both networks can be compared in) and "
+        f"{dln:.3g} times on the DLN early in training: at least {gap:g} times for "
+        f"{' and '.join(m for m, ok in zip(('VGG', 'the DLN'), checks, strict=True) if ok) or 'neither model'}."
+    )
+    return Finding(text, graded(checks), summary)
 
 
 def loss_band(session: Session) -> Finding:
-    return _finding(session, "the width of the loss band along the gradient", "band", GAP)
+    return _finding(session, "loss band width", GAP)
 
 
 def gradient_predictiveness(session: Session) -> Finding:
-    return _finding(session, "the largest gradient change along the gradient", "grad", GAP)
+    return _finding(session, "largest gradient change", GAP)
 
 
 def effective_beta(session: Session) -> Finding:
-    return _finding(session, "the effective beta", "beta", BETA_GAP)
+    return _finding(session, "effective beta", BETA_GAP)
 
 
 def gradient_magnitude(session: Session) -> Finding:
-    return _finding(session, "the gradient's norm", "grad_norm", GAP)
+    return _finding(session, "activation gradient norm", GAP)
 
 
 def larger_distances(session: Session) -> Finding:
-    return _finding(
-        session, "the effective beta beyond the paper's step sizes", "beta beyond", BETA_GAP, "landscape-extended"
-    )
+    return _finding(session, "effective beta beyond the paper's step sizes", BETA_GAP)
 
 
 def random_directions(session: Session) -> Finding:
-    return _finding(session, "the width of the loss band along a random direction", "band", GAP, "landscape-random")
+    return _finding(session, "loss band width along a random direction", GAP)
 
 
 def beta_at_two_over_lr(session: Session) -> Finding:
@@ -277,9 +314,12 @@ def beta_at_two_over_lr(session: Session) -> Finding:
 
 def _early_rule(what: str, gap: float) -> str:
     return (
-        f"{what}, its {QUANTILE:.0%} quantile over the first {EARLY:.0%} of training, seed by seed: reproduced if "
-        f"the standard network's is at least {gap:g} times BN's (median over seeds) for both VGG and the DLN; partly "
-        "if for one; not reproduced if for neither"
+        f"{what}, its {QUANTILE:.0%} quantile, the standard network's at least {gap:g} times BN's. On VGG in the "
+        f"earliest phase of training ({', '.join(phase_text(p) for p in PHASES)} training accuracy, once the "
+        f"network's loss has left its plateau) where both networks have at least {MIN_BAND_PROBES} probed steps "
+        f"over their seeds; on the DLN over the first {EARLY:.0%} of training (median over seeds). Reproduced if it "
+        "holds for both models, partly if for one, not reproduced if for neither; cannot tell if no phase of VGG "
+        "can be compared"
     )
 
 
@@ -310,7 +350,10 @@ CLAIMS = {
         "With BatchNorm the gradients are smaller too",
         '"the loss changes at a smaller rate and the magnitudes of the gradients are smaller too" (Section 3.1, no '
         "figure)",
-        _early_rule("The gradient's norm", GAP),
+        _early_rule(
+            "The gradient with respect to the layers' activations (the outputs y = Wx of Section 4.1, over all layers)",
+            GAP,
+        ),
         gradient_magnitude,
     ),
     "larger_distances": Claim(
@@ -336,8 +379,8 @@ CLAIMS = {
         "not in the paper; its BN plateaus read ~20 = 2/0.1 (VGG) and ~2e6 = 2/1e-6 (DLN), read off Figs. 4c and "
         "10c by eye",
         f"holds (reproduced) if the median effective beta of each BN run, at two learning rates per model, lies "
-        f"within a factor of {TWO_OVER_LR_FACTOR:g} of 2/lr; partly if for some; the top Hessian eigenvalue is "
-        "reported beside it",
+        f"within a factor of {TWO_OVER_LR_FACTOR:g} of 2/lr; partly if for some; not reproduced if for none; the top "
+        "Hessian eigenvalue is reported beside it",
         beta_at_two_over_lr,
     ),
 }
