@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bnlib.errors import BnlibError, CacheError
 from bnlib.storage import atomic_write, file_sha256, load_npz, read_json, write_json
 
@@ -96,12 +98,22 @@ def _remote() -> str | None:
 
 def publish_run(source: Path, key: str, keep_weights: bool, store: Path) -> bool:
     """Copy the cache's record folder `source` into `store` as `key`, its arrays compressed and its
-    weights only if `keep_weights`. Returns False (and writes nothing) if the store holds it already.
-    record.json is written last, naming the files as they are in the store with their checksums."""
+    weights only if `keep_weights`. Returns False (and writes nothing) if the store holds it already
+    with every probe the cache's record has. A cache record with probes the published one lacks (the
+    same run trained again with a probe a chapter added) is added to it, if it trained the same:
+    its metrics equal the published ones, step for step; the published probes stay. record.json is
+    written last, naming the files as they are in the store with their checksums."""
     target = store / "runs" / key
-    if (target / "record.json").exists():
-        return False
     meta = read_json(source / "record.json")
+    held = read_json(target / "record.json") if (target / "record.json").exists() else None
+    if held is not None:
+        if set(meta["probes"]) <= set(held["probes"]):
+            return False
+        if not _same_metrics(source, target):
+            raise CacheError(
+                f"the cache's record {key} has probes the published one lacks but is not the same run (its "
+                "metrics differ); retrain it and compare it with python -m bnlib.book verify first"
+            )
     names = [name for name in meta["files"] if name != WEIGHTS or keep_weights]
     for name in names:
         if file_sha256(source / name) != meta["files"][name]:
@@ -113,9 +125,18 @@ def publish_run(source: Path, key: str, keep_weights: bool, store: Path) -> bool
             atomic_write(target / name, lambda tmp, arrays=arrays: _save_compressed(tmp, arrays))
         else:
             atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+    if held is not None:  # what was published stays: its probes (and weights) beside the new ones
+        names = list(dict.fromkeys([*held["files"], *names]))
+        meta["probes"] = sorted({*held["probes"], *meta["probes"]})
     meta["files"] = {name: file_sha256(target / name) for name in names}
     write_json(target / "record.json", meta)
     return True
+
+
+def _same_metrics(a: Path, b: Path) -> bool:
+    """Whether two record folders hold the same metrics, array for array (NaN equal to NaN)."""
+    x, y = load_npz(a / "metrics.npz"), load_npz(b / "metrics.npz")
+    return x.keys() == y.keys() and all(np.array_equal(x[k], y[k], equal_nan=True) for k in x)
 
 
 def publish_measurement(source: Path, key: str, store: Path) -> bool:

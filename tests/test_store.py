@@ -21,7 +21,7 @@ import bnlib.storage
 from bnlib import published
 from bnlib.book import contents, provenance, store
 from bnlib.book.session import measurements_read, refresh
-from bnlib.errors import BnlibError
+from bnlib.errors import BnlibError, CacheError
 from bnlib.probes import ActivationProbe
 from bnlib.records import load_or_run, record_state, stored_record
 from bnlib.sweeps import Job
@@ -108,8 +108,33 @@ def test_the_store_compresses_and_keeps_weights_only_where_asked(published_store
 def test_what_is_published_stays_published(published_store):
     shelf, vgg, _ = published_store
     before = (shelf / "runs" / vgg.path.name / "record.json").read_bytes()
-    assert not published.publish_run(vgg.path, vgg.path.name, True, shelf)  # never replaced
+    assert not published.publish_run(vgg.path, vgg.path.name, True, shelf)  # never replaced by the same
     assert (shelf / "runs" / vgg.path.name / "record.json").read_bytes() == before
+
+
+def test_a_run_trained_again_with_a_new_probe_joins_its_published_record(
+    published_store, module_data, tmp_path, monkeypatch
+):
+    shelf, vgg, _ = published_store
+    new = [ActivationProbe((4,), every=3)]
+    again = load_or_run(VGG, new)  # the same run trained again in the cache, with a probe a chapter added
+    other = tmp_path / "other"  # the same, but a run that trained differently: refused
+    shutil.copytree(again.path, other)
+    arrays = bnlib.storage.load_npz(other / "metrics.npz")
+    np.savez(other / "metrics.npz", **(arrays | {"train_loss": arrays["train_loss"] + 1}))
+    with pytest.raises(CacheError, match="not the same run"):
+        published.publish_run(other, vgg.path.name, False, shelf)
+    assert published.publish_run(again.path, vgg.path.name, False, shelf)
+    assert not published.publish_run(vgg.path, vgg.path.name, False, shelf)  # nothing new: nothing written
+    monkeypatch.setenv("BNLIB_CACHE", str(tmp_path / "a-reader"))
+    monkeypatch.delenv("BNLIB_DATA")
+    refresh()
+    record = load_or_run(VGG, [*PROBES, *new])  # the published probes stay beside the new one
+    assert record.origin == "published" and not record.trained
+    for original in (vgg, again):
+        for key, arrays in original.probes.items():
+            for name, values in arrays.items():
+                np.testing.assert_array_equal(record.probes[key][name], values)
 
 
 def test_a_missing_probe_trains_the_run_in_the_cache(published_store, module_data):

@@ -127,7 +127,9 @@ def accuracy_gap(ahead: list[Record], behind: list[Record]) -> tuple[float, list
     def gap(a: list[Record], b: list[Record]) -> float:
         steps = min(len(r.smoothed()) for r in (*a, *b))
         mean = [np.mean([r.smoothed()[:steps] for r in runs], axis=0) for runs in (a, b)]
-        return float(np.nanmean(mean[0] - mean[1]))
+        gaps = mean[0] - mean[1]
+        gaps = gaps[np.isfinite(gaps)]  # the first steps have no smoothed accuracy yet
+        return float(gaps.mean()) if len(gaps) else np.nan
 
     return gap(ahead, behind), [gap([a], [b]) for a, b in zip(ahead, behind, strict=True)]
 
