@@ -205,7 +205,8 @@ def phase_of(record: Record, steps: np.ndarray) -> np.ndarray:
     (by the training accuracy at that step, `Record.smoothed`), or -1 where it lies in none: before
     the run left its plateau (`left_plateau`), or outside every phase."""
     steps = np.asarray(steps, dtype=int)
-    accuracy = record.smoothed()[np.minimum(steps, len(record.smoothed()) - 1)]
+    smoothed = record.smoothed()
+    accuracy = smoothed[np.minimum(steps, len(smoothed) - 1)]
     left = left_plateau(record)
     phase = np.full(len(steps), -1)
     for i, (low, high) in enumerate(PHASES):
@@ -335,10 +336,11 @@ class Band:
     @property
     def ratio(self) -> float:
         """The standard network's level over the other's."""
-        return _ratio(*self.levels)
+        return ratio_of(*self.levels)
 
 
-def _ratio(a: float, b: float) -> float:
+def ratio_of(a: float, b: float) -> float:
+    """a / b, inf where b is 0 (a level against a flat one)."""
     return a / b if b > 0 else np.inf
 
 
@@ -363,7 +365,7 @@ def bands(std: Read, other: Read, session: Session, quantity: str, kind: str = "
         pooled = [pd.concat(list(part.values())) for part in (mine, theirs)]
         levels = tuple(upper_quantile(p) if len(p) else np.nan for p in pooled)
         common = [seed for seed in mine if seed in theirs and len(mine[seed]) and len(theirs[seed])]
-        seeds = tuple(_ratio(upper_quantile(mine[s]), upper_quantile(theirs[s])) for s in common)
+        seeds = tuple(ratio_of(upper_quantile(mine[s]), upper_quantile(theirs[s])) for s in common)
         found.append(Band(phase, (len(pooled[0]), len(pooled[1])), levels, seeds))
     return tuple(found)
 

@@ -22,6 +22,7 @@ from bnlib.book.measures import (
     finals,
     left_plateau,
     percent,
+    ratio_of,
     ratio_text,
     records,
     span,
@@ -249,7 +250,7 @@ def input_stability(session: Session) -> Finding:
         moved = {run: [drift(run, session, layer, top, s) for s in seeds] for run in (STD, BN)}
         for moment in ("mean", "sd"):
             std, bn = ([m[moment] for m in moved[run]] for run in (STD, BN))
-            ratios[f"#{layer} {moment}"] = [b / s if s > 0 else np.inf for b, s in zip(bn, std, strict=True)]
+            ratios[f"#{layer} {moment}"] = [ratio_of(b, s) for b, s in zip(bn, std, strict=True)]
             parts.append(f"#{layer} {moment}: standard {np.median(std):.2g}, BN {np.median(bn):.2g}")
     windows = {run: ", ".join(f"{m['from']:,.0f}-{m['to']:,.0f}" for m in moved[run]) for run in (STD, BN)}
     text = (

@@ -100,18 +100,16 @@ def compare(std: pd.Series, bn: pd.Series) -> str:
     saturated = all(1 - abs(c) <= SATURATED for c in (std["cosine"], bn["cosine"])) and (
         (std["cosine"] > 0) == (bn["cosine"] > 0)
     )
-    l2 = "less" if bn["l2"] * L2_FACTOR <= std["l2"] else "more" if bn["l2"] >= L2_FACTOR * std["l2"] else "similar"
-    cosine = (
-        "similar"
-        if saturated
-        else "less"
-        if bn["cosine"] >= std["cosine"] + COSINE_GAP
-        else "more"
-        if bn["cosine"] <= std["cosine"] - COSINE_GAP
-        else "similar"
-    )
+    l2 = _vote(bn["l2"] * L2_FACTOR <= std["l2"], bn["l2"] >= L2_FACTOR * std["l2"])
+    lower, higher = bn["cosine"] >= std["cosine"] + COSINE_GAP, bn["cosine"] <= std["cosine"] - COSINE_GAP
+    cosine = "similar" if saturated else _vote(lower, higher)
     votes = {l2, cosine} - {"similar"}
     return "disagree" if len(votes) == 2 else votes.pop() if votes else "similar"
+
+
+def _vote(less: bool, more: bool) -> str:
+    """One measure's vote on a case: "less" or "more" shift with BatchNorm, else "similar"."""
+    return "less" if less else "more" if more else "similar"
 
 
 @dataclass(frozen=True)

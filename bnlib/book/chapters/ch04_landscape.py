@@ -22,6 +22,7 @@ from bnlib.book.measures import (
     deciding,
     early_spikes,
     phase_text,
+    ratio_of,
     series,
 )
 from bnlib.book.plan import Read
@@ -245,7 +246,7 @@ def _finding(session: Session, what: str, gap: float) -> Finding:
     decided = deciding(found)
     dln_std, dln_bn = PAIRS["DLN lr 1e-6"]
     spikes = [early_spikes(run, session, quantity, kind) for run in (dln_std, dln_bn)]
-    ratios = [s / b if b > 0 else np.inf for s, b in zip(*spikes, strict=True)]
+    ratios = [ratio_of(s, b) for s, b in zip(*spikes, strict=True)]
     dln = float(np.median(ratios))
     text = (
         f"{what}, its {QUANTILE:.0%} quantile. VGG, phase by phase of training: {band_text(found)}. DLN, over the "
