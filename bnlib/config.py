@@ -26,9 +26,9 @@ PRECISIONS = ("float32", "bf16")
 VGG_DEPTHS = (11, 13, 16, 19)
 RESIDUALS = ("plain", "skipinit", "fixup")
 LOSSES = ("cross_entropy", "mse")
-INITS = ("default", "lsuv", "broken")
+INITS = ("default", "he", "lsuv", "broken")
 # Normalizations whose output for an example depends on that example alone (see RunConfig.can_die)
-PER_EXAMPLE = ("none", "layer", "group", "weight_std")
+PER_EXAMPLE = ("none", "layer", "group", "weight_std", "scaled_ws")
 MAX_SEED = 2**32 - 1
 MAX_LR = 1e6  # beyond this, float32 arithmetic in the update overflows
 
@@ -153,6 +153,7 @@ class RunConfig:
     # paper's plain SGD from the model's own initialisation.
     warmup_steps: int = 0  # the rate rises linearly from lr / warmup_steps to lr over these steps
     clip_norm: float | None = None  # the gradient's global norm clipped to this (None: not clipped)
+    # "he": He-normal weights (fan-in, ReLU gain sqrt(2)) in place of the model's own (the VGG's Glorot);
     # "lsuv": then every layer rescaled to unit output variance on a batch (Mishkin and Matas, 2016);
     # "broken": then every weight w replaced by 2|w| (Daneshmand et al.'s broken BatchNorm network, whose
     # representations collapse with depth even with BatchNorm)

@@ -9,8 +9,8 @@ features (N, C).
 The registry holds the paper's (BatchNorm, its noisy version and the noise alone, l1 / l2 /
 l-infinity) and the ablation ladder's, each of which keeps or removes one ingredient of BatchNorm:
 BatchNorm without the gradient through its statistics, centering only, scaling only, ghost batches,
-LayerNorm, GroupNorm, and centered weight normalization (scale invariance without normalizing
-activations).
+LayerNorm, GroupNorm, centered weight normalization (scale invariance without normalizing
+activations) and scaled weight standardization (the same invariance, and a start at He's scale).
 """
 
 from __future__ import annotations
@@ -329,8 +329,36 @@ class CenteredWeights(nn.Module):
         return nn.functional.linear(x, self.effective_weight(), self.layer.bias)
 
 
+# Brock et al.'s gain for ReLU: He's sqrt(2), divided by the spread of a ReLU of a unit Gaussian
+# about its own mean (1 - 1/pi is its variance times 2), so each layer's output starts at unit variance
+RELU_GAIN = math.sqrt(2 / (1 - 1 / math.pi))
+
+
+class ScaledStandardizedWeights(CenteredWeights):
+    """Scaled weight standardization (Brock et al., 2021, NF-ResNets):
+    W_hat = gain * RELU_GAIN * (W - mean(W)) / (std(W) sqrt(fan_in)), per output unit, the learnable
+    gain starting at 1. Scale invariant as centered weight normalization is, but it starts at He's
+    scale whatever W's initialisation, so the signal keeps its scale through the depth at the start
+    (a Glorot start shrinks it layer by layer in the VGG)."""
+
+    def effective_weight(self) -> Tensor:
+        w = self.layer.weight
+        fan_in = w[0].numel()
+        centered = w - w.mean(dim=tuple(range(1, w.dim())), keepdim=True)
+        std = centered.flatten(1).pow(2).mean(dim=1).sqrt().clamp_min(1e-12)
+        scale = self.gain * RELU_GAIN / (std * math.sqrt(fan_in))
+        return centered * scale.view(-1, *([1] * (w.dim() - 1)))
+
+    @torch.no_grad()
+    def reset_gain(self) -> None:
+        self.gain.fill_(1.0)  # the start is He's scale, not the initialised weights' own
+
+
 # Normalizations that act on the weight layer rather than after it: name -> wrapper of the layer
-WEIGHT_NORMS: dict[str, Callable[[nn.Module], nn.Module]] = {"weight_std": CenteredWeights}
+WEIGHT_NORMS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "weight_std": CenteredWeights,
+    "scaled_ws": ScaledStandardizedWeights,
+}
 
 
 def weighted(name: str, layer: nn.Module) -> nn.Module:
@@ -377,5 +405,6 @@ def _group(num_features: int, dims: int, config: NormSettings) -> nn.Module:
 
 
 @register_norm("weight_std")
+@register_norm("scaled_ws")
 def _weight_std(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     return nn.Identity()  # the weights are normalized instead (`weighted`)

@@ -1,25 +1,30 @@
 """The ablation ladder, which chapter 12 shows and the bottom line weighs: how much of BatchNorm's
-speed-up does each of its ingredients carry, and how much do the substitutes that rival explanations
-propose recover?
+speed-up, and of the range of rates it trains at, does each of its ingredients carry, and how much do
+the substitutes that rival explanations propose recover?
 
 The ladder: on the book's VGG-16 at the cpu scale, the two ends (BatchNorm and the standard network,
 chapter 07's runs) and variants that each remove one ingredient of BatchNorm, or supply one
-ingredient without normalizing activations (`RUNGS`). Every rung trains at the rates of a small grid
-(`RATES`) in seed 0, then in seeds 1 and 2 at its best rate (the one at which seed 0 reached the
-speed target first). Speed is the steps to the speed target (`bnlib.book.measures`), and every run
-stops when it reaches it, or at the ladder's horizon (`decided_after`): the step after which a rung
-recovers less than half of BatchNorm's speed-up at that rate whatever its seeds, so that its run can
-stop there ("less than half" is a verdict only where the rung's best rate lies inside the grid:
-`inside_grid`). The ends train first, and the horizon is read from their seeds.
+ingredient without normalizing activations (`RUNGS`). Every network's rate is searched on the grid
+`GRID` in seed 0, from `START` (`next_rates`): outwards from its fastest rate until a slower rate
+lies on each side of it (or the grid ends), and upwards until a rate fails to train (or the grid
+ends). Seeds 1 and 2 then train at three rates: the network's best, BatchNorm's best, and the
+largest at which seed 0 trains (lower, one rate at a time, until every seed trains there).
 
-The headline number of a rung is the fraction of BatchNorm's speed-up it recovers,
+Speed is the steps to the speed target (`bnlib.book.measures`); every run stops when it reaches it,
+or at the ladder's horizon (`decided_after`): the step after which a rung recovers less than half of
+BatchNorm's speed-up at that rate whatever its seeds. A network "trains" at a rate when the run
+leaves the initial plateau (`measures.left_plateau`) by the horizon and neither diverges nor dies
+before it (`trains`). The ends train first, and the horizon is read from their seeds.
+
+A rung's headline number is the fraction of BatchNorm's speed-up it recovers,
 
     f = (T_standard - T_variant) / (T_standard - T_BatchNorm),
 
 each T the median over seeds at the network's own best rate: 1 is all of BatchNorm's speed-up, 0
 none of it, below 0 slower than the standard network. Its interval is the range of f over every
 combination of one seed of each of the three networks; a seed that never reached the target counts
-at the horizon, which bounds f on one side only (the interval is then open on that side).
+at the horizon, which bounds f on one side only (the interval is then open on that side). Beside it,
+the largest rate at which every seed trains, against the two ends' (`Tolerance`).
 """
 
 from __future__ import annotations
@@ -33,30 +38,33 @@ from typing import Any
 import numpy as np
 
 from bnlib.book.claims import Verdict
-from bnlib.book.measures import Speed, fast, fastest, speeds
+from bnlib.book.measures import TARGET, Speed, fast, left_plateau, speeds
 from bnlib.book.plan import Read
 from bnlib.book.runs import rate_run
 from bnlib.book.session import Session
 from bnlib.experiments import Experiment
 from bnlib.records import Record
 
-RATES = (0.1, 0.3)  # the grid every rung trains at in seed 0 (both are rates of chapter 07's grid)
+GRID = (0.01, 0.03, 0.1, 0.3, 1.0)  # the rates searched, about x3 apart (chapter 07's, up to 1)
+START = (0.03, 0.1)  # seed 0 starts at BatchNorm's and the standard network's best rates (chapter 07)
 SEEDS = (0, 1, 2)
 HALF = 0.5  # "recovers most of BatchNorm's speed-up": f at least this
 WARMUP = 0.1  # warm-up: the rate rises linearly over this share of the scale's steps
+FAILED = ("diverged", "dead")  # how a run that stopped training ended
 
 
 def _steps(session: Session) -> int:
     """The VGG's steps in this session (the scale's, or the parameters cell's fewer)."""
-    return session.config(Experiment("vgg", "none", RATES[0])).steps
+    return session.config(Experiment("vgg", "none", GRID[0])).steps
 
 
 @dataclass(frozen=True)
 class Rung:
     """One network of the ladder: its key, how the book names it, which ingredient of BatchNorm it
-    keeps or supplies, who predicts what it does (`source`) and whether that prediction is that it
-    recovers most of BatchNorm's speed-up (`most`) or less than half. `norm` and `changes` make it
-    from the standard VGG (`run`)."""
+    keeps or supplies, who predicts what it does (`source`), whether that prediction is that it
+    recovers most of BatchNorm's speed-up (`most`) or less than half, and, where the source speaks
+    of the rates a network tolerates, whether it tolerates BatchNorm's (`wider` True) or only the
+    standard network's (False). `norm` and `changes` make it from the standard VGG (`run`)."""
 
     key: str
     label: str
@@ -65,6 +73,7 @@ class Rung:
     most: bool
     norm: str
     changes: tuple[tuple[str, Any], ...] = ()
+    wider: bool | None = None
 
     def run(self, lr: float, session: Session, horizon: int) -> Experiment:
         """The rung's run at a rate, stopped at the speed target or after `horizon` steps."""
@@ -77,9 +86,18 @@ class Rung:
         return fast(Experiment.of("vgg", self.norm, lr, **changes))
 
     @property
+    def name(self) -> str:
+        return f"{self.label[0].upper()}{self.label[1:]}"
+
+    @property
     def claim(self) -> str:
         how = "recovers most" if self.most else "recovers less than half"
-        return f"{self.label[0].upper()}{self.label[1:]} {how} of BatchNorm's speed-up"
+        return f"{self.name} {how} of BatchNorm's speed-up"
+
+    @property
+    def range_claim(self) -> str:
+        how = "trains at rates as large as BatchNorm's" if self.wider else "loses BatchNorm's larger rates"
+        return f"{self.name} {how}"
 
 
 STANDARD = Rung("standard", "standard (no normalization)", "none of BatchNorm", "", False, "none")
@@ -95,6 +113,7 @@ RUNGS = (
         "(2019): the gradient through the statistics is what removes the curvature outliers (chapter 09)",
         False,
         "batch_detached",
+        wider=False,
     ),
     Rung(
         "center",
@@ -167,6 +186,15 @@ RUNGS = (
         "weight_std",
     ),
     Rung(
+        "scaled_ws",
+        "scaled weight standardization",
+        "as centered weight normalization, but every layer starts at He's scale (Brock et al.'s gain)",
+        "Brock et al. (2021, NF-ResNets): scaled weight standardization removes the mean shift and keeps the "
+        "signal's scale, so scale invariance is tested with the signal propagating at the start",
+        True,
+        "scaled_ws",
+    ),
+    Rung(
         "warmup",
         "the standard network with warm-up",
         f"a larger usable rate: the rate rises linearly over the first {WARMUP:.0%} of the steps",
@@ -174,6 +202,7 @@ RUNGS = (
         True,
         "none",
         (("warmup", True),),
+        wider=True,
     ),
     Rung(
         "lsuv",
@@ -185,12 +214,104 @@ RUNGS = (
         "none",
         (("init", "lsuv"),),
     ),
+    Rung(
+        "he",
+        "the standard network at He initialization",
+        "a start that keeps the signal's scale through the depth (He-normal weights in place of Glorot's)",
+        "signal propagation at initialisation (He et al., 2015; Daneshmand et al., 2020, chapter 10): the Glorot "
+        "start shrinks the VGG's signal about 1.5x per layer; a start that does not should recover BatchNorm's start",
+        True,
+        "none",
+        (("init", "he"),),
+    ),
 )
 LADDER = (BATCHNORM, *RUNGS, STANDARD)
 
 
 def rung(key: str) -> Rung:
     return next(r for r in LADDER if r.key == key)
+
+
+# ----------------------------------------------------------------------------- the search
+
+
+def trains(record: Record, horizon: int) -> bool:
+    """Whether a run trains: it leaves the initial plateau by the `horizon` (the ends' longer runs
+    read to the same step as the rungs') and neither diverges nor dies before it."""
+    left = left_plateau(record)
+    stopped = record.status in FAILED and len(record.metrics["step"]) <= horizon
+    return left is not None and left <= horizon and not stopped
+
+
+def _neighbours(lr: float) -> tuple[float | None, float | None]:
+    i = GRID.index(lr)
+    return (GRID[i - 1] if i > 0 else None), (GRID[i + 1] if i + 1 < len(GRID) else None)
+
+
+def _rank(record: Record, horizon: int | None) -> tuple[int, float] | None:
+    """How good a run's rate is, smaller first: (0, its steps) if it reached the target; (1, minus its
+    highest training accuracy) if it trains without getting there (once the horizon is known); None if
+    it does not train (no sign of how near the rate is)."""
+    steps = record.steps_to(TARGET)
+    if steps is not None:
+        return 0, steps
+    if horizon is not None and trains(record, horizon):
+        return 1, -record.highest()
+    return None
+
+
+def best_of(seed_zero: dict[float, Record], horizon: int | None = None) -> float | None:
+    """The rate at which seed 0 reached the speed target first; where it reached it at none, the one
+    that trained to the highest accuracy (once the `horizon` is known; `_rank`). None: no rate trains."""
+    ranked = {lr: k for lr, r in seed_zero.items() if (k := _rank(r, horizon)) is not None}
+    return min(ranked, key=ranked.get) if ranked else None
+
+
+def bracketed(seed_zero: dict[float, Record], horizon: int | None) -> bool:
+    """Whether seed 0's best rate (`best_of`) has a worse rate on each side, both tried: the best of
+    the grid is then not beyond it."""
+    best = best_of(seed_zero, horizon)
+    if best is None:
+        return False
+    mine = _rank(seed_zero[best], horizon)
+    sides = [lr for lr in _neighbours(best) if lr is not None and lr in seed_zero]
+    worse = [(k := _rank(seed_zero[lr], horizon)) is None or k > mine for lr in sides]
+    return len(sides) == 2 and all(worse)
+
+
+def next_rates(seed_zero: dict[float, Record], horizon: int | None) -> list[float]:
+    """The rates of the grid seed 0 must try next, given its records by rate: the untried
+    neighbours of its best rate (`best_of`; of the rates tried at the edges where no rate trains),
+    and the rate above the largest at which it trains (`trains`; once the `horizon` is known).
+    Empty once the search is done."""
+    best = best_of(seed_zero, horizon)
+    if best is not None:
+        wanted = set(_neighbours(best))
+    else:
+        wanted = {_neighbours(min(seed_zero))[0], _neighbours(max(seed_zero))[1]}
+    training = [lr for lr, r in seed_zero.items() if horizon is not None and trains(r, horizon)]
+    if training:
+        wanted.add(_neighbours(max(training))[1])
+    return sorted(lr for lr in wanted if lr is not None and lr not in seed_zero)
+
+
+def largest_search(by_rate: dict[float, dict[int, Record]], seeds: tuple[int, ...], horizon: int) -> list[float]:
+    """The search for the largest rate at which every seed trains, as the rates it reads every seed at:
+    from the largest rate at which seed 0 trains downwards, each rate at which seed 0 trains, up to the
+    first whose seeds are not all stored yet or at which every seed trains (the last one read). The
+    rates it passed stay read: they are why it went lower. Empty if seed 0 trains at no rate."""
+    passed = []
+    for lr in sorted(by_rate, reverse=True):
+        if not trains(by_rate[lr][0], horizon):
+            continue
+        passed.append(lr)
+        if any(s not in by_rate[lr] for s in seeds) or _all_train(by_rate[lr], seeds, horizon):
+            break
+    return passed
+
+
+def _all_train(by_seed: dict[int, Record], seeds: tuple[int, ...], horizon: int) -> bool:
+    return all(s in by_seed and trains(by_seed[s], horizon) for s in seeds)
 
 
 # ----------------------------------------------------------------------------- the runs
@@ -206,10 +327,39 @@ def experiment(step: Rung, lr: float, session: Session, seed: int = 0, horizon: 
     return step.run(lr, session, horizon)
 
 
-def best_rate(step: Rung, session: Session, horizon: int | None = None) -> float | None:
-    """The rate of the grid at which seed 0 reached the speed target first (None: at no rate, or
-    not every rate stored yet)."""
-    return fastest({lr: session.stored(experiment(step, lr, session, horizon=horizon)) for lr in RATES})
+def _stored(step: Rung, session: Session, horizon: int | None) -> dict[float, dict[int, Record]]:
+    """A rung's stored records by rate and seed, over the grid."""
+    out: dict[float, dict[int, Record]] = {}
+    for lr in GRID:
+        for seed in session.limit(SEEDS):
+            record = session.stored(experiment(step, lr, session, seed, horizon), seed)
+            if record is not None:
+                out.setdefault(lr, {})[seed] = record
+    return out
+
+
+def wanted(step: Rung, session: Session, horizon: int | None, bn_best: float | None) -> list[tuple[float, int]]:
+    """The (rate, seed) pairs of a rung the ladder reads, as far as what is stored decides: seed 0
+    along its search (`next_rates`), then the other seeds at its best rate, at BatchNorm's best
+    (`bn_best`) and along the search for its largest training rate (`largest_search`; these two once
+    the `horizon` is known)."""
+    stored = _stored(step, session, horizon)
+    rates = list(START)
+    while all(lr in stored and 0 in stored[lr] for lr in rates):
+        more = next_rates({lr: stored[lr][0] for lr in rates}, horizon)
+        if not more:
+            break
+        rates = sorted({*rates, *more})
+    pairs = [(lr, 0) for lr in rates]
+    if not all(lr in stored and 0 in stored[lr] for lr in rates) or len(session.limit(SEEDS)) == 1:
+        return pairs
+    others = session.limit(SEEDS)[1:]
+    best = best_of({lr: stored[lr][0] for lr in rates}, horizon)
+    at = {best} if best is not None else set()
+    if horizon is not None:
+        at |= {bn_best} if bn_best is not None else set()
+        at |= set(largest_search({lr: stored[lr] for lr in rates}, session.limit(SEEDS), horizon))
+    return pairs + [(lr, s) for lr in sorted(at) for s in others]
 
 
 def decided_after(standard: Speed, batchnorm: Speed) -> int:
@@ -223,48 +373,36 @@ def decided_after(standard: Speed, batchnorm: Speed) -> int:
     return int(np.floor((1 - HALF) * max(standard.steps) + HALF * max(batchnorm.steps)))
 
 
+def _ends(session: Session) -> tuple[dict[Rung, list[tuple[float, int]]], int | None, float | None]:
+    """The ends' (rate, seed) pairs, the horizon their seeds at their best rates set (None until
+    stored), and BatchNorm's best rate."""
+    pairs = {end: wanted(end, session, None, None) for end in ENDS}
+    stored = {end: _stored(end, session, None) for end in ENDS}
+    best = {end: best_of({lr: by[0] for lr, by in stored[end].items() if 0 in by}) for end in ENDS}  # reached
+    if any(not all(lr in stored[end] and s in stored[end][lr] for lr, s in pairs[end]) for end in ENDS):
+        return pairs, None, best[BATCHNORM]
+    if None in best.values():
+        return pairs, _steps(session), best[BATCHNORM]
+    seeds = session.limit(SEEDS)
+    found = {end: speeds([stored[end][best[end]][s] for s in seeds]) for end in ENDS}
+    h = decided_after(found[STANDARD], found[BATCHNORM])
+    return {end: wanted(end, session, h, best[BATCHNORM]) for end in ENDS}, h, best[BATCHNORM]
+
+
 def horizon(session: Session) -> int | None:
     """`decided_after` on the ends' stored seeds at their best rates (the scale's steps if an end
     reached the target at no rate); None until the ends are stored."""
-    best = {end: best_rate(end, session) for end in ENDS}
-    ends = [(experiment(end, lr, session), 0) for end in ENDS for lr in RATES]
-    ends += [(experiment(end, lr, session, s), s) for end, lr in best.items() if lr for s in session.limit(SEEDS)[1:]]
-    stored = {(run, seed): session.stored(run, seed) for run, seed in ends}
-    if any(record is None for record in stored.values()):
-        return None
-    if None in best.values():
-        return _steps(session)
-    found = {
-        end: [stored[experiment(end, lr, session, s), s] for s in session.limit(SEEDS)] for end, lr in best.items()
-    }
-    return decided_after(speeds(found[STANDARD]), speeds(found[BATCHNORM]))
-
-
-@dataclass(frozen=True)
-class Ladder:
-    """The ladder's runs: the horizon, each rung's best rate (None: it reached the target at no rate)
-    and its records by rate (seed 0; every seed at its best rate), by rung key."""
-
-    horizon: int
-    best: dict[str, float | None]
-    records: dict[str, dict[float, list[Record]]]
+    return _ends(session)[1]
 
 
 def runs(session: Session) -> list[tuple[Rung, float, int, Experiment]]:
     """Every run the ladder reads, as far as what is stored decides it, as (rung, rate, seed, run):
-    the ends in seed 0 at every rate, then in the other seeds at their best rate once seed 0 is
-    stored; the rungs (once the ends set the horizon) in seed 0 at every rate, then in the other
-    seeds at their best rate. The one list of the ladder's runs: the chapter reads these, and
-    `trained` loads exactly these."""
-    best = {end: best_rate(end, session) for end in ENDS}
-    found = [(end, lr, 0) for end in ENDS for lr in RATES]
-    found += [(end, lr, s) for end, lr in best.items() if lr for s in session.limit(SEEDS)[1:]]
-    h = horizon(session)
+    the ends first, then (once the ends set the horizon) every rung (`wanted`). The one list of the
+    ladder's runs: the chapter reads these, and `trained` loads exactly these."""
+    ends, h, bn_best = _ends(session)
+    found = [(end, lr, s) for end, pairs in ends.items() for lr, s in pairs]
     if h is not None:
-        found += [(step, lr, 0) for step in RUNGS for lr in RATES]
-        for step in RUNGS:
-            lr = best_rate(step, session, h)
-            found += [(step, lr, s) for s in session.limit(SEEDS)[1:]] if lr is not None else []
+        found += [(step, lr, s) for step in RUNGS for lr, s in wanted(step, session, h, bn_best)]
     return [(step, lr, s, experiment(step, lr, session, s, h)) for step, lr, s in found]
 
 
@@ -272,35 +410,95 @@ def reads(session: Session) -> list[Read]:
     return [Read(run, (seed,)) for _, _, seed, run in runs(session)]
 
 
+@dataclass(frozen=True)
+class Ladder:
+    """The ladder's runs: the horizon and every network's records by rate and seed, by rung key."""
+
+    horizon: int
+    records: dict[str, dict[float, dict[int, Record]]]
+
+
 @functools.cache
 def trained(session: Session) -> Ladder:
-    """The ladder's runs (`runs`), the missing ones trained first, one sweep per round (the ends in
-    seed 0, their other seeds, the rungs in seed 0 stopped at the horizon the ends set, theirs),
-    until what is stored decides no further run."""
+    """The ladder's runs (`runs`), the missing ones trained first, one sweep per round (the ends,
+    then each step of every rung's search), until what is stored decides no further run."""
     while True:
-        wanted = runs(session)
-        session.records([(run, seed) for _, _, seed, run in wanted])
-        if runs(session) == wanted:
+        wanted_now = runs(session)
+        session.records([(run, seed) for _, _, seed, run in wanted_now])
+        if runs(session) == wanted_now:
             break
-    h = horizon(session)
-    best = {step.key: best_rate(step, session, h) for step in LADDER}
-    records: dict[str, dict[float, list[Record]]] = {step.key: {lr: [] for lr in RATES} for step in LADDER}
-    for step, lr, seed, run in sorted(wanted, key=lambda w: w[2]):
-        records[step.key][lr].append(session.get(run, seed))
-    return Ladder(h, best, records)
+    records: dict[str, dict[float, dict[int, Record]]] = {step.key: {} for step in LADDER}
+    for step, lr, seed, run in wanted_now:
+        records[step.key].setdefault(lr, {})[seed] = session.get(run, seed)
+    return Ladder(horizon(session) or _steps(session), records)
+
+
+# ----------------------------------------------------------------------------- a rung's measurements
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A network of the ladder, measured: its best rate (`best_of`; None: no rate trains), whether
+    a worse rate lies on each side of it (`bracketed`), its speed there and at BatchNorm's best
+    rate, and the largest rate at which every seed trains (None: none; `at_top`: the grid's top, a
+    lower bound)."""
+
+    best: float | None
+    bracketed: bool
+    speed: Speed
+    at_batchnorm: Speed | None
+    largest: float | None
+
+    @property
+    def at_top(self) -> bool:
+        return self.largest == GRID[-1]
+
+    def best_text(self) -> str:
+        if self.best is None:
+            return "none"
+        return f"{self.best:g}" + ("" if self.bracketed else " (at the grid's edge)")
+
+    def largest_text(self) -> str:
+        if self.largest is None:
+            return "none"
+        return f"{self.largest:g}" + (" (the grid's top)" if self.at_top else "")
+
+
+def measure(by_rate: dict[float, dict[int, Record]], horizon: int, seeds: tuple[int, ...], bn_best: float) -> Measured:
+    """A network's `Measured` from its records by rate and seed."""
+    seed_zero = {lr: by[0] for lr, by in by_rate.items() if 0 in by}
+    best = best_of(seed_zero, horizon)
+    at = best if best is not None else (START[0] if START[0] in by_rate else min(by_rate))
+    speed = speeds([by_rate[at][s] for s in seeds if s in by_rate[at]])
+    there = by_rate.get(bn_best, {})
+    at_batchnorm = speeds([there[s] for s in seeds]) if all(s in there for s in seeds) else None
+    passed = largest_search(by_rate, seeds, horizon)
+    largest = passed[-1] if passed and _all_train(by_rate[passed[-1]], seeds, horizon) else None
+    return Measured(best, bracketed(seed_zero, horizon), speed, at_batchnorm, largest)
+
+
+@functools.cache
+def measured(step: Rung, session: Session) -> Measured:
+    ladder = trained(session)
+    bn_best = best_of({lr: by[0] for lr, by in ladder.records[BATCHNORM.key].items()}, ladder.horizon)
+    return measure(ladder.records[step.key], ladder.horizon, session.limit(SEEDS), bn_best or START[0])
 
 
 def rate(step: Rung, session: Session) -> float:
-    """The rate a rung's speed is read at: its best, or the grid's first if it reached the target at none."""
-    return trained(session).best[step.key] or RATES[0]
+    """The rate a rung's speed is read at: its best, or the first it tried if no rate trains."""
+    best = measured(step, session).best
+    return best if best is not None else START[0]
 
 
 def speed(step: Rung, session: Session) -> Speed:
-    """A rung's speed at its rate (`rate`), over the seeds trained there."""
-    return speeds(trained(session).records[step.key][rate(step, session)])
+    """A rung's speed at its best rate, over the seeds trained there."""
+    return measured(step, session).speed
 
 
-# ----------------------------------------------------------------------------- the fraction recovered
+def inside_grid(step: Rung, session: Session) -> bool:
+    """Whether a worse rate lies on each side of the rung's best (`bracketed`), so that "less than
+    half" is decided: at the grid's edge, or where no rate trains, a rate beyond it might be faster."""
+    return measured(step, session).bracketed
 
 
 @dataclass(frozen=True)
@@ -363,8 +561,8 @@ def recovered(standard: Speed, variant: Speed, batchnorm: Speed) -> Recovered:
 
 def recovers(fraction: Recovered, inside: bool = True) -> Verdict:
     """Reproduced ("recovers most") if the whole interval is at least HALF; not reproduced ("less
-    than half") if all of it is below HALF and the rung's best rate lies inside the grid (`inside`:
-    at the grid's edge, a rate beyond it might be faster); cannot tell otherwise, or if undefined."""
+    than half") if all of it is below HALF and the rung's best rate is bracketed (`inside`: at the
+    grid's edge, a rate beyond it might be faster); cannot tell otherwise, or if undefined."""
     if fraction.point is None:
         return Verdict.CANNOT_TELL
     if fraction.low >= HALF:
@@ -374,13 +572,28 @@ def recovers(fraction: Recovered, inside: bool = True) -> Verdict:
     return Verdict.CANNOT_TELL
 
 
-def inside_grid(step: Rung, session: Session) -> bool:
-    """Whether the rung's best rate lies strictly inside the grid, so that a rate on each side of it
-    was tried and was slower. A rung that reached the target at no rate, or at the grid's edge, might
-    be faster at a rate beyond it: "less than half" is then not decided."""
-    best = trained(session).best[step.key]
-    return best is not None and min(RATES) < best < max(RATES)
-
-
 def fraction(step: Rung, session: Session) -> Recovered:
     return recovered(speed(STANDARD, session), speed(step, session), speed(BATCHNORM, session))
+
+
+# ----------------------------------------------------------------------------- the rates tolerated
+
+
+AS_BATCHNORM, BETWEEN, AS_STANDARD = "as large as BatchNorm's", "between the two", "no larger than the standard's"
+
+
+def tolerance(variant: float | None, standard: float | None, batchnorm: float | None) -> str | None:
+    """Where a network's largest training rate lies against the ends': at least BatchNorm's
+    (`AS_BATCHNORM`), at most the standard network's (`AS_STANDARD`, and where it trains at no
+    rate), or `BETWEEN`; None if an end trains at no rate or the two ends tolerate the same rates."""
+    if standard is None or batchnorm is None or batchnorm <= standard:
+        return None
+    if variant is not None and variant >= batchnorm:
+        return AS_BATCHNORM
+    if variant is None or variant <= standard:
+        return AS_STANDARD
+    return BETWEEN
+
+
+def tolerates(step: Rung, session: Session) -> str | None:
+    return tolerance(*(measured(s, session).largest for s in (step, STANDARD, BATCHNORM)))

@@ -30,6 +30,16 @@ def init_glorot(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def init_he(model: nn.Module) -> None:
+    """He-normal weights (fan-in, gain sqrt(2) for ReLU: He et al., 2015) and zero biases: the start
+    that keeps a ReLU network's signal at one scale through its depth."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class _Stop(Exception):
     """Raised by a hook to end a forward pass once the layer it watches has computed."""
 
@@ -79,6 +89,8 @@ def build_model(config: RunConfig) -> NumberedNet:
             else DeepLinearNet(config.dln_depth, config.dln_dim, config)
         )
         init_glorot(model)
+    if config.init == "he":
+        init_he(model)
     if config.init == "broken":  # every weight made positive (the biases are zero)
         with torch.no_grad():
             for k in range(1, model.num_layers + 1):
@@ -99,5 +111,6 @@ __all__ = [
     "ResNet",
     "build_model",
     "init_glorot",
+    "init_he",
     "init_lsuv",
 ]

@@ -48,6 +48,7 @@ MLP_DEPTHS = {"paper": (2, 5, 10, 20, 50, 100), "cpu": (2, 5, 10, 20, 50), "smok
 VGG_DEPTHS = (11, 13, 16, 19)
 TRAIN_DEPTHS = {"paper": (5, 10, 20, 50, 100), "cpu": (5, 20, 50), "smoke": (2, 5)}
 TRAIN_RATES = (0.01, 0.03, 0.1, 0.3)
+DEEP_RATES = (0.001, 0.003)  # the deepest MLP's grid goes down to these too: its best rate may lie there
 SEEDS = (0, 1, 2)
 
 YANG_FACTOR = math.sqrt(math.pi / (math.pi - 1))  # ~1.21: BN-ReLU MLP's gradient growth per layer (mean field)
@@ -56,9 +57,19 @@ MEAN_SHIFT = 10.0  # the standard network's mean^2 / variance must rise this muc
 
 
 def collapsed_below(width: int) -> float:
-    """A representation is collapsed if its effective rank is below sqrt(width): the Omega(sqrt(width))
-    that Daneshmand et al. prove BatchNorm keeps at any depth."""
+    """The Omega(sqrt(width)) effective rank that Daneshmand et al. prove BatchNorm keeps at any depth:
+    an asymptotic bound, compared against, not a collapse criterion (`collapsed` is)."""
     return math.sqrt(width)
+
+
+# Daneshmand et al.'s rank collapse: "rank -> 1", every example represented along one direction. Read
+# on the stable rank ||H||_F^2 / ||H||_2^2 (1 exactly when collapsed); the margin is the book's own.
+COLLAPSE_MARGIN = 0.1
+
+
+def collapsed(stable_rank: float) -> bool:
+    """Whether a layer's representations of the batch have collapsed to (nearly) one direction."""
+    return stable_rank <= 1 + COLLAPSE_MARGIN
 
 
 def mlp_run(network: str, depth: int, lr: float = 0.01) -> Experiment:
@@ -167,18 +178,20 @@ def signal_figure(frame: pd.DataFrame, family: str = "MLP") -> plt.Figure:
 # ----------------------------------------------------------------------------- trainability against depth
 
 
-def reaches(network: str, depth: int, lr: float, session: Session) -> bool | None:
-    record = session.stored(fast(mlp_run(network, depth, lr)))
-    return None if record is None else record.steps_to(TARGET) is not None
+def train_rates(depth: int, session: Session) -> tuple[float, ...]:
+    """The rates an MLP of this depth trains at: the grid, and at the deepest also DEEP_RATES."""
+    deepest = depth == max(TRAIN_DEPTHS[check_scale(session.scale)])
+    return (*DEEP_RATES, *TRAIN_RATES) if deepest else TRAIN_RATES
 
 
 def best_rate(network: str, depth: int, session: Session) -> float | None:
     """The grid's rate at which seed 0 reaches the target soonest (None if at none, or not yet known)."""
-    return fastest({lr: session.stored(fast(mlp_run(network, depth, lr))) for lr in TRAIN_RATES})
+    return fastest({lr: session.stored(fast(mlp_run(network, depth, lr))) for lr in train_rates(depth, session)})
 
 
 def _grid(session: Session) -> list[tuple[str, int, float]]:
-    return [(n, d, lr) for n in NETWORKS for d in TRAIN_DEPTHS[check_scale(session.scale)] for lr in TRAIN_RATES]
+    depths = TRAIN_DEPTHS[check_scale(session.scale)]
+    return [(n, d, lr) for n in NETWORKS for d in depths for lr in train_rates(d, session)]
 
 
 def reads(session: Session) -> list[Read]:
@@ -199,7 +212,7 @@ def runs(session: Session) -> dict[tuple[str, int], list[Record]]:
     session.records([(fast(mlp_run(n, d, lr)), s) for (n, d), lr in wanted if lr for s in session.limit(SEEDS)[1:]])
     for (n, d), lr in wanted:
         if lr is None:
-            out[(n, d)] = [session.get(fast(mlp_run(n, d, rate))) for rate in TRAIN_RATES]
+            out[(n, d)] = [session.get(fast(mlp_run(n, d, rate))) for rate in train_rates(d, session)]
         else:
             out[(n, d)] = [session.get(fast(mlp_run(n, d, lr)), s) for s in session.limit(SEEDS)]
     return out
@@ -209,8 +222,8 @@ def runs(session: Session) -> dict[tuple[str, int], list[Record]]:
 class Trainability:
     """One MLP (network, depth): its best rate of the grid (None: it reaches the target at none), its
     speed there (every seed; None where there is no best rate), whether it trains (every seed reaches
-    the target), and its last hidden layer at initialisation: width, effective rank, mean cosine, and
-    whether it was collapsed (effective rank below `collapsed_below(width)`)."""
+    the target), and its last hidden layer at initialisation: width, effective rank, stable rank,
+    mean cosine, and whether it was collapsed (`collapsed`)."""
 
     network: str
     depth: int
@@ -219,6 +232,7 @@ class Trainability:
     trains: bool
     width: int
     rank: float
+    stable: float
     cosine: float
     collapsed: bool
 
@@ -232,21 +246,10 @@ def trainability(session: Session) -> tuple[Trainability, ...]:
         lr = best_rate(network, depth, session)
         speed = speeds(records) if lr is not None else None
         state = last.loc[(depth, network)]
-        width, rank = int(state["width"]), float(state["effective rank"])
+        width, rank, stable = int(state["width"]), float(state["effective rank"]), float(state["stable rank"])
         trains = bool(speed and len(speed.reached) == len(speed.steps))
-        found.append(
-            Trainability(
-                network,
-                depth,
-                lr,
-                speed,
-                trains,
-                width,
-                rank,
-                float(state["mean cosine"]),
-                rank < collapsed_below(width),
-            )
-        )
+        cosine = float(state["mean cosine"])
+        found.append(Trainability(network, depth, lr, speed, trains, width, rank, stable, cosine, collapsed(stable)))
     return tuple(found)
 
 
@@ -262,6 +265,7 @@ def trainability_table(session: Session) -> pd.DataFrame:
                 "trains": t.trains,
                 "width": t.width,
                 "effective rank at init": t.rank,
+                "stable rank at init": t.stable,
                 "mean cosine at init": t.cosine,
                 "collapsed at init": t.collapsed,
             }
@@ -282,7 +286,7 @@ def trainability_figure(session: Session) -> plt.Figure:
             ax.plot([t.depth for t in part], [t.rank for t in part], "o", color=COLORS[network], mfc=face, ms=8)
     ax.axhline(collapsed_below(found[0].width), color="0.5", ls=":", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="hidden layers", ylabel="effective rank at initialisation")
-    ax.set_title("hollow: does not reach the target at any rate; dotted: sqrt(width)", fontsize="small")
+    ax.set_title("hollow: does not reach the target at any rate; dotted: sqrt(width), a bound", fontsize="small")
     ax.legend(fontsize="small")
     return fig
 
@@ -366,10 +370,11 @@ def predicts_training(session: Session) -> Finding:
     found = trainability(session)
     agree = [t.collapsed != t.trains for t in found]
     text = (
-        "per MLP (depth, network): collapsed at initialisation (effective rank < sqrt(width)) and trains (every seed "
-        f"reaches {TARGET:.0%} at its best rate of {', '.join(f'{r:g}' for r in TRAIN_RATES)}): "
+        f"per MLP (depth, network): collapsed at initialisation (stable rank at most {1 + COLLAPSE_MARGIN:g}) and "
+        f"trains (every seed reaches {TARGET:.0%} at its best rate of {', '.join(f'{r:g}' for r in TRAIN_RATES)}, "
+        f"down to {min(DEEP_RATES):g} at the deepest): "
         + "; ".join(
-            f"{LABELS[t.network]} {t.depth}: {'collapsed' if t.collapsed else 'not collapsed'}, "
+            f"{LABELS[t.network]} {t.depth}: {'collapsed' if t.collapsed else 'not collapsed'} ({t.stable:.3g}), "
             f"{'trains' if t.trains else 'fails'}"
             for t in found
         )
@@ -380,10 +385,30 @@ def predicts_training(session: Session) -> Finding:
         + (", ".join(f"{LABELS[t.network]} at depth {t.depth}" for t in found if not t.trains) or "none")
         + "."
     )
-    collapsed = sum(t.collapsed for t in found)
-    if collapsed in (0, len(found)):
+    collapsed_count = sum(t.collapsed for t in found)
+    if collapsed_count in (0, len(found)):
         return Finding(text, Verdict.CANNOT_TELL, summary)  # nothing to tell apart
     return Finding(text, graded([all(agree), sum(agree) / len(agree) > 0.5]), summary)
+
+
+def deep_batchnorm_fails(session: Session) -> Finding:
+    d = max(TRAIN_DEPTHS[check_scale(session.scale)])
+    found = {t.network: t for t in trainability(session) if t.depth == d}
+    bn, std = found["batch"], found["none"]
+    rates = ", ".join(f"{r:g}" for r in train_rates(d, session))
+
+    def said(t: Trainability) -> str:
+        return f"trains (best lr {t.best:g}: {t.speed.text()})" if t.trains else f"fails at every rate of {rates}"
+
+    text = f"the {d}-layer MLP: BN {said(bn)}; standard {said(std)}"
+    if bn.trains:
+        verdict = Verdict.NOT_REPRODUCED
+    elif std.trains:
+        verdict = Verdict.REPRODUCED
+    else:
+        verdict = Verdict.CANNOT_TELL  # both fail: the depth (or the steps) defeats both networks here
+    summary = f"At depth {d}, BatchNorm {said(bn)}, the standard network {said(std)}."
+    return Finding(text, verdict, summary)
 
 
 CLAIMS = {
@@ -417,10 +442,20 @@ CLAIMS = {
         "Daneshmand et al. (2020): networks whose representations collapse at initialisation train slowly or not at "
         "all (their control: BatchNorm broken by positive weights collapses and fails)",
         f"every MLP of the depths trained, each network (the broken BatchNorm control too) at its best rate of a "
-        f"grid, every seed: it trains if every seed reaches {TARGET:.0%}; reproduced if collapse at initialisation "
-        "(effective rank < sqrt(width)) tells the networks that fail from those that train in every case, partly in "
-        "most, not reproduced otherwise; cannot tell if all or none collapsed",
+        f"grid, every seed: it trains if every seed reaches {TARGET:.0%}; collapsed if its last hidden layer's "
+        f"stable rank at initialisation is at most {1 + COLLAPSE_MARGIN:g} (Daneshmand et al.'s rank -> 1, the "
+        "margin the book's own); reproduced if collapse tells the networks that fail from those that train in every "
+        "case, partly in most, not reproduced otherwise; cannot tell if all or none collapsed",
         predicts_training,
+    ),
+    "deep_batchnorm_fails": Claim(
+        "At depth 50 and beyond, BatchNorm fails to train where the standard network trains",
+        "Yang et al. (2019): the gradient explosion makes BatchNorm ReLU networks without skip connections deeper than "
+        "about 50 layers untrainable, where a well-initialised unnormalized network is not",
+        "the deepest MLP trained, each network at every rate of its grid (down to "
+        f"{min(DEEP_RATES):g}): reproduced if BN reaches {TARGET:.0%} in no seed at any rate while the standard "
+        "network trains (every seed, at its best rate); not reproduced if BN trains; cannot tell if both fail",
+        deep_batchnorm_fails,
     ),
 }
 

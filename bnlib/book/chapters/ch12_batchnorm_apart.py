@@ -13,25 +13,31 @@ import pandas as pd
 from bnlib.book import ladder, plotting
 from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict
-from bnlib.book.ladder import BATCHNORM, ENDS, HALF, LADDER, RATES, RUNGS, STANDARD, Recovered, Rung
-from bnlib.book.measures import TARGET
+from bnlib.book.ladder import BATCHNORM, ENDS, GRID, HALF, LADDER, RUNGS, STANDARD, Recovered, Rung
+from bnlib.book.measures import PLATEAU_DROP, TARGET
 from bnlib.book.session import Session
 from bnlib.records import Record
 
 
 def table(session: Session) -> pd.DataFrame:
-    """The ladder: per network, its steps to the target at each rate of the grid (seed 0), its best
-    rate and the steps of every seed there, and the fraction of BatchNorm's speed-up it recovers."""
+    """The ladder: per network, seed 0's steps to the target at each rate of the grid it tried
+    ("-": not tried), its best rate, the steps of every seed there and at BatchNorm's best rate, the
+    largest rate at which every seed trains, and the fraction of BatchNorm's speed-up it recovers."""
     rows = []
+    bn_best = ladder.rate(BATCHNORM, session)
     for step in LADDER:
-        records, best = ladder.trained(session).records[step.key], ladder.trained(session).best[step.key]
+        records, m = ladder.trained(session).records[step.key], ladder.measured(step, session)
         row = {"network": step.label, "what it keeps or supplies": step.ingredient}
-        for lr in RATES:
-            first = records[lr][0]
-            reached = first.steps_to(TARGET)
-            row[f"lr {lr:g}, seed 0"] = f"{reached:,}" if reached is not None else _never(first)
-        row["best rate"] = "none" if best is None else f"{best:g}"
-        row[f"steps to {TARGET:.0%} at it"] = ladder.speed(step, session).text()
+        for lr in GRID:
+            first = records.get(lr, {}).get(0)
+            reached = None if first is None else first.steps_to(TARGET)
+            row[f"lr {lr:g}, seed 0"] = (
+                "-" if first is None else f"{reached:,}" if reached is not None else _never(first)
+            )
+        row["best rate"] = m.best_text()
+        row[f"steps to {TARGET:.0%} at it"] = m.speed.text()
+        row[f"at BN's best rate ({bn_best:g})"] = "" if m.at_batchnorm is None else m.at_batchnorm.text()
+        row["largest rate every seed trains at"] = m.largest_text()
         row["fraction of BN's speed-up"] = "" if step in ENDS else ladder.fraction(step, session).text()
         rows.append(row)
     return pd.DataFrame(rows)
@@ -81,7 +87,7 @@ def curves(keys: tuple[str, ...], session: Session) -> plt.Figure:
         if step.key not in keys:
             continue
         lr = ladder.rate(step, session)
-        for i, record in enumerate(ladder.trained(session).records[step.key][lr]):
+        for i, record in enumerate(ladder.trained(session).records[step.key][lr].values()):
             ax.plot(
                 record.metrics["step"],
                 record.smoothed(),
@@ -107,22 +113,26 @@ def verdict(step: Rung, fraction: Recovered, inside: bool = True) -> Verdict:
     return Verdict.NOT_REPRODUCED if found == Verdict.REPRODUCED else Verdict.REPRODUCED
 
 
+def _grid() -> str:
+    return ", ".join(f"{r:g}" for r in GRID)
+
+
 def _claim(step: Rung) -> Claim:
     def measure(session: Session) -> Finding:
-        f, mine = ladder.fraction(step, session), ladder.speed(step, session)
+        f, mine = ladder.fraction(step, session), ladder.measured(step, session)
+        ends = {end: ladder.measured(end, session) for end in ENDS}
         text = (
-            f"steps to {TARGET:.0%} at each network's best rate of {', '.join(f'{r:g}' for r in RATES)}: "
-            f"{step.label} {mine.text()} (lr {ladder.rate(step, session):g}); standard "
-            f"{ladder.speed(STANDARD, session).text()}; BN {ladder.speed(BATCHNORM, session).text()}; "
+            f"steps to {TARGET:.0%} at each network's best rate on the grid {_grid()}: {step.label} "
+            f"{mine.speed.text()} (lr {mine.best_text()}); standard {ends[STANDARD].speed.text()} "
+            f"(lr {ends[STANDARD].best_text()}); BN {ends[BATCHNORM].speed.text()} (lr {ends[BATCHNORM].best_text()}); "
             f"fraction recovered {f.text()}"
         )
-        name = f"{step.label[0].upper()}{step.label[1:]}"
         summary = (
-            f"{name}: the fraction is undefined here."
+            f"{step.name}: the fraction is undefined here."
             if f.point is None
-            else f"{name} recovers {f.text()} of BatchNorm's speed-up."
+            else f"{step.name} recovers {f.text()} of BatchNorm's speed-up (at lr {mine.best_text()})."
         )
-        return Finding(text, verdict(step, f, ladder.inside_grid(step, session)), summary)
+        return Finding(text, verdict(step, f, mine.bracketed), summary)
 
     measure.__name__ = f"recovers_{step.key}"
     most = f"at least {HALF:g}" if step.most else f"below {HALF:g}"
@@ -130,15 +140,66 @@ def _claim(step: Rung) -> Claim:
     return Claim(
         step.claim,
         step.source,
-        f"f = (T_standard - T_variant) / (T_standard - T_BN), steps to {TARGET:.0%} at each network's best rate: "
-        f"reproduced if f is {most} in every combination of seeds, not reproduced if it is {least} in every one, "
-        f"where below {HALF:g} counts only if the rung's best rate lies inside the grid "
-        f"({', '.join(f'{r:g}' for r in RATES)}), a slower rate of it on each side (at an edge, or where no rate "
-        "reached the target, a rate beyond the grid might be faster); cannot tell otherwise (or if BN is not faster)",
+        f"f = (T_standard - T_variant) / (T_standard - T_BN), steps to {TARGET:.0%} at each network's best rate, "
+        f"searched on the grid {_grid()} until a slower rate lies on each side of it: reproduced if f is {most} in "
+        f"every combination of seeds, not reproduced if it is {least} in every one, where below {HALF:g} counts only "
+        "if a slower rate lies on each side of the rung's best (at the grid's edge, or where no rate reached the "
+        "target, a rate beyond the grid might be faster); cannot tell otherwise (or if BN is not faster)",
         measure,
     )
 
 
-CLAIMS = {step.key: _claim(step) for step in RUNGS}
+RANGE_VERDICTS = {
+    True: {
+        ladder.AS_BATCHNORM: Verdict.REPRODUCED,
+        ladder.BETWEEN: Verdict.PARTLY,
+        ladder.AS_STANDARD: Verdict.NOT_REPRODUCED,
+    },
+    False: {
+        ladder.AS_STANDARD: Verdict.REPRODUCED,
+        ladder.BETWEEN: Verdict.PARTLY,
+        ladder.AS_BATCHNORM: Verdict.NOT_REPRODUCED,
+    },
+}
+
+
+def range_verdict(step: Rung, where: str | None) -> Verdict:
+    """A rung's verdict on its source's prediction about the rates it tolerates (`ladder.tolerance`)."""
+    return Verdict.CANNOT_TELL if where is None or step.wider is None else RANGE_VERDICTS[step.wider][where]
+
+
+def _range_claim(step: Rung) -> Claim:
+    def measure(session: Session) -> Finding:
+        largest = {s: ladder.measured(s, session).largest_text() for s in (step, STANDARD, BATCHNORM)}
+        where = ladder.tolerates(step, session)
+        text = (
+            f"the largest rate of the grid {_grid()} at which every seed leaves the plateau by step "
+            f"{ladder.trained(session).horizon:,} without diverging or dying: {step.label} {largest[step]}; "
+            f"standard {largest[STANDARD]}; BN {largest[BATCHNORM]}"
+        )
+        summary = (
+            f"{step.name} trains at rates up to {largest[step]}: "
+            f"{where or 'not comparable (the ends tolerate the same rates)'} "
+            f"(standard {largest[STANDARD]}, BatchNorm {largest[BATCHNORM]})."
+        )
+        return Finding(text, range_verdict(step, where), summary)
+
+    measure.__name__ = f"rates_{step.key}"
+    yes, no = (ladder.AS_BATCHNORM, ladder.AS_STANDARD) if step.wider else (ladder.AS_STANDARD, ladder.AS_BATCHNORM)
+    return Claim(
+        step.range_claim,
+        step.source,
+        f"the largest rate of the grid {_grid()} at which every seed trains (leaves the plateau, its loss "
+        f"{PLATEAU_DROP:.0%} below chance, by the ladder's horizon, neither diverging nor dying before it), "
+        f"against the two ends': reproduced if it is {yes}, partly if it lies between the two, not reproduced if it "
+        f"is {no} (a rung that trains at no rate counts as no larger than the standard's); cannot tell if the ends "
+        "tolerate the same rates",
+        measure,
+    )
+
+
+CLAIMS = {step.key: _claim(step) for step in RUNGS} | {
+    f"{step.key}_rates": _range_claim(step) for step in RUNGS if step.wider is not None
+}
 
 CHAPTER = Chapter("12_batchnorm_apart", "BatchNorm, one ingredient at a time", PART_TWO, ladder.reads, CLAIMS)

@@ -1,13 +1,15 @@
 """Chapter 13, so why does BatchNorm work? Every explanation the book tested, weighed by its tests:
 the claims of the other chapters that bear on it (referred to by chapter and key), each marked as
 decisive (an intervention that removes or supplies the explanation's mechanism, or a control its
-authors would accept), supporting (a correlation, or a consequence that other explanations share) or
-a check that the mechanism is present (an identity or an observation, never counted as evidence).
+authors would accept), supporting (a correlation, or a consequence that other explanations share), a
+check that the mechanism is present (an identity or an observation), or a manipulation check (it
+shows an intervention did what it should); the last two are never counted as evidence.
 
 The aggregation, stated once (`RULE`) and computed from named thresholds: each counted test scores 1
 for the explanation, 0 against, 1/2 if partly reproduced; a test the scale cannot decide is left
 out (that test only); the support is the mean score weighted by `WEIGHTS`. The ladder (chapter 12)
-gives the sizes: how much of BatchNorm's speed-up each ingredient recovers.
+gives the sizes: how much of BatchNorm's speed-up each ingredient recovers, and the largest rate it
+trains at; every ladder test shows both beside its verdict, since a "partly" scores 1/2 whatever its size.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from bnlib.experiments import base_config
 
 CLAIMS: dict[str, Claim] = {}  # its verdicts are on explanations, from the other chapters' claims
 
-DECISIVE, SUPPORTING, MECHANISM = "decisive", "supporting", "mechanism present"
-WEIGHTS = {DECISIVE: 2.0, SUPPORTING: 1.0, MECHANISM: 0.0}
+DECISIVE, SUPPORTING, MECHANISM, CONTROL = "decisive", "supporting", "mechanism present", "manipulation check"
+WEIGHTS = {DECISIVE: 2.0, SUPPORTING: 1.0, MECHANISM: 0.0, CONTROL: 0.0}
 SCORES = {Verdict.REPRODUCED: 1.0, Verdict.PARTLY: 0.5, Verdict.NOT_REPRODUCED: 0.0}
 SUPPORTED_AT = 2 / 3  # "supported": at least this weighted share of the counted evidence for it
 REJECTED_AT = 1 / 3  # "not supported": at most this share
@@ -40,7 +42,8 @@ SUPPORTED, NOT_SUPPORTED, MIXED, CONSISTENT, CANNOT_TELL = (
 )
 RULE = (
     f"Each test counts with weight {WEIGHTS[DECISIVE]:g} if decisive, {WEIGHTS[SUPPORTING]:g} if supporting, "
-    f"{WEIGHTS[MECHANISM]:g} if it only shows that the mechanism is present; it scores 1 for the explanation "
+    f"{WEIGHTS[MECHANISM]:g} if it only shows that the mechanism is present or that an intervention did what it "
+    "should (a manipulation check); it scores 1 for the explanation "
     "if reproduced (for a refutation: not reproduced), 1/2 if partly, 0 otherwise; a test that cannot be decided "
     "at this scale is left out, and only that test. The support is the weighted mean score. Supported: support "
     f"at least {SUPPORTED_AT:.2f}, at least one decisive test decided, none decided against it. Not supported: "
@@ -71,7 +74,7 @@ class Test:
         """1 for the explanation, 0 against, 1/2 between; None if not counted (undecided, or a
         mechanism check)."""
         verdict = self.finding(session).verdict
-        if self.weight == MECHANISM or verdict not in SCORES:
+        if WEIGHTS[self.weight] == 0 or verdict not in SCORES:
             return None
         return 1.0 - SCORES[verdict] if self.against else SCORES[verdict]
 
@@ -99,7 +102,7 @@ EXPLANATIONS = (
             *_tests("02_noisy_batchnorm", MECHANISM, "unstable_moments"),
             *_tests("01_does_batchnorm_help", SUPPORTING, "input_stability", against=True),
             *_tests("03_internal_covariate_shift", SUPPORTING, "vgg", "dln", against=True),
-            *_tests(LADDER, SUPPORTING, "noise"),
+            *_tests(LADDER, CONTROL, "noise"),
         ),
     ),
     Explanation(
@@ -110,7 +113,7 @@ EXPLANATIONS = (
         (
             *_tests("04_landscape", SUPPORTING, "loss_band", "gradient_predictiveness", "effective_beta"),
             *_tests("05_other_normalizations", SUPPORTING, "train_as_well", "smooth_like_batchnorm"),
-            *_tests("10_initialisation", SUPPORTING, "gradient_explosion", against=True),
+            *_tests("10_initialisation", SUPPORTING, "gradient_explosion", "deep_batchnorm_fails", against=True),
         ),
     ),
     Explanation(
@@ -119,9 +122,10 @@ EXPLANATIONS = (
         "BatchNorm's speed comes from the larger rate it allows: at a matched rate most of it goes, and a "
         "standard network given a larger usable rate gets it back",
         (
-            *_tests("07_learning_rates", DECISIVE, "matched_rate"),
-            *_tests(LADDER, DECISIVE, "warmup"),
-            *_tests("07_learning_rates", SUPPORTING, "larger_rates", "large_step"),
+            *_tests("07_learning_rates", DECISIVE, "matched_final"),
+            *_tests(LADDER, DECISIVE, "warmup_rates"),
+            *_tests("07_learning_rates", SUPPORTING, "matched_rate", "larger_rates", "large_step"),
+            *_tests(LADDER, SUPPORTING, "warmup"),
             *_tests("01_does_batchnorm_help", SUPPORTING, "large_rate"),
         ),
     ),
@@ -132,7 +136,7 @@ EXPLANATIONS = (
         "hardly matters; remove the auto-tuning and the benefit goes; supply scale invariance alone and it returns",
         (
             *_tests("08_scale_invariance", DECISIVE, "auto_tuning"),
-            *_tests(LADDER, DECISIVE, "weight_std"),
+            *_tests(LADDER, DECISIVE, "weight_std", "scaled_ws"),
             *_tests("08_scale_invariance", SUPPORTING, "robust", "equilibrium"),
             *_tests(LADDER, SUPPORTING, "scale"),
             *_tests("08_scale_invariance", MECHANISM, "identity", "norms_grow"),
@@ -144,7 +148,8 @@ EXPLANATIONS = (
         "with the statistics differentiated through, the Hessian's outliers are fewer and smaller; without that "
         "gradient BatchNorm loses its benefit",
         (
-            *_tests(LADDER, DECISIVE, "detached"),
+            *_tests(LADDER, DECISIVE, "detached_rates"),
+            *_tests(LADDER, SUPPORTING, "detached"),
             *_tests("09_curvature", SUPPORTING, "outliers_return"),
         ),
     ),
@@ -155,7 +160,7 @@ EXPLANATIONS = (
         "along it reflects the step size",
         (
             *_tests("09_curvature", DECISIVE, "edge_of_stability"),
-            *_tests("09_curvature", SUPPORTING, "follows_step_size"),
+            *_tests("09_curvature", SUPPORTING, "sharpening", "follows_step_size"),
             *_tests("04_landscape", SUPPORTING, "two_over_lr"),
         ),
     ),
@@ -166,7 +171,7 @@ EXPLANATIONS = (
         "ones fail to train; a well-conditioned start recovers the benefit",
         (
             *_tests("10_initialisation", DECISIVE, "predicts_training"),
-            *_tests(LADDER, DECISIVE, "lsuv"),
+            *_tests(LADDER, DECISIVE, "lsuv", "he"),
             *_tests("10_initialisation", SUPPORTING, "mean_shift"),
             *_tests(LADDER, SUPPORTING, "center"),
             *_tests("10_initialisation", MECHANISM, "rank_collapse"),
@@ -242,8 +247,8 @@ def verdict(explanation: Explanation, session: Session) -> str:
 def counts(test: Test, session: Session) -> str:
     """How a test counts: for, against, half, or not counted (and why)."""
     score = test.score(session)
-    if test.weight == MECHANISM:
-        return "not counted (mechanism present)"
+    if WEIGHTS[test.weight] == 0:
+        return f"not counted ({test.weight})"
     if score is None:
         return "not counted (cannot tell)"
     return {1.0: "for", 0.0: "against", 0.5: "half"}[score]
@@ -251,11 +256,16 @@ def counts(test: Test, session: Session) -> str:
 
 def effect(test: Test, session: Session) -> str:
     """A test's effect size, with its uncertainty: for a rung of the ladder, the fraction of
-    BatchNorm's speed-up it recovers with the seeds' interval; otherwise the claim's own sentence,
-    which gives its numbers over the seeds."""
+    BatchNorm's speed-up it recovers with the seeds' interval and the largest rate at which every
+    seed trains, beside the ends'; otherwise the claim's own sentence, which gives its numbers over
+    the seeds."""
     if test.chapter == LADDER:
-        rung = ladder.rung(test.key)
-        return f"{rung.label}: {ladder.fraction(rung, session).text()} of the speed-up"
+        rung = ladder.rung(test.key.removesuffix("_rates"))
+        largest = {s: ladder.measured(s, session).largest_text() for s in (rung, ladder.STANDARD, ladder.BATCHNORM)}
+        return (
+            f"{rung.label}: {ladder.fraction(rung, session).text()} of the speed-up; trains up to lr "
+            f"{largest[rung]} (standard {largest[ladder.STANDARD]}, BN {largest[ladder.BATCHNORM]})."
+        )
     return test.finding(session).summary
 
 
@@ -310,7 +320,8 @@ def ladder_answer(session: Session) -> str:
         where = {Verdict.REPRODUCED: "most", Verdict.NOT_REPRODUCED: "less"}.get(ladder.recovers(f), "open")
         if where == "less" and not ladder.inside_grid(step, session):
             where = "edge"  # below one half at the grid's rates, but a rate beyond the grid might be faster
-        groups[where].append(f"{step.label} ({f.text()})")
+        largest = ladder.measured(step, session).largest_text()
+        groups[where].append(f"{step.label} ({f.text()}; trains up to lr {largest})")
     parts = []
     if groups["most"]:
         parts.append(f"at least {ladder.HALF:g} of it in every combination of seeds: " + "; ".join(groups["most"]))
@@ -324,7 +335,13 @@ def ladder_answer(session: Session) -> str:
         )
     if groups["open"]:
         parts.append("undecided by the seeds: " + "; ".join(groups["open"]))
-    return "Of BatchNorm's speed-up, these recover " + ". Those recovering ".join(parts) + "."
+    ends = {end: ladder.measured(end, session).largest_text() for end in ladder.ENDS}
+    return (
+        "Of BatchNorm's speed-up, these recover "
+        + ". Those recovering ".join(parts)
+        + f". (The largest rate every seed trains at: BatchNorm {ends[ladder.BATCHNORM]}, the standard network "
+        f"{ends[ladder.STANDARD]}.)"
+    )
 
 
 def verdicts_answer(session: Session) -> str:
@@ -343,7 +360,7 @@ def answer(session: Session) -> list[str]:
     for e in EXPLANATIONS:
         share = support(e, session)
         decisive = [t for t in e.tests if t.weight == DECISIVE] or [t for t in e.tests if t.weight == SUPPORTING]
-        said = " ".join(t.finding(session).summary for t in decisive)
+        said = " ".join(effect(t, session) if t.chapter == LADDER else t.finding(session).summary for t in decisive)
         weighed = "" if share is None else f", support {share:.2f}"
         paragraphs.append(f"**{e.name}** ({e.source}): {verdict(e, session)}{weighed}. {said}")
     return paragraphs
@@ -360,8 +377,9 @@ def limits(session: Session) -> list[str]:
         f"{images} training images, {here.steps:,} steps (the paper: full width, 50,000 images, {paper.steps:,} "
         "steps). An effect that needs width, data or steps past these is outside what this page can decide; the "
         "rules say 'cannot tell' where a run's horizon cuts a measurement off.",
-        "**The seeds.** Three seeds per compared network (the ladder: seed 0 at every rate of its grid, three at "
-        "the best rate); an interval is the range over the seeds' combinations, not a confidence interval.",
+        "**The seeds.** Three seeds per compared network (the ladder: seed 0 along each network's search of the "
+        "grid, three at its best rate, at BatchNorm's and at its largest training rate); an interval is the range "
+        "over the seeds' combinations, not a confidence interval.",
         "**Optimization only.** The ladder and most tests measure training speed. Generalization at equal "
         "training loss, and BatchNorm's regularisation, are a different question. The verdicts decided on test "
         f"accuracy: {said}.",
