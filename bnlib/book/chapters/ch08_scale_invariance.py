@@ -102,7 +102,13 @@ def reads(session: Session) -> list[Read]:
         for seed in SEEDS[1:]
     ]
     own = [Read(own_rate_run(lr, True), SEEDS, ("weight-norms",)) for lr in OWN_RATES]
-    return [*first, *more, Read(PRACTICE, (0,), ("weight-norms",)), *own]
+    # the control's baselines, every seed: BatchNorm free at its own rates, the standard network at its best
+    baselines = [Read(rate_run(norm, lr, s), (s,)) for norm, lr in _baselines() for s in SEEDS]
+    return [*first, *more, Read(PRACTICE, (0,), ("weight-norms",)), *own, *baselines]
+
+
+def _baselines() -> list[tuple[str, float]]:
+    return [("batch", lr) for lr in OWN_RATES] + [("none", STANDARD_BEST)]
 
 
 @functools.cache
