@@ -404,6 +404,13 @@ def _both(decided: list[EdgeRow], yes: list[bool]) -> tuple[Verdict, list[str]]:
     return graded([all(by_network), any(yes)]), undecided
 
 
+def _undecided_text(undecided: list[str]) -> str:
+    """The end of a summary sentence: which network `_both` left undecided, if any."""
+    if not undecided:
+        return "."
+    return f"; the {', '.join(plotting.label(n) for n in undecided)} network has no decided run here."
+
+
 def edge_of_stability(session: Session) -> Finding:
     rows = edge_runs(session)
     decided = [r for r in rows if r.at_edge != NOT_YET]
@@ -415,12 +422,7 @@ def edge_of_stability(session: Session) -> Finding:
     verdict, undecided = _both(decided, at)
     summary = (
         f"Under full-batch gradient descent, {sum(at)} of the {len(decided)} decided runs end at the edge of "
-        f"stability (within {EDGE[0]:g} to {EDGE[1]:g} of 2 / eta), wherever they started"
-        + (
-            f"; the {', '.join(plotting.label(n) for n in undecided)} network has no decided run here."
-            if undecided
-            else "."
-        )
+        f"stability (within {EDGE[0]:g} to {EDGE[1]:g} of 2 / eta), wherever they started" + _undecided_text(undecided)
     )
     return Finding(text, verdict, summary)
 
@@ -437,11 +439,7 @@ def sharpening(session: Session) -> Finding:
     verdict, undecided = _both(decided, rose)
     summary = (
         f"Of the {len(decided)} decided runs that start below {BELOW:g} of 2 / eta, {sum(rose)} rise to the edge"
-        + (
-            f"; the {', '.join(plotting.label(n) for n in undecided)} network has no decided run here."
-            if undecided
-            else "."
-        )
+        + _undecided_text(undecided)
     )
     return Finding(text, verdict, summary)
 
