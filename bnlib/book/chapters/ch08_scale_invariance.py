@@ -420,49 +420,53 @@ def robust(session: Session) -> Finding:
     return Finding(text, verdict, summary)
 
 
+@dataclass(frozen=True)
+class Control:
+    """The control at BatchNorm's own rates: the standard network's speed at its best rate, and
+    BatchNorm's at each of `OWN_RATES`, free and with its norms held fixed, by (rate, fixed)."""
+
+    standard: Speed
+    batchnorm: dict[tuple[float, bool], Speed]
+
+    def kept(self, lr: float) -> ladder.Recovered:
+        """The share of BatchNorm's speed-up over the standard network that the fixed norm keeps at
+        `lr`: the ladder's fraction f = (T_standard - T_fixed) / (T_standard - T_BN), with its
+        interval over the seeds' combinations."""
+        return ladder.recovered(self.standard, self.batchnorm[lr, True], self.batchnorm[lr, False])
+
+
 @functools.cache
-def kept(session: Session) -> dict[float, ladder.Recovered]:
-    """At each of BatchNorm's own rates, the share of its speed-up over the standard network (at
-    the standard's best rate) that BatchNorm with fixed weight norms keeps: the ladder's fraction
-    f = (T_standard - T_fixed) / (T_standard - T_BN), with its interval over the seeds' combinations."""
+def control(session: Session) -> Control:
     seeds = session.limit(SEEDS)
     standard = speeds([session.get(rate_run("none", STANDARD_BEST, s), s) for s in seeds])
-    out = {}
-    for lr in OWN_RATES:
-        free, fixed = (speeds([session.get(own_rate_run(lr, f), s) for s in seeds]) for f in (False, True))
-        out[lr] = ladder.recovered(standard, fixed, free)
-    return out
+    batchnorm = {
+        (lr, f): speeds([session.get(own_rate_run(lr, f), s) for s in seeds]) for lr in OWN_RATES for f in (False, True)
+    }
+    return Control(standard, batchnorm)
 
 
 def control_table(session: Session) -> pd.DataFrame:
     """The control at BatchNorm's own rates: each seed's steps to the target free and with the norms
-    held fixed, and the share of BatchNorm's speed-up the fixed norm keeps (`kept`)."""
-    seeds = session.limit(SEEDS)
-    standard = speeds([session.get(rate_run("none", STANDARD_BEST, s), s) for s in seeds])
-    rows = []
-    for lr, share in kept(session).items():
-        free, fixed = (speeds([session.get(own_rate_run(lr, f), s) for s in seeds]) for f in (False, True))
-        rows.append(
-            {
-                "rate (every parameter)": lr,
-                f"BN, steps to {TARGET:.0%}": free.text(),
-                "BN, norms fixed": fixed.text(),
-                f"standard at {STANDARD_BEST:g}": standard.text(),
-                "share of BN's speed-up kept": share.text(),
-            }
-        )
+    held fixed, and the share of BatchNorm's speed-up the fixed norm keeps (`Control.kept`)."""
+    c = control(session)
+    rows = [
+        {
+            "rate (every parameter)": lr,
+            f"BN, steps to {TARGET:.0%}": c.batchnorm[lr, False].text(),
+            "BN, norms fixed": c.batchnorm[lr, True].text(),
+            f"standard at {STANDARD_BEST:g}": c.standard.text(),
+            "share of BN's speed-up kept": c.kept(lr).text(),
+        }
+        for lr in OWN_RATES
+    ]
     return pd.DataFrame(rows)
 
 
 def auto_tuning(session: Session) -> Finding:
-    shares = kept(session)
+    c = control(session)
+    shares = {lr: c.kept(lr) for lr in OWN_RATES}
     top = max(FIXED_RATES)
-    seeds = session.limit(SEEDS)
-    steps = {
-        (lr, f): speeds([session.get(own_rate_run(lr, f), s) for s in seeds]).text()
-        for lr in OWN_RATES
-        for f in (False, True)
-    }
+    steps = {key: speed.text() for key, speed in c.batchnorm.items()}
     text = (
         "steps to the target, BN free / with its hidden weights rescaled to their initial norm after every step: "
         + "; ".join(f"lr {lr:g}: {steps[lr, False]} / {steps[lr, True]}" for lr in OWN_RATES)
