@@ -25,6 +25,7 @@ MODELS = ("vgg", "dln", "resnet", "mlp")
 PRECISIONS = ("float32", "bf16")
 VGG_DEPTHS = (11, 13, 16, 19)
 RESIDUALS = ("plain", "skipinit", "fixup")
+RESNET_BLOCKS = ("post", "pre")
 LOSSES = ("cross_entropy", "mse")
 INITS = ("default", "he", "lsuv", "broken")
 # Normalizations whose output for an example depends on that example alone (see RunConfig.can_die)
@@ -134,6 +135,9 @@ class RunConfig:
     # ResNet on CIFAR-10 (6n + 2 layers) and deep ReLU MLPs on flattened CIFAR-10 (Part II)
     resnet_depth: int = 20
     residual: str = "plain"  # "plain", "skipinit" or "fixup" (the latter two without normalization)
+    # "post": He et al.'s original blocks, ReLU(x + branch), parameter-free shortcuts (Fixup's);
+    # "pre": pre-activation blocks, x + branch, 1 x 1 projections where the shape changes (SkipInit's)
+    resnet_block: str = "post"
     mlp_depth: int = 10  # hidden layers
     mlp_width: int = 256
 
@@ -217,6 +221,9 @@ class RunConfig:
         put("residual", _choice("residual", self.residual, RESIDUALS))
         if self.residual != "plain" and self.norm != "none":
             raise ConfigError(f"residual {self.residual!r} replaces the normalization; use norm 'none'")
+        put("resnet_block", _choice("resnet_block", self.resnet_block, RESNET_BLOCKS))
+        if self.residual == "fixup" and self.resnet_block != "post":
+            raise ConfigError("Fixup's recipe is for post-activation blocks; use resnet_block 'post'")
         put("mlp_depth", _integer("mlp_depth", self.mlp_depth, 1, 10**4))
         put("mlp_width", _integer("mlp_width", self.mlp_width, 1, 10**6))
         put("dln_depth", _integer("dln_depth", self.dln_depth, 2, 10**4))

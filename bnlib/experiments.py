@@ -35,7 +35,7 @@ _SCALE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
         "vgg": dict(width=0.125, train_per_class=1000, test_per_class=200, steps=3000, test_every=100, log_every=10),
         "dln": dict(steps=2500, log_every=10),
-        "resnet": dict(width=0.25, train_per_class=1000, test_per_class=200, steps=800, test_every=100, log_every=10),
+        "resnet": dict(width=0.25, train_per_class=1000, test_per_class=200, steps=1600, test_every=100, log_every=10),
         "mlp": dict(mlp_width=256, train_per_class=1000, test_per_class=200, steps=1000, test_every=100, log_every=10),
     },
     "smoke": {

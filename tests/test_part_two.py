@@ -22,14 +22,19 @@ from bnlib.train import half_squared_error, sgd
 # ----------------------------------------------------------------------------- the ResNet family
 
 
-def resnet(residual: str = "plain", norm: str = "batch", depth: int = 20, width: float = 0.25) -> ResNet:
+def resnet(
+    residual: str = "plain", norm: str = "batch", depth: int = 20, width: float = 0.25, block: str = "post"
+) -> ResNet:
     torch.manual_seed(0)
-    return build_model(RunConfig(model="resnet", resnet_depth=depth, width=width, norm=norm, residual=residual))
+    config = RunConfig(
+        model="resnet", resnet_depth=depth, width=width, norm=norm, residual=residual, resnet_block=block
+    )
+    return build_model(config)
 
 
-@pytest.mark.parametrize("depth", [8, 20, 32])
-def test_resnet_layers_are_numbered_in_forward_order(depth):
-    model = resnet(depth=depth)
+@pytest.mark.parametrize("depth,block", [(8, "post"), (20, "post"), (32, "post"), (20, "pre")])
+def test_resnet_layers_are_numbered_in_forward_order(depth, block):
+    model = resnet(depth=depth, block=block)
     assert model.num_layers == depth  # the stem, 2 convolutions per block, the classifier: 6n + 2
     assert len(model.residual_blocks()) == (depth - 2) // 2  # n blocks in each of 3 stages
     seen: list[nn.Module] = []
@@ -38,8 +43,30 @@ def test_resnet_layers_are_numbered_in_forward_order(depth):
     assert model(torch.randn(4, 3, 32, 32)).shape == (4, 10)
     for h in handles:
         h.remove()
-    assert seen == [model.layer(k) for k in range(1, depth + 1)]
+    projections = [b.projection for b in model.residual_blocks() if getattr(b, "projection", None) is not None]
+    assert [m for m in seen if m not in projections] == [model.layer(k) for k in range(1, depth + 1)]
+    assert len(projections) == (2 if block == "pre" else 0)  # the pre-activation blocks' 1 x 1 shortcuts
     assert isinstance(model.layer(depth), nn.Linear) and isinstance(model.norm(2), nn.BatchNorm2d)
+
+
+def test_pre_activation_skipinit_starts_as_its_shortcut_with_a_zero_classifier():
+    model = resnet("skipinit", norm="none", block="pre").train()
+    h = model.stem(torch.randn(8, 3, 32, 32))  # a convolution's output: of either sign
+    for block in model.residual_blocks():
+        out = block(h)
+        assert torch.equal(out, block.shortcut(h))  # x + 0 * branch: no ReLU after the sum
+        if block.projection is None:
+            assert torch.equal(out, h)  # the identity, negative values included
+        else:
+            assert block.projection.bias is not None  # biased, as DeepMind's SkipInit convolutions
+        h = out
+    assert torch.count_nonzero(model.head.layer.weight) == 0
+
+
+def test_pre_activation_batchnorm_downscales_the_branch_with_depth():
+    table = residual_variances(resnet(depth=56, block="pre"), torch.randn(32, 3, 32, 32))
+    last_stage = table["ratio"].iloc[-8:].to_numpy()  # 9 blocks per stage; after the projection, x + branch
+    assert last_stage[-1] < last_stage[0] / 3
 
 
 def test_resnet_stages_halve_the_resolution_and_double_the_channels():
@@ -91,6 +118,8 @@ def test_resnet_config_is_checked():
         RunConfig(model="resnet", resnet_depth=21)
     with pytest.raises(ConfigError, match="replaces the normalization; use norm 'none'"):
         RunConfig(model="resnet", residual="skipinit", norm="batch")
+    with pytest.raises(ConfigError, match="Fixup's recipe is for post-activation blocks; use resnet_block 'post'"):
+        RunConfig(model="resnet", residual="fixup", norm="none", resnet_block="pre")
 
 
 # ----------------------------------------------------------------------------- MLPs

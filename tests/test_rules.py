@@ -93,10 +93,16 @@ def test_faster(fast, slow, expected):
         ([200, 400, 250], [200, 220, 240], P),
         ([500, 600], [200, 220, 240], N),
         ([200], [None, None, 200], C),  # the reference mostly never gets there
+        ([200, None, None], [200, 220, 240], N),  # censored seeds beyond the bound (330): slower whatever
     ],
 )
 def test_comparable(speed, reference, expected):
     assert comparable(Speed(speed, 3000), Speed(reference, 3000), 1.5) == expected
+
+
+@pytest.mark.parametrize("speed,expected", [([200, 250, None], C), ([200, None, None], C), ([200, 250, 260], R)])
+def test_comparable_censored_within_the_bound(speed, expected):  # horizon 300 < the bound 330: cannot decide
+    assert comparable(Speed(speed, 300), Speed([200, 220, 240], 300), 1.5) == expected
 
 
 # ----------------------------------------------------------------------------- 01, Fig. 1
@@ -1160,14 +1166,21 @@ ch11 = ch11_residual
 SMALL_BATCH, LARGE_BATCH = ch11.BATCHES["cpu"]
 
 
-@pytest.mark.parametrize("bn_fall,none_fall,expected", [(19.0, 1.8, R), (19.0, 5.0, P), (2.0, 1.8, N)])  # De and Smith
-def test_downscaled(monkeypatch, bn_fall, none_fall, expected):
-    falls = {"batch": bn_fall, "none": none_fall}
+@pytest.mark.parametrize(
+    "bn_slope,none_slope,expected",
+    [(-1.0, 0.1, R), (-ch11.DOWNSCALING - 0.01, -ch11.DOWNSCALING + 0.01, R), (-1.0, -1.0, P),
+     (-ch11.DOWNSCALING + 0.01, 0.1, N)],
+)  # fmt: skip
+def test_downscaled(monkeypatch, bn_slope, none_slope, expected):  # De and Smith: 1/block along a stage
+    slopes = {"batch": bn_slope, "none": none_slope}
 
-    def measured(session, name, config, compute, **params):  # `residual_variances` of each variant, as published
-        fall = falls.get(config.norm, 0.0) if config.residual == "plain" else 0.0  # SkipInit, Fixup: branches of 0
-        ratios = [fall, 1.0] if fall else [0.0, 0.0]
-        return pd.DataFrame({"block": [1, 2], "ratio": ratios, "branch variance": [float(bool(fall))] * 2})
+    def measured(session, name, config, compute, **params):  # `residual_variances`: ratio = place ** slope
+        place = np.tile(np.arange(1, 10), 3).astype(float)
+        if config.residual != "plain":  # SkipInit, Fixup: branches of 0
+            return pd.DataFrame({"block": np.arange(1, 28), "ratio": 0.0, "branch variance": 0.0})
+        ratio = place ** slopes[config.norm] * np.where(place == 1, 7.0, 1.0)  # a projection's block: off the law
+        ratio[:9] = np.arange(1, 10.0) ** slopes[config.norm]  # the first stage has no projection
+        return pd.DataFrame({"block": np.arange(1, 28), "ratio": ratio, "branch variance": 1.0})
 
     monkeypatch.setattr(Session, "measured", measured)
     assert verdict(ch11, "downscaled") == expected
@@ -1175,72 +1188,89 @@ def test_downscaled(monkeypatch, bn_fall, none_fall, expected):
 
 @pytest.mark.parametrize(
     "none,skip,expected",
-    [(None, 300, R), (200, 300, P), (200, None, N)],  # the unnormalized ResNet-56 fails, SkipInit trains it
+    [
+        ({}, 300, R),  # the unnormalized ResNet-56 reaches the target at no rate, SkipInit trains it
+        ({0.001: 600}, 300, P),  # ... but at the smallest rate it does: "does not train" is not one rate's
+        ({0.01: 200}, None, N),
+    ],
 )
 def test_skipinit_trains_deep(store, none, skip, expected):
+    for lr in ch11.DEEP_RATES:
+        for seed in range(3):
+            steps = none.get(lr)
+            run = ch11.run("no normalization", SMALL_BATCH, lr, CPU, ch11.DEEP["cpu"])
+            store.put(run, seed, steps_to=steps, status=None if steps else "diverged")
     for seed in range(3):
-        store.put(ch11.run("no normalization", SMALL_BATCH, 0.1, ch11.DEEP["cpu"]), seed, steps_to=none,
-                  status=None if none else "diverged")  # fmt: skip
-        store.put(ch11.run("SkipInit", SMALL_BATCH, 0.1, ch11.DEEP["cpu"]), seed, steps_to=skip)
+        store.put(ch11.run("SkipInit", SMALL_BATCH, ch11.START, CPU, ch11.DEEP["cpu"]), seed, steps_to=skip)
     assert verdict(ch11, "skipinit_trains_deep") == expected
 
 
-def _resnets(store, speed: dict, top: dict[str, float] | None = None, fixup=(300, 301, 302)) -> None:
-    """ResNet-20's grid. `speed[(variant, batch)]`: every seed's steps to the target at its best rate
-    (the grid's lowest rate that trains; the others that train take 50 steps more in seed 0; None: no
-    rate trains). At the larger batch the rates above `top[variant]` diverge. `fixup`: Fixup's steps
-    at BatchNorm's best rate at the smaller batch, seed by seed."""
-    for variant in ch11.SPEED_VARIANTS:
+def _resnets(store, nets: dict[tuple[str, int], dict[float, list]]) -> None:
+    """ResNet-20's runs at every rate of each search's grid. `nets[(variant, batch)]`: steps to the
+    target by rate of the smaller batch's grid (`ch11.GRID`, scaled with the batch), seed by seed
+    (one number: seed 0 only); a rate not given does not train (it diverges)."""
+    for variant in ch11.VARIANTS:
         for batch in (SMALL_BATCH, LARGE_BATCH):
-            steps = speed.get((variant, batch))
-            rates = ch11.rates(batch, CPU)
-            trains = [lr for lr in rates if steps and (batch == SMALL_BATCH or not top or lr <= top[variant])]
-            for lr in rates:
-                run = ch11.run(variant, batch, lr)
-                if lr not in trains:
-                    store.put(run, status="diverged")
-                elif lr == trains[0]:
-                    for seed, s in enumerate(steps):
-                        store.put(run, seed, steps_to=s)
-                else:
-                    store.put(run, steps_to=steps[0] + 50)
-    for seed, s in enumerate(fixup):
-        store.put(ch11.run("Fixup", SMALL_BATCH, ch11.rates(SMALL_BATCH, CPU)[0]), seed, steps_to=s)
+            given = nets.get((variant, batch), {})
+            for base, lr in zip(ch11.GRID, ch11.grid(batch, CPU), strict=True):
+                steps = given.get(base)
+                for seed, s in enumerate([steps] if not isinstance(steps, list) else steps):
+                    store.put(ch11.run(variant, batch, lr, CPU), seed, steps_to=s, status=None if s else "diverged")
 
 
-BN_SMALL = {("BatchNorm", SMALL_BATCH): [280, 300, 290], ("BatchNorm", LARGE_BATCH): [280, 300, 290]}
+BN_V = {0.05: 300, 0.1: [200, 210, 220], 0.2: 260}  # BatchNorm: best at 0.1, slower on each side
+SKIP_NEAR = {0.05: 330, 0.1: [300, 310, 305], 0.2: 400}
 
 
-@pytest.mark.parametrize("skip,expected", [([300, 320, 310], R), ([300, 500, 310], P), ([600, 700, 750], N)])
+@pytest.mark.parametrize(
+    "skip,expected",
+    [
+        (SKIP_NEAR, R),
+        ({0.05: 330, 0.1: [300, 500, 310], 0.2: 400}, P),
+        ({0.05: 700, 0.1: [600, 700, 750], 0.2: 790}, N),
+        ({0.05: 700, 0.1: [600, None, None], 0.2: 790}, N),  # censored seeds, at a horizon beyond the bound
+        ({}, C),  # SkipInit trains at no rate of the grid
+        ({0.8: 500, 1.6: [300, 320, 310]}, C),  # its best rate at the grid's edge
+    ],
+)
 def test_skipinit_small_batch(store, skip, expected):  # De and Smith: SkipInit about as fast at a small batch
-    _resnets(store, BN_SMALL | {("SkipInit", SMALL_BATCH): skip, ("SkipInit", LARGE_BATCH): skip})
+    _resnets(store, {("BatchNorm", SMALL_BATCH): BN_V, ("SkipInit", SMALL_BATCH): skip})
     assert verdict(ch11, "skipinit_small_batch") == expected
 
 
-def test_skipinit_small_batch_cannot_tell_without_a_training_rate(store):
-    _resnets(store, BN_SMALL)  # SkipInit reaches the target at no rate
-    assert verdict(ch11, "skipinit_small_batch") == C
+def test_a_resnet_search_brackets_the_best_rate(store):
+    _resnets(store, {("BatchNorm", SMALL_BATCH): {**BN_V, 0.4: 270}})
+    found = ch11.searched(CPU, "BatchNorm", SMALL_BATCH)
+    # from 0.1 to its neighbours, then up to the first rate that does not train (0.8)
+    assert ch11.search(CPU, "BatchNorm", SMALL_BATCH)[0] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    assert (found.best, found.bracketed, found.largest) == (0.1, True, 0.4)
+    assert found.speed.steps == [200 * SMALL_BATCH, 210 * SMALL_BATCH, 220 * SMALL_BATCH]
 
 
-@pytest.mark.parametrize("fixup,expected", [([300, 301, 302], R), ([300, 400, 750], P), ([600, 700, 750], N)])
+@pytest.mark.parametrize(
+    "fixup,expected", [([300, 301, 302], R), ([300, 400, 750], P), ([600, 700, 750], N), ([300, None, None], N)]
+)
 def test_fixup_same_rate(store, fixup, expected):  # Zhang et al.: as fast as BatchNorm at the same rate
-    _resnets(
-        store, BN_SMALL | {("SkipInit", SMALL_BATCH): [300] * 3, ("SkipInit", LARGE_BATCH): [300] * 3}, fixup=fixup
-    )
+    bn = {0.05: 300, 0.1: [280, 300, 290], 0.2: 260 + 100}
+    _resnets(store, {("BatchNorm, post-activation", SMALL_BATCH): bn, ("Fixup", SMALL_BATCH): {0.05: 790, 0.1: fixup}})
     assert verdict(ch11, "fixup_same_rate") == expected
 
 
 @pytest.mark.parametrize(
     "lead_small,lead_large,top,expected",
-    [(1.1, 3.0, {"BatchNorm": 1.6, "SkipInit": 0.4}, R), (1.1, 3.0, {"BatchNorm": 0.4, "SkipInit": 0.4}, P),
-     (3.0, 1.1, {"BatchNorm": 0.4, "SkipInit": 0.4}, N), (None, 1.1, {"BatchNorm": 0.4, "SkipInit": 0.4}, C)],
+    [(1.1, 3.0, {"BatchNorm": 0.4, "SkipInit": 0.2}, R), (1.1, 3.0, {"BatchNorm": 0.2, "SkipInit": 0.2}, P),
+     (3.0, 1.1, {"BatchNorm": 0.2, "SkipInit": 0.2}, N), (None, 1.1, {"BatchNorm": 0.2, "SkipInit": 0.2}, C)],
 )  # fmt: skip
 def test_large_batch(store, lead_small, lead_large, top, expected):  # De and Smith: BatchNorm ahead at large batch
-    speed = {}
+    nets = {}
     for batch, lead in ((SMALL_BATCH, lead_small), (LARGE_BATCH, lead_large)):
-        speed[("BatchNorm", batch)] = [200] * 3
-        speed[("SkipInit", batch)] = None if lead is None else [int(200 * lead)] * 3
-    _resnets(store, speed, top)
+        for variant, factor in (("BatchNorm", 1.0), ("SkipInit", lead)):
+            if factor is None:
+                continue
+            best = [int(40 * factor)] * 3  # every seed at 0.05, the best; slower above, up to the top rate
+            rates = [r for r in ch11.GRID if 0.05 < r <= (top[variant] if batch == LARGE_BATCH else 0.2)]
+            nets[(variant, batch)] = {0.025: int(60 * factor), 0.05: best} | {r: int(55 * factor) for r in rates}
+    _resnets(store, nets)
     assert verdict(ch11, "large_batch") == expected
 
 

@@ -243,9 +243,9 @@ def trains(record: Record, horizon: int) -> bool:
     return left is not None and left <= horizon and not stopped
 
 
-def _neighbours(lr: float) -> tuple[float | None, float | None]:
-    i = GRID.index(lr)
-    return (GRID[i - 1] if i > 0 else None), (GRID[i + 1] if i + 1 < len(GRID) else None)
+def _neighbours(lr: float, grid: tuple[float, ...] = GRID) -> tuple[float | None, float | None]:
+    i = grid.index(lr)
+    return (grid[i - 1] if i > 0 else None), (grid[i + 1] if i + 1 < len(grid) else None)
 
 
 def _rank(record: Record, horizon: int | None) -> tuple[int, float] | None:
@@ -267,32 +267,46 @@ def best_of(seed_zero: dict[float, Record], horizon: int | None = None) -> float
     return min(ranked, key=ranked.get) if ranked else None
 
 
-def bracketed(seed_zero: dict[float, Record], horizon: int | None) -> bool:
-    """Whether seed 0's best rate (`best_of`) has a worse rate on each side, both tried: the best of
-    the grid is then not beyond it."""
+def bracketed(seed_zero: dict[float, Record], horizon: int | None, grid: tuple[float, ...] = GRID) -> bool:
+    """Whether seed 0's best rate (`best_of`) has a worse rate on each side of the `grid`, both tried:
+    the best of the grid is then not beyond it."""
     best = best_of(seed_zero, horizon)
     if best is None:
         return False
     mine = _rank(seed_zero[best], horizon)
-    sides = [lr for lr in _neighbours(best) if lr is not None and lr in seed_zero]
+    sides = [lr for lr in _neighbours(best, grid) if lr is not None and lr in seed_zero]
     worse = [(k := _rank(seed_zero[lr], horizon)) is None or k > mine for lr in sides]
     return len(sides) == 2 and all(worse)
 
 
-def next_rates(seed_zero: dict[float, Record], horizon: int | None) -> list[float]:
-    """The rates of the grid seed 0 must try next, given its records by rate: the untried
+def next_rates(seed_zero: dict[float, Record], horizon: int | None, grid: tuple[float, ...] = GRID) -> list[float]:
+    """The rates of the `grid` seed 0 must try next, given its records by rate: the untried
     neighbours of its best rate (`best_of`; of the rates tried at the edges where no rate trains),
     and the rate above the largest at which it trains (`trains`; once the `horizon` is known).
     Empty once the search is done."""
     best = best_of(seed_zero, horizon)
     if best is not None:
-        wanted = set(_neighbours(best))
+        wanted = set(_neighbours(best, grid))
     else:
-        wanted = {_neighbours(min(seed_zero))[0], _neighbours(max(seed_zero))[1]}
+        wanted = {_neighbours(min(seed_zero), grid)[0], _neighbours(max(seed_zero), grid)[1]}
     training = [lr for lr, r in seed_zero.items() if horizon is not None and trains(r, horizon)]
     if training:
-        wanted.add(_neighbours(max(training))[1])
+        wanted.add(_neighbours(max(training), grid)[1])
     return sorted(lr for lr in wanted if lr is not None and lr not in seed_zero)
+
+
+def searched(
+    seed_zero: dict[float, Record], start: tuple[float, ...], horizon: int | None, grid: tuple[float, ...] = GRID
+) -> list[float]:
+    """The rates seed 0's search has reached, given its stored records by rate: from `start`, each
+    round's `next_rates` once the rates before it are stored (so the last round's may not be yet)."""
+    rates = list(start)
+    while all(lr in seed_zero for lr in rates):
+        more = next_rates({lr: seed_zero[lr] for lr in rates}, horizon, grid)
+        if not more:
+            break
+        rates = sorted({*rates, *more})
+    return rates
 
 
 def largest_search(by_rate: dict[float, dict[int, Record]], seeds: tuple[int, ...], horizon: int) -> list[float]:
@@ -344,12 +358,7 @@ def wanted(step: Rung, session: Session, horizon: int | None, bn_best: float | N
     (`bn_best`) and along the search for its largest training rate (`largest_search`; these two once
     the `horizon` is known)."""
     stored = _stored(step, session, horizon)
-    rates = list(START)
-    while all(lr in stored and 0 in stored[lr] for lr in rates):
-        more = next_rates({lr: stored[lr][0] for lr in rates}, horizon)
-        if not more:
-            break
-        rates = sorted({*rates, *more})
+    rates = searched({lr: by[0] for lr, by in stored.items() if 0 in by}, START, horizon)
     pairs = [(lr, 0) for lr in rates]
     if not all(lr in stored and 0 in stored[lr] for lr in rates) or len(session.limit(SEEDS)) == 1:
         return pairs

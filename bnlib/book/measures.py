@@ -144,13 +144,18 @@ def faster(fast: Speed, slow: Speed, factor: float) -> Verdict:
 def comparable(speed: Speed, reference: Speed, factor: float) -> Verdict:
     """Whether `speed` reaches the target about as soon as `reference` (or sooner): reproduced if
     every seed of `speed` takes at most `factor` times the median of `reference`; partly if its
-    median does; not reproduced otherwise; cannot tell if `reference` does not reach it."""
+    median does; not reproduced otherwise; cannot tell if `reference` does not reach it. A seed of
+    `speed` that never got there counts at its horizon, a lower bound: where the verdict would
+    change were it to get there later, it is cannot tell."""
     if len(reference.reached) * 2 <= len(reference.steps):
         return Verdict.CANNOT_TELL
     bound = factor * reference.median()
+    censored = len(speed.reached) < len(speed.steps)
     if max(speed.lower()) <= bound:
-        return Verdict.REPRODUCED
-    return Verdict.PARTLY if speed.median() <= bound else Verdict.NOT_REPRODUCED
+        return Verdict.CANNOT_TELL if censored else Verdict.REPRODUCED
+    if speed.median() <= bound:  # a censored median (half the seeds or more) is only a bound
+        return Verdict.CANNOT_TELL if len(speed.reached) * 2 <= len(speed.steps) else Verdict.PARTLY
+    return Verdict.NOT_REPRODUCED
 
 
 def faster_rule(factor: float, fast: str, slow: str) -> str:
@@ -168,7 +173,8 @@ def comparable_rule(factor: float, speed: str, reference: str) -> str:
     """`comparable`'s rule in words, every branch of it, for a claim's rule text."""
     return (
         f"reproduced if every seed of {speed} takes at most {factor:g} times {reference}'s median; partly if its "
-        f"median does; not reproduced otherwise; cannot tell if {reference} gets there in at most half its seeds"
+        f"median does; not reproduced otherwise; cannot tell if {reference} gets there in at most half its seeds, or "
+        f"if a seed of {speed} that never gets there (counted at its horizon) could decide it either way"
     )
 
 

@@ -1,34 +1,43 @@
 """Residual networks for CIFAR-10 (He et al., 2016), in four variants: with BatchNorm, without
-normalization, with SkipInit (De and Smith, 2020) and with Fixup (Zhang, Dauphin and Ma, 2019).
+normalization, with SkipInit (De and Smith, 2020) and with Fixup (Zhang, Dauphin and Ma, 2019),
+and in two block designs.
 
 The ResNet-(6n+2) of the CIFAR experiments: a 3 x 3 stem convolution, three stages of n residual
 blocks (16, 32 and 64 channels times `width`, the first block of stages 2 and 3 halving the
-resolution), global average pooling and a linear classifier. A residual block is
-x -> ReLU(branch(x) + shortcut(x)), the branch two 3 x 3 convolutions, each followed by the
-normalization, the first also by a ReLU. The shortcut has no parameters (He et al.'s option A:
-subsample, then pad the new channels with zeros), so the numbered weight layers are exactly the
-convolutions and the classifier: #1 the stem, #2 and #3 the first block's branch, ..., #6n+2 the
-classifier.
+resolution), global average pooling and a linear classifier. The numbered weight layers are the
+3 x 3 convolutions and the classifier: #1 the stem, #2 and #3 the first block's branch, ..., #6n+2
+the classifier (a projection shortcut, below, is not numbered).
 
+The blocks (`RunConfig.resnet_block`):
+* "post", He et al.'s original: x -> ReLU(branch(x) + shortcut(x)), the branch two 3 x 3
+  convolutions, each followed by the normalization, the first also by a ReLU; the shortcut has no
+  parameters (option A: subsample, then pad the new channels with zeros). Fixup's recipe is written
+  for these blocks, and its CIFAR code builds them so.
+* "pre", the pre-activation block (He et al., 2016b), which De and Smith's SkipInit is built on
+  (DeepMind's `skipinit_resnet.py`): x -> shortcut(x) + branch(x), the branch normalization, ReLU,
+  convolution, normalization, ReLU, convolution; where the shape changes, the shortcut is a 1 x 1
+  convolution (stride 2) of the block's pre-activated input, elsewhere the identity. The network
+  ends with the normalization and a ReLU before the pooling. The skip path is a pure identity, so
+  the variance of the signal grows along it with depth (De and Smith's argument).
+
+The variants:
 * "plain" with a normalization (e.g. BatchNorm): the standard BN ResNet.
 * "plain" without one: the same network with nothing in the normalization's place.
 * "skipinit": no normalization; each branch's output is multiplied by a learnable scalar alpha
-  initialised to 0, so at initialisation every block is the identity.
+  initialised to 0, so at initialisation every block is its shortcut.
 * "fixup": no normalization; scalar biases before each convolution and activation of a branch, a scalar
   multiplier on each branch, the branch's last convolution and the classifier initialised to zero
   and its first convolution scaled down by (number of blocks)^(-1/2); every branch outputs zero
   at initialisation.
 
 Initialisation (`init_resnet`): He-normal convolutions (fan out), as is usual for ResNets; biases
-zero. The convolutions of the unnormalized and SkipInit networks carry biases (DeepMind's SkipInit
-does); BatchNorm's own shift makes them redundant there, and Fixup has its scalar biases instead.
-
-The blocks are He et al.'s original ("post-activation") ones, ReLU(x + branch), for every variant:
-Fixup's recipe is written for them; De and Smith describe SkipInit on pre-activation blocks, x +
-alpha branch. With the ReLU after the sum, a SkipInit block is still exactly the identity at
-initialisation (its input, a ReLU's output, is non-negative), but during training the sum is
-rectified, so the skip path is not a pure identity: a choice that makes the four variants differ
-only in their normalization and initialisation.
+zero; the classifier torch's default, but zero for SkipInit (DeepMind's SkipInit ResNet) and Fixup
+(its recipe). The convolutions of the unnormalized and SkipInit networks carry biases (DeepMind's
+SkipInit does); BatchNorm's own shift makes them redundant there, and Fixup has its scalar biases
+instead. Where DeepMind's SkipInit ResNet differs from ours: it is the ImageNet ResNet-50 (bottleneck
+blocks of 1 x 1, 3 x 3, 1 x 1 convolutions, a 7 x 7 stem and max pooling, stochastic depth, dropout)
+with Haiku's fan-in initialisation; ours has the CIFAR ResNet's two 3 x 3 convolutions per block, as
+the CIFAR networks of De and Smith's experiments do.
 """
 
 from __future__ import annotations
@@ -128,6 +137,43 @@ class ResidualBlock(nn.Module):
         return F.relu(self.branch(x) + skip)
 
 
+class PreActivationBlock(nn.Module):
+    """x -> shortcut(x) + branch(x), the branch normalization, ReLU, then two numbered blocks (the
+    second without normalization or activation); see the module's docstring."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int, config: RunConfig):
+        super().__init__()
+        self.residual = config.residual
+        bias = _biased(config)
+        self.pre = nn.Sequential(make_norm(config.norm, channels_in, 2, config), nn.ReLU())
+        mid_norm = make_norm(config.norm, channels_out, 2, config)
+        self.first = Block(_conv(channels_in, channels_out, stride, bias), mid_norm, nn.ReLU())
+        self.second = Block(_conv(channels_out, channels_out, bias=bias), nn.Identity(), nn.Identity())
+        reshapes = stride > 1 or channels_in != channels_out
+        self.projection = nn.Conv2d(channels_in, channels_out, 1, stride, bias=bias) if reshapes else None
+        if self.residual == "skipinit":
+            self.alpha = nn.Parameter(torch.zeros(()))
+
+    def _branch(self, activated: Tensor) -> Tensor:
+        out = self.second(self.first(activated))
+        return out * self.alpha if self.residual == "skipinit" else out
+
+    def _shortcut(self, x: Tensor, activated: Tensor) -> Tensor:
+        return x if self.projection is None else self.projection(activated)
+
+    def branch(self, x: Tensor) -> Tensor:
+        """The residual branch (what the block adds to its shortcut)."""
+        return self._branch(self.pre(x))
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        """The skip path: the identity, or the projection of the pre-activated input."""
+        return self._shortcut(x, self.pre(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        activated = self.pre(x)  # once: its batch statistics are the branch's and the projection's
+        return self._branch(activated) + self._shortcut(x, activated)
+
+
 class ResNet(NumberedNet):
     """ResNet-(6n+2) for 32 x 32 CIFAR images; see the module's docstring for its layers and variants."""
 
@@ -137,28 +183,35 @@ class ResNet(NumberedNet):
             raise ValueError(f"a CIFAR ResNet has 6n + 2 layers (20, 32, 56, 110), not {depth}")
         n = (depth - 2) // 6
         channels = [max(1, round(c * width)) for c in (16, 32, 64)]
-        fixup = config.residual == "fixup"
-        stem_norm = ScalarBias() if fixup else make_norm(config.norm, channels[0], 2, config)
-        self.stem = Block(_conv(3, channels[0], bias=_biased(config)), stem_norm, nn.ReLU())
+        fixup, pre = config.residual == "fixup", config.resnet_block == "pre"
+        stem_conv = _conv(3, channels[0], bias=_biased(config))
+        if pre:  # the first block normalizes and activates the stem's output
+            self.stem = Block(stem_conv, nn.Identity(), nn.Identity())
+        else:
+            stem_norm = ScalarBias() if fixup else make_norm(config.norm, channels[0], 2, config)
+            self.stem = Block(stem_conv, stem_norm, nn.ReLU())
+        kind = PreActivationBlock if pre else ResidualBlock
         blocks, previous = [], channels[0]
         for stage, c in enumerate(channels):
             for i in range(n):
-                blocks.append(ResidualBlock(previous, c, 2 if stage > 0 and i == 0 else 1, config))
+                blocks.append(kind(previous, c, 2 if stage > 0 and i == 0 else 1, config))
                 previous = c
         self.stages = nn.Sequential(*blocks)
+        self.final = nn.Sequential(make_norm(config.norm, previous, 2, config), nn.ReLU()) if pre else nn.Identity()
         self.head_shift = ScalarBias() if fixup else nn.Identity()
         self.head = Block(nn.Linear(previous, num_classes), nn.Identity(), nn.Identity())
 
-    def residual_blocks(self) -> list[ResidualBlock]:
+    def residual_blocks(self) -> list[ResidualBlock | PreActivationBlock]:
         return list(self.stages)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stages(self.stem(x))
+        x = self.final(self.stages(self.stem(x)))
         return self.head(self.head_shift(x.mean((2, 3))))
 
 
 def init_resnet(model: ResNet, residual: str) -> None:
-    """He-normal convolutions and a default classifier; Fixup's rescaling and zeros on top."""
+    """He-normal convolutions and a default classifier; Fixup's rescaling and zeros, and SkipInit's
+    zero classifier, on top."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -167,8 +220,8 @@ def init_resnet(model: ResNet, residual: str) -> None:
         for block in blocks:
             block.first.layer.weight.data.mul_(len(blocks) ** -0.5)  # L^(-1/(2m-2)) with m = 2 layers per branch
             nn.init.zeros_(block.second.layer.weight)
+    if residual in ("fixup", "skipinit"):  # both sources start the classifier at zero
         nn.init.zeros_(model.head.layer.weight)
-        nn.init.zeros_(model.head.layer.bias)
     else:
         nn.init.kaiming_uniform_(model.head.layer.weight, a=math.sqrt(5))  # torch's default Linear init
-        nn.init.zeros_(model.head.layer.bias)
+    nn.init.zeros_(model.head.layer.bias)

@@ -1,16 +1,24 @@
 """Chapter 11: residual networks and the identity (De and Smith, 2020; Zhang, Dauphin and Ma, 2019).
 
-The CIFAR ResNet of `bnlib.models.resnet` in four variants: with BatchNorm, without
-normalization, with SkipInit and with Fixup (its authors' recipe: scalar biases and multipliers,
-which train at a tenth of the rate, and the downsampling shortcut's bias). Three measurements:
+The CIFAR ResNet of `bnlib.models.resnet` as each source builds it: SkipInit's family on
+pre-activation blocks with projection shortcuts (BatchNorm, no normalization, SkipInit), Fixup's on
+He et al.'s post-activation blocks (BatchNorm, Fixup: its authors' recipe, scalar biases and
+multipliers trained at a tenth of the rate); every network trained by SGD with momentum 0.9, as
+both sources do. Three measurements:
 
 * at initialisation, per residual block of a deep ResNet, the variance of what the branch adds
   against the variance of the skip path it adds it to (`bnlib.probes.signal.residual_variances`);
-* where De and Smith's claim lives, depth: a ResNet-56 without normalization and with SkipInit;
-* speed (steps, or examples seen, to the speed target) of ResNet-20 at two batch sizes, each
-  variant at every rate of a small grid scaled with the batch size in seed 0, and in three seeds at
-  its best rate: which of BatchNorm's benefits does the bias toward the identity alone recover, and
-  at which batch size does the normalization itself pull ahead?
+* where De and Smith's claim lives, depth: a ResNet-56 without normalization at three rates and
+  with SkipInit;
+* speed (examples seen until the speed target) of ResNet-20 at two batch sizes, each network's
+  rate searched on a x2 grid (scaled with the batch size) until a slower rate lies on each side of
+  its best (`bnlib.book.ladder.searched`), three seeds at the best: which of BatchNorm's benefits
+  does the bias toward the identity alone recover, and at which batch size does the normalization
+  itself pull ahead?
+
+One censoring rule for every speed comparison (`measures.comparable`): a seed that has not reached
+the target by the horizon counts at the horizon, a lower bound; where the bound cannot decide the
+verdict, it is "cannot tell".
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bnlib.book import ladder
 from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict, graded
-from bnlib.book.measures import TARGET, Speed, comparable, comparable_rule, fast, fastest, speeds
+from bnlib.book.measures import TARGET, Speed, comparable, comparable_rule, fast, speeds
 from bnlib.book.plan import Read
 from bnlib.book.session import Session
 from bnlib.config import RunConfig
@@ -36,35 +45,76 @@ from bnlib.train import first_batches, initial_model
 EXPLANATION = "BatchNorm biases residual blocks toward the identity"
 
 VARIANTS: dict[str, dict] = {
-    "BatchNorm": dict(norm="batch"),
-    "no normalization": dict(norm="none"),
-    "SkipInit": dict(norm="none", residual="skipinit"),
+    "BatchNorm": dict(norm="batch", resnet_block="pre"),
+    "no normalization": dict(norm="none", resnet_block="pre"),
+    "SkipInit": dict(norm="none", residual="skipinit", resnet_block="pre"),
+    "BatchNorm, post-activation": dict(norm="batch"),
     "Fixup": dict(norm="none", residual="fixup"),
 }
-COLORS = {"BatchNorm": "#1f77b4", "no normalization": "#555555", "SkipInit": "#2ca02c", "Fixup": "#d62728"}
+COLORS = {
+    "BatchNorm": "#1f77b4",
+    "no normalization": "#555555",
+    "SkipInit": "#2ca02c",
+    "BatchNorm, post-activation": "#9467bd",
+    "Fixup": "#d62728",
+}
+MOMENTUM = 0.9  # both sources train with SGD and momentum 0.9
 INIT_DEPTH = {"paper": 110, "cpu": 56, "smoke": 20}  # the ResNet measured at initialisation
 DEEP = {"paper": 110, "cpu": 56, "smoke": 20}  # where the unnormalized network fails to train (De and Smith)
+DEEP_RATES = (0.1, 0.01, 0.001)  # the unnormalized deep network at each: "does not train" is not one rate's
 TRAIN_DEPTH = 20
 BATCHES = {"paper": (128, 1024), "cpu": (128, 512), "smoke": (16, 64)}
-BASE_RATES = (0.025, 0.1, 0.4)  # at the smaller batch; scaled by batch / smaller batch at the larger
-SPEED_VARIANTS = ("BatchNorm", "SkipInit")  # swept at both batch sizes; Fixup at BatchNorm's best rate
+# The rates at the smaller batch, x2 apart up to 1.6 (De and Smith's grid at batch 128), scaled by
+# batch / smaller batch at the larger (with the steps divided by it: the same examples at both).
+GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+GRIDS = {"paper": GRID, "cpu": GRID, "smoke": (0.05, 0.1, 0.2)}  # the smoke scale checks the machinery
+START = 0.1  # both sources' rate at batch 128: each search starts there
+SEARCHED = {  # the networks whose rate is searched, at which batch sizes (0: the smaller, 1: the larger)
+    "BatchNorm": (0, 1),
+    "SkipInit": (0, 1),
+    "BatchNorm, post-activation": (0,),
+    "Fixup": (0,),
+}
 SEEDS = (0, 1, 2)
 
-SHRINKS = 5.0  # BN's branch/skip ratio must fall at least this much from the first block to the last
-FLAT = 2.0  # ... while the unnormalized network's falls less than this
+# De and Smith's 1/block law is a slope of -1 of log Var(branch)/Var(skip) against log(block) along
+# a stage's identity shortcuts; "downscaled" asks for at least half of it in the exponent.
+DOWNSCALING = 0.5
 NEAR = 1.5  # "about as fast": every seed within this factor of BatchNorm's median examples to the target
 
 
-def rates(batch: int, session: Session) -> tuple[float, ...]:
+def grid(batch: int, session: Session) -> tuple[float, ...]:
+    """The rate grid at a batch size: `GRID` times batch / the smaller batch."""
     small = BATCHES[check_scale(session.scale)][0]
-    return tuple(r * batch / small for r in BASE_RATES)
+    return tuple(r * batch / small for r in GRIDS[session.scale])
 
 
-def run(variant: str, batch: int, lr: float, depth: int = TRAIN_DEPTH) -> Experiment:
-    """A ResNet of one variant trained at a batch size and rate, stopped at the speed target."""
-    variant = dict(VARIANTS[variant])
-    norm = variant.pop("norm")
-    return fast(Experiment.of("resnet", norm, lr, resnet_depth=depth, batch_size=batch, test_every=0, **variant))
+def _scaled(rate: float, batch: int, session: Session) -> float:
+    return rate * batch / BATCHES[check_scale(session.scale)][0]
+
+
+def run(variant: str, batch: int, lr: float, session: Session, depth: int = TRAIN_DEPTH) -> Experiment:
+    """A ResNet of one variant trained at a batch size and rate with momentum, stopped at the speed
+    target; at the larger batch for as many examples as the scale's steps at the smaller."""
+    changes = dict(VARIANTS[variant])
+    norm = changes.pop("norm")
+    small = BATCHES[check_scale(session.scale)][0]
+    if batch != small:
+        changes["steps"] = max(1, Experiment("resnet", norm, lr).config(session.scale, 0).steps * small // batch)
+    experiment = Experiment.of(
+        "resnet", norm, lr, resnet_depth=depth, batch_size=batch, momentum=MOMENTUM, test_every=0, **changes
+    )
+    return fast(experiment)
+
+
+def batches(variant: str, session: Session) -> tuple[int, ...]:
+    """The batch sizes at which a variant's rate is searched."""
+    return tuple(BATCHES[check_scale(session.scale)][i] for i in SEARCHED[variant])
+
+
+def searches(session: Session) -> list[tuple[str, int]]:
+    """Every (variant, batch size) whose rate is searched."""
+    return [(variant, batch) for variant in SEARCHED for batch in batches(variant, session)]
 
 
 # ----------------------------------------------------------------------------- at initialisation
@@ -74,8 +124,9 @@ def run(variant: str, batch: int, lr: float, depth: int = TRAIN_DEPTH) -> Experi
 def init_table(session: Session) -> pd.DataFrame:
     """Per variant and residual block of the deep ResNet at initialisation: branch and skip variances."""
     frames = []
+    small = BATCHES[check_scale(session.scale)][0]
     for variant in VARIANTS:
-        cfg = session.config(run(variant, BATCHES[check_scale(session.scale)][0], 0.1, INIT_DEPTH[session.scale]))
+        cfg = session.config(run(variant, small, START, session, INIT_DEPTH[session.scale]))
         table = session.measured("residual-variances", cfg, lambda cfg=cfg: _residual_variances(cfg))
         frames.append(table.assign(variant=variant))
     return pd.concat(frames, ignore_index=True)
@@ -109,72 +160,76 @@ def init_figure(frame: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- the runs
 
 
-def _grid(session: Session) -> list[tuple[str, int, float]]:
-    small, large = BATCHES[check_scale(session.scale)]
-    return [(v, b, lr) for v in SPEED_VARIANTS for b in (small, large) for lr in rates(b, session)]
+def _horizon(session: Session, batch: int) -> int:
+    """The steps of a ResNet-20 run at a batch size in this session."""
+    return session.config(run("BatchNorm", batch, START, session)).steps
+
+
+def _seed_zero(session: Session, variant: str, batch: int) -> dict[float, Record]:
+    """Seed 0's stored records of a variant at a batch size, by rate of the grid."""
+    found = {lr: session.stored(run(variant, batch, lr, session)) for lr in grid(batch, session)}
+    return {lr: r for lr, r in found.items() if r is not None}
+
+
+def search(session: Session, variant: str, batch: int) -> tuple[list[float], float | None]:
+    """Seed 0's rates along a variant's search at a batch size (`ladder.searched` on the scaled grid,
+    from `START`), and its best rate once the search is done (`ladder.best_of`: the fastest to the
+    target, else the one that trained furthest; None while the search goes on, or if no rate trains)."""
+    stored, rates = _seed_zero(session, variant, batch), grid(batch, session)
+    horizon = _horizon(session, batch)
+    tried = ladder.searched(stored, (_scaled(START, batch, session),), horizon, rates)
+    done = all(lr in stored for lr in tried) and not ladder.next_rates({lr: stored[lr] for lr in tried}, horizon, rates)
+    return tried, ladder.best_of({lr: stored[lr] for lr in tried}, horizon) if done else None
 
 
 def _deep(session: Session) -> list[Experiment]:
+    small, depth = BATCHES[check_scale(session.scale)][0], DEEP[session.scale]
+    unnormalized = [run("no normalization", small, lr, session, depth) for lr in DEEP_RATES]
+    return [*unnormalized, run("SkipInit", small, START, session, depth)]
+
+
+def _wanted(session: Session) -> list[tuple[Experiment, int]]:
+    """Every ResNet-20 run the chapter reads, as far as what is stored decides it: seed 0 along each
+    search, every seed at each best rate, Fixup's every seed at post-activation BatchNorm's best."""
     small = BATCHES[check_scale(session.scale)][0]
-    return [run(v, small, 0.1, DEEP[session.scale]) for v in ("no normalization", "SkipInit")]
-
-
-def best_rate(variant: str, batch: int, session: Session) -> float | None:
-    """The grid's rate at which seed 0 reached the speed target first (None: at no rate, or not
-    every rate stored yet). Seeds 1 and 2 run there."""
-    return fastest({lr: session.stored(run(variant, batch, lr)) for lr in rates(batch, session)})
-
-
-def fixup_rate(session: Session) -> float | None:
-    """BatchNorm's best rate at the small batch (Fixup's claim is about the same rate), once known."""
-    return best_rate("BatchNorm", BATCHES[check_scale(session.scale)][0], session)
-
-
-def _best_cells(session: Session) -> list[tuple[str, int, float]]:
-    small, large = BATCHES[check_scale(session.scale)]
-    cells = [(v, b, best_rate(v, b, session)) for v in SPEED_VARIANTS for b in (small, large)]
-    return [cell for cell in cells if cell[2] is not None]
+    pairs = []
+    for variant, batch in searches(session):
+        tried, best = search(session, variant, batch)
+        pairs += [(run(variant, batch, lr, session), 0) for lr in tried]
+        if best is not None:
+            pairs += [(run(variant, batch, best, session), s) for s in session.limit(SEEDS)[1:]]
+    _, same = search(session, "BatchNorm, post-activation", small)
+    if same is not None:
+        pairs += [(run("Fixup", small, same, session), s) for s in session.limit(SEEDS)]
+    return list(dict.fromkeys(pairs))
 
 
 def reads(session: Session) -> list[Read]:
-    first = [Read(run(*cell)) for cell in _grid(session)]
-    more = [Read(run(*cell), SEEDS[1:]) for cell in _best_cells(session)]
-    fixup = fixup_rate(session)
-    fixup_reads = [Read(run("Fixup", BATCHES[session.scale][0], fixup), SEEDS)] if fixup is not None else []
-    return [*first, *more, *(Read(r, SEEDS) for r in _deep(session)), *fixup_reads]
+    return [*(Read(r, (s,)) for r, s in _wanted(session)), *(Read(r, SEEDS) for r in _deep(session))]
 
 
 @functools.cache
-def runs(session: Session) -> dict[tuple[str, int, float], list[Record]]:
-    """(variant, batch, rate) -> ResNet-20's records there (seed 0; every seed at each variant's best
-    rate per batch, and Fixup's at BatchNorm's best rate), the missing ones trained first, a sweep
-    per round."""
-    session.records([run(*cell) for cell in _grid(session)])
-    more = _best_cells(session)
-    session.records([(run(*cell), s) for cell in more for s in session.limit(SEEDS)[1:]])
-    out = {}
-    for cell in _grid(session):
-        seeds = session.limit(SEEDS) if cell in more else (0,)
-        out[cell] = [session.get(run(*cell), s) for s in seeds]
-    fixup = fixup_rate(session)
-    if fixup is not None:
-        small = BATCHES[session.scale][0]
-        out[("Fixup", small, fixup)] = session.records([(run("Fixup", small, fixup), s) for s in session.limit(SEEDS)])
-    return out
+def trained(session: Session) -> None:
+    """Trains the missing ResNet-20 runs, one sweep per round of the searches, until what is stored
+    decides no further run."""
+    while True:
+        wanted = _wanted(session)
+        session.records(wanted)
+        if _wanted(session) == wanted:
+            return
 
 
-def deep_runs(session: Session) -> dict[str, list[Record]]:
-    """The deep ResNet without normalization and with SkipInit, every seed (trained where missing)."""
-    small = BATCHES[check_scale(session.scale)][0]
-    variants = ("no normalization", "SkipInit")
-    records = session.records(
-        [(run(v, small, 0.1, DEEP[session.scale]), s) for v in variants for s in session.limit(SEEDS)]
-    )
-    n = len(session.limit(SEEDS))
-    return {v: records[i * n : (i + 1) * n] for i, v in enumerate(variants)}
+def deep_runs(session: Session) -> dict[tuple[str, float], list[Record]]:
+    """(variant, rate) -> the deep ResNet's records, every seed (trained where missing): without
+    normalization at each of `DEEP_RATES`, SkipInit at `START`."""
+    runs = _deep(session)
+    seeds = session.limit(SEEDS)
+    records = session.records([(r, s) for r in runs for s in seeds])
+    keys = [("no normalization", lr) for lr in DEEP_RATES] + [("SkipInit", START)]
+    return {key: records[i * len(seeds) : (i + 1) * len(seeds)] for i, key in enumerate(keys)}
 
 
 def speed_in_examples(records: list[Record]) -> Speed:
@@ -184,90 +239,103 @@ def speed_in_examples(records: list[Record]) -> Speed:
     return Speed([None if s is None else s * batch for s in speed.steps], speed.horizon * batch)
 
 
+def records_at(session: Session, variant: str, batch: int, lr: float) -> list[Record]:
+    """The stored seeds of a ResNet-20 run (seed 0 first), once the chapter's runs are trained."""
+    trained(session)
+    found = [session.stored(run(variant, batch, lr, session), s) for s in session.limit(SEEDS)]
+    return [r for r in found if r is not None]
+
+
 @dataclass(frozen=True)
-class Cell:
-    """One cell of ResNet-20's grid (variant, batch size, rate): how each seed ended (seed 0; every
-    seed at the best rate), its examples to the target, and whether the rate trains (every seed run
-    there reached it)."""
+class Searched:
+    """A variant at a batch size, measured: its best rate (None: no rate trains), whether a slower
+    rate lies on each side of it (`ladder.bracketed`), its examples to the target there (every seed),
+    and the largest rate of the search at which seed 0 reached the target (None: none)."""
 
     variant: str
     batch: int
-    lr: float
-    ended: tuple[str, ...]
-    speed: Speed
-    trains: bool
+    best: float | None
+    bracketed: bool
+    speed: Speed | None
+    largest: float | None
+
+    def best_text(self) -> str:
+        if self.best is None:
+            return "none"
+        return f"{self.best:g}" + ("" if self.bracketed else " (at the grid's edge)")
 
 
 @functools.cache
-def grid(session: Session) -> tuple[Cell, ...]:
-    """Every cell of the grid (`runs`)."""
-    found = []
-    for (variant, batch, lr), records in runs(session).items():
-        speed = speed_in_examples(records)
-        ended = tuple(r.status for r in records)
-        found.append(Cell(variant, batch, lr, ended, speed, len(speed.reached) == len(speed.steps)))
-    return tuple(found)
+def searched(session: Session, variant: str, batch: int) -> Searched:
+    trained(session)
+    tried, best = search(session, variant, batch)
+    seed_zero = {lr: session.stored(run(variant, batch, lr, session)) for lr in tried}
+    bracketed = ladder.bracketed(seed_zero, _horizon(session, batch), grid(batch, session))
+    speed = speed_in_examples(records_at(session, variant, batch, best)) if best is not None else None
+    reached = [lr for lr, r in seed_zero.items() if r.steps_to(TARGET) is not None]
+    return Searched(variant, batch, best, bracketed, speed, max(reached) if reached else None)
 
 
 def train_table(session: Session) -> pd.DataFrame:
-    """The grid (`grid`) as the page shows it."""
-    return pd.DataFrame(
-        [
-            {
-                "variant": c.variant,
-                "batch": c.batch,
-                "lr": c.lr,
-                "ended": ", ".join(c.ended),
-                f"examples to {TARGET:.0%}": c.speed.text(),
-                "median examples": c.speed.median(),
-                "seeds": len(c.ended),
-                "trains": c.trains,
-            }
-            for c in grid(session)
-        ]
-    )
+    """Every ResNet-20 run of the searches, as the page shows it: each rate tried (seed 0; every
+    seed at the best rate) and how it ended."""
+    rows = []
+    for variant, batch in searches(session):
+        best = searched(session, variant, batch).best
+        for lr in search(session, variant, batch)[0]:
+            records = records_at(session, variant, batch, lr)
+            rows.append(_row(variant, batch, lr, records, "best" if lr == best else ""))
+    small = BATCHES[check_scale(session.scale)][0]
+    same = searched(session, "BatchNorm, post-activation", small).best
+    if same is not None:
+        rows.append(_row("Fixup", small, same, records_at(session, "Fixup", small, same), "BatchNorm's best"))
+    return pd.DataFrame(rows)
 
 
-def best_speed(session: Session, variant: str, batch: int) -> tuple[float | None, Speed | None]:
-    """A variant's best rate at a batch size (seed 0's fastest) and its speed there, every seed
-    (None, None if it reached the target at no rate)."""
-    lr = best_rate(variant, batch, session)
-    if lr is None:
-        return None, None
-    return lr, speed_in_examples(runs(session)[(variant, batch, lr)])
+def _row(variant: str, batch: int, lr: float, records: list[Record], note: str) -> dict:
+    speed = speed_in_examples(records)
+    return {
+        "variant": variant,
+        "batch": batch,
+        "lr": lr,
+        "rate": note,
+        "ended": ", ".join(r.status for r in records),
+        f"examples to {TARGET:.0%}": speed.text(),
+        "median examples": speed.median(),
+    }
 
 
 def train_figure(session: Session) -> plt.Figure:
-    """Examples to the target against the rate, per variant, one panel per batch size (x: never)."""
-    cells = grid(session)
-    batches = sorted({c.batch for c in cells})
-    fig, axes = plt.subplots(1, len(batches), figsize=(10, 3.5), sharey=True)
-    for ax, batch in zip(np.atleast_1d(axes), batches, strict=True):
-        for variant in dict.fromkeys(c.variant for c in cells if c.batch == batch):
-            mine = [c for c in cells if (c.variant, c.batch) == (variant, batch)]
-            ok = [c for c in mine if c.trains]
-            ax.plot([c.lr for c in ok], [c.speed.median() for c in ok], "o-", color=COLORS[variant], label=variant)
-            gone = [c.lr for c in mine if not c.trains]
-            ax.plot(gone, [ax.get_ylim()[1] if ok else 1e6] * len(gone), "x", color=COLORS[variant], ms=9)
+    """Examples to the target against the rate, seed 0 along each search, one panel per batch size
+    (x: did not reach it)."""
+    table = train_table(session)
+    panels = sorted(table["batch"].unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(10, 3.5), sharey=True)
+    for ax, batch in zip(np.atleast_1d(axes), panels, strict=True):
+        mine = table[table["batch"] == batch]
+        top = mine["median examples"].max()
+        for variant, rows in mine.groupby("variant", sort=False):
+            rows = rows.sort_values("lr")
+            seed_zero = [records_at(session, variant, batch, lr)[0].steps_to(TARGET) for lr in rows["lr"]]
+            ok = [(lr, s * batch) for lr, s in zip(rows["lr"], seed_zero, strict=True) if s is not None]
+            if ok:
+                ax.plot(*zip(*ok, strict=True), "o-", color=COLORS[variant], label=variant)
+            gone = [lr for lr, s in zip(rows["lr"], seed_zero, strict=True) if s is None]
+            ax.plot(gone, [top] * len(gone), "x", color=COLORS[variant], ms=9)
         ax.set(xscale="log", yscale="log", xlabel="learning rate", title=f"batch {batch}")
-    np.atleast_1d(axes)[0].set_ylabel(f"examples to {TARGET:.0%} (x: never)")
-    np.atleast_1d(axes)[-1].legend(fontsize="small")
+    np.atleast_1d(axes)[0].set_ylabel(f"examples to {TARGET:.0%}, seed 0 (x: never)")
+    if np.atleast_1d(axes)[0].get_legend_handles_labels()[0]:
+        np.atleast_1d(axes)[0].legend(fontsize="small")
     fig.tight_layout()
     return fig
 
 
 def curves_figure(session: Session, variant: str, batch: int) -> plt.Figure:
-    """Training accuracy over the examples seen, at each rate of the grid, for one variant and batch (seed 0)."""
+    """Training accuracy over the examples seen at each rate of a variant's search (seed 0)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    for (v, b, lr), records in runs(session).items():
-        if v == variant and b == batch:
-            record = records[0]
-            ax.plot(
-                record.metrics["step"] * batch,
-                record.smoothed(),
-                color=COLORS[variant],
-                label=f"lr {lr:g} ({record.status})",
-            )
+    for lr in search(session, variant, batch)[0]:
+        record = records_at(session, variant, batch, lr)[0]
+        ax.plot(record.metrics["step"] * batch, record.smoothed(), label=f"lr {lr:g} ({record.status})")
     ax.axhline(TARGET, color="0.6", ls=":", lw=1)
     ax.set(xlabel="examples seen", ylabel="training accuracy", ylim=(0, 1), title=f"{variant}, batch {batch}")
     ax.legend(fontsize="small")
@@ -277,116 +345,168 @@ def curves_figure(session: Session, variant: str, batch: int) -> plt.Figure:
 # ----------------------------------------------------------------------------- the claims
 
 
+def stage_slopes(frame: pd.DataFrame, variant: str) -> list[float]:
+    """Per stage of a variant's ResNet at initialisation, the least-squares slope of
+    log Var(branch)/Var(skip) against log(the block's place in its stage), over the blocks whose
+    shortcut is the identity (a stage's first block after the first stage has a projection, which
+    starts the skip path afresh)."""
+    mine = frame[frame["variant"] == variant]
+    per_stage = len(mine) // 3
+    slopes = []
+    for stage in range(3):
+        place = np.arange(1, per_stage + 1)
+        ratio = mine["ratio"].to_numpy()[stage * per_stage : (stage + 1) * per_stage]
+        keep = place >= (1 if stage == 0 else 2)
+        slopes.append(float(np.polyfit(np.log(place[keep]), np.log(ratio[keep]), 1)[0]))
+    return slopes
+
+
 def downscaled(session: Session) -> Finding:
     frame = init_table(session)
-    fall = {}
-    for variant in ("BatchNorm", "no normalization"):
-        ratio = frame[frame["variant"] == variant]["ratio"]
-        fall[variant] = ratio.iloc[0] / ratio.iloc[-1]
+    slope = {v: stage_slopes(frame, v) for v in ("BatchNorm", "no normalization")}
+    median = {v: float(np.median(s)) for v, s in slope.items()}
     zero = frame[frame["variant"].isin(["SkipInit", "Fixup"])]["branch variance"].abs().max()
-    blocks = frame["block"].max()
+    shown = {v: ", ".join(f"{x:.2f}" for x in s) for v, s in slope.items()}
     text = (
-        f"Var(branch) / Var(skip) in a ResNet-{INIT_DEPTH[session.scale]} at initialisation, first block over "
-        f"last ({blocks} blocks): BN falls {fall['BatchNorm']:.3g}-fold, no normalization "
-        f"{fall['no normalization']:.3g}-fold; SkipInit's and Fixup's branches: largest variance {zero:.1g}"
+        f"slope of log Var(branch)/Var(skip) against log(block in its stage), pre-activation "
+        f"ResNet-{INIT_DEPTH[session.scale]} at initialisation, stage by stage (1/block: -1): BN {shown['BatchNorm']} "
+        f"(median {median['BatchNorm']:.2f}); no normalization {shown['no normalization']} (median "
+        f"{median['no normalization']:.2f}); SkipInit's and Fixup's branches: largest variance {zero:.1g}"
     )
-    if fall["BatchNorm"] >= SHRINKS and fall["no normalization"] < FLAT:
+    shrinks = {v: m <= -DOWNSCALING for v, m in median.items()}
+    if shrinks["BatchNorm"] and not shrinks["no normalization"]:
         verdict = Verdict.REPRODUCED
     else:
-        verdict = Verdict.PARTLY if fall["BatchNorm"] >= SHRINKS else Verdict.NOT_REPRODUCED
+        verdict = Verdict.PARTLY if shrinks["BatchNorm"] else Verdict.NOT_REPRODUCED
     summary = (
-        f"At initialisation, Var(branch) / Var(skip) falls {fall['BatchNorm']:.3g}-fold from the first residual block "
-        f"to the last with BatchNorm and {fall['no normalization']:.3g}-fold without."
+        f"At initialisation, Var(branch) / Var(skip) falls like block^{median['BatchNorm']:.2f} along a stage with "
+        f"BatchNorm (De and Smith: block^-1) and like block^{median['no normalization']:.2f} without (medians over "
+        "the stages)."
     )
     return Finding(text, verdict, summary)
 
 
 def skipinit_trains_deep(session: Session) -> Finding:
     deep = deep_runs(session)
-    none_fails = all(r.steps_to(TARGET) is None for r in deep["no normalization"])
-    skip = speed_in_examples(deep["SkipInit"])
+    unnormalized = {lr: deep[("no normalization", lr)] for lr in DEEP_RATES}
+    none_fails = all(r.steps_to(TARGET) is None for records in unnormalized.values() for r in records)
+    skip = speed_in_examples(deep[("SkipInit", START)])
     skip_trains = len(skip.reached) == len(skip.steps)
+    ended = "; ".join(f"lr {lr:g}: {', '.join(r.status for r in rs)}" for lr, rs in unnormalized.items())
     text = (
-        f"ResNet-{DEEP[session.scale]} at batch {BATCHES[session.scale][0]}, lr 0.1, {len(skip.steps)} seed(s): "
-        "without normalization "
-        f"{', '.join(r.status for r in deep['no normalization'])}; SkipInit: examples to {TARGET:.0%} {skip.text()}"
+        f"ResNet-{DEEP[session.scale]} at batch {BATCHES[session.scale][0]}, momentum {MOMENTUM:g}, "
+        f"{len(skip.steps)} seed(s): without normalization {ended}; SkipInit at lr {START:g}: examples to "
+        f"{TARGET:.0%} {skip.text()}"
     )
-    ended = ", ".join(sorted({r.status for r in deep["no normalization"]}))
+    reached = [f"{lr:g}" for lr, rs in unnormalized.items() if any(r.steps_to(TARGET) is not None for r in rs)]
+    where = f"reaches {TARGET:.0%} at lr {', '.join(reached)}" if reached else f"reaches {TARGET:.0%} at no rate tried"
     summary = (
-        f"At depth {DEEP[session.scale]} the unnormalized ResNet ends {ended} and SkipInit reaches {TARGET:.0%} in "
-        f"{skip.text()} examples (seed by seed)."
+        f"At depth {DEEP[session.scale]} the unnormalized ResNet {where}, and SkipInit reaches it in {skip.text()} "
+        "examples (seed by seed)."
     )
     return Finding(text, graded([none_fails and skip_trains, none_fails or skip_trains]), summary)
 
 
-def _near_batchnorm(session: Session, variant: str, speed: Speed | None, where: str) -> Finding:
+def _undecided(found: Searched) -> str | None:
+    """Why a network's speed cannot be compared: no rate trains, or its best lies at the grid's edge."""
+    if found.best is None:
+        return f"{found.variant} trains at no rate of the grid at batch {found.batch}"
+    if not found.bracketed:
+        return f"{found.variant}'s best rate at batch {found.batch}, {found.best:g}, lies at the grid's edge"
+    return None
+
+
+def _near(session: Session, variant: str, reference: str, at_reference: bool) -> Finding:
+    """`variant` about as fast as `reference` at the smaller batch: each at its own best rate, or
+    (`at_reference`) `variant` at the reference's best rate."""
     small = BATCHES[session.scale][0]
-    bn_lr, bn = best_speed(session, "BatchNorm", small)
-    if bn is None or speed is None:
-        text = f"BatchNorm or {variant} reaches {TARGET:.0%} at no rate of the grid at batch {small}"
-        return Finding(text, Verdict.CANNOT_TELL, f"At batch {small} the comparison cannot be made here.")
-    verdict = comparable(speed, bn, NEAR)
+    ref, mine = searched(session, reference, small), searched(session, variant, small)
+    why = _undecided(ref) or (None if at_reference else _undecided(mine))
+    if why is not None:
+        return Finding(why, Verdict.CANNOT_TELL, f"At batch {small} the comparison cannot be made here: {why}.")
+    if at_reference:
+        lr, speed = ref.best, speed_in_examples(records_at(session, variant, small, ref.best))
+        where = f"at {reference}'s best rate {lr:g}"
+    else:
+        lr, speed = mine.best, mine.speed
+        where = f"at its best rate {lr:g}"
+    verdict = comparable(speed, ref.speed, NEAR)
     text = (
-        f"examples to {TARGET:.0%} at batch {small}: BatchNorm at its best rate {bn_lr:g} {bn.text()}; {variant} "
-        f"{where} {speed.text()}"
+        f"examples to {TARGET:.0%} at batch {small}: {reference} at its best rate {ref.best:g} {ref.speed.text()}; "
+        f"{variant} {where} {speed.text()}"
     )
     summary = (
-        f"At batch {small}, {variant} reaches {TARGET:.0%} in {speed.text()} examples {where}, BatchNorm in "
-        f"{bn.text()}."
+        f"At batch {small}, {variant} reaches {TARGET:.0%} in {speed.text()} examples {where}, {reference} in "
+        f"{ref.speed.text()}."
     )
     return Finding(text, verdict, summary)
 
 
 def skipinit_small_batch(session: Session) -> Finding:
-    lr, speed = best_speed(session, "SkipInit", BATCHES[session.scale][0])
-    return _near_batchnorm(session, "SkipInit", speed, f"at its best rate {lr:g}" if lr else "")
+    return _near(session, "SkipInit", "BatchNorm", at_reference=False)
 
 
 def fixup_same_rate(session: Session) -> Finding:
-    lr = fixup_rate(session)
-    records = runs(session).get(("Fixup", BATCHES[session.scale][0], lr)) if lr is not None else None
-    speed = speed_in_examples(records) if records else None
-    return _near_batchnorm(session, "Fixup", speed, f"at BatchNorm's rate {lr:g}" if lr else "")
+    return _near(session, "Fixup", "BatchNorm, post-activation", at_reference=True)
 
 
 def large_batch(session: Session) -> Finding:
     small, large = BATCHES[session.scale]
-    lead, largest = {}, {}
+    found = {(v, b): searched(session, v, b) for v in ("BatchNorm", "SkipInit") for b in (small, large)}
+    lead: dict[int, tuple[float, bool] | None] = {}  # SkipInit's median over BatchNorm's, and whether a bound
     for b in (small, large):
-        _, bn = best_speed(session, "BatchNorm", b)
-        _, skip = best_speed(session, "SkipInit", b)
-        lead[b] = None if bn is None or skip is None else skip.median() / bn.median()
-    for v in ("BatchNorm", "SkipInit"):
-        ok = [c.lr for c in grid(session) if (c.variant, c.batch) == (v, large) and c.trains]
-        largest[v] = float(max(ok)) if ok else None
-    shown = {b: "n/a" if x is None else f"{x:.3g}x" for b, x in lead.items()}
+        bn, skip = found[("BatchNorm", b)].speed, found[("SkipInit", b)].speed
+        lead[b] = None if bn is None or skip is None else (skip.median() / bn.median(), _censored_median(skip))
+    largest = {v: found[(v, large)].largest for v in ("BatchNorm", "SkipInit")}
+    shown = {b: "n/a" if x is None else f"{'> ' if x[1] else ''}{x[0]:.3g}x" for b, x in lead.items()}
     text = (
         f"SkipInit's median examples to {TARGET:.0%} over BatchNorm's, each at its best rate: {shown[small]} at batch "
-        f"{small}, {shown[large]} at batch {large}; largest rate that trains at batch {large}: BatchNorm "
-        f"{largest['BatchNorm'] or 'none'}, SkipInit {largest['SkipInit'] or 'none'}"
+        f"{small}, {shown[large]} at batch {large}; largest rate of the search at which seed 0 reaches it at batch "
+        f"{large}: BatchNorm {_rate_text(largest['BatchNorm'])}, SkipInit {_rate_text(largest['SkipInit'])}"
     )
-    if None in lead.values() or largest["BatchNorm"] is None:
-        verdict = Verdict.CANNOT_TELL
+    why = next((w for f in found.values() if (w := _undecided(f)) is not None), None)
+    if why is not None or lead[small][1] or largest["BatchNorm"] is None:
+        verdict = Verdict.CANNOT_TELL  # a shortfall at the smaller batch that is only a bound cannot be compared
     else:
-        grows = lead[large] > lead[small]
+        grows = lead[large][0] > lead[small][0]
         larger_rate = largest["SkipInit"] is None or largest["BatchNorm"] > largest["SkipInit"]
         verdict = graded([grows and larger_rate, grows or larger_rate])
+        if lead[large][1] and not grows:  # a bound at the larger batch below the smaller's shortfall decides nothing
+            verdict = Verdict.CANNOT_TELL
     summary = (
         f"SkipInit needs {shown[small]} BatchNorm's examples at batch {small} and {shown[large]} at batch {large}; at "
-        f"batch {large} the largest rate that trains is {largest['BatchNorm'] or 'none'} for BatchNorm, "
-        f"{largest['SkipInit'] or 'none'} for SkipInit."
+        f"batch {large} the largest rate at which it reaches {TARGET:.0%} is {_rate_text(largest['BatchNorm'])} for "
+        f"BatchNorm, {_rate_text(largest['SkipInit'])} for SkipInit."
     )
-    return Finding(text, verdict, summary)
+    return Finding(text + (f" ({why})" if why else ""), verdict, summary)
 
+
+def _censored_median(speed: Speed) -> bool:
+    """Whether a speed's median is only a lower bound (half or more of its seeds never got there)."""
+    return 2 * len(speed.reached) <= len(speed.steps)
+
+
+def _rate_text(lr: float | None) -> str:
+    return "none" if lr is None else f"{lr:g}"
+
+
+_SEARCH_RULE = (
+    "each network at its best rate of a x2 grid searched until a slower rate lies on each side (seed 0; every seed "
+    "at the best)"
+)
+_EDGE_RULE = "cannot tell if a network trains at no rate of the grid or its best rate lies at the grid's edge"
 
 CLAIMS = {
     "downscaled": Claim(
         "With BatchNorm, deep residual blocks start close to the identity: the branch shrinks relative to the skip "
         "path with depth",
-        "De and Smith (2020): at initialisation BatchNorm downscales each residual branch relative to its skip path "
-        "by about the square root of the block's depth, so Var(branch) / Var(skip) falls like 1 / block",
-        f"reproduced if BN's ratio falls at least {SHRINKS:g}-fold from the first block to the last while the "
-        f"unnormalized network's falls less than {FLAT:g}-fold; partly if only BN's falls; not reproduced otherwise",
+        "De and Smith (2020): at initialisation BatchNorm on a pre-activation residual branch downscales it relative "
+        "to its skip path by about the square root of the block's depth, so Var(branch) / Var(skip) falls like "
+        "1 / block",
+        "per stage of a pre-activation ResNet at initialisation, the slope of log Var(branch)/Var(skip) against "
+        "log(the block's place in the stage), over the blocks with an identity shortcut: reproduced if BN's median "
+        f"slope over the stages is at most -{DOWNSCALING:g} (half the 1/block law's exponent) while the unnormalized "
+        "network's is not; partly if only BN's is; not reproduced otherwise",
         downscaled,
     ),
     "skipinit_trains_deep": Claim(
@@ -394,9 +514,10 @@ CLAIMS = {
         "De and Smith (2020): without normalization a deep ResNet's signal explodes with depth and it does not "
         "train; SkipInit (a zero-initialised scalar on each branch) trains it",
         lambda scale: (
-            f"a ResNet-{DEEP[scale]}, batch {BATCHES[scale][0]}, lr 0.1, every seed: reproduced if the unnormalized "
-            f"network never reaches {TARGET:.0%} training accuracy while SkipInit does in every seed; partly if one "
-            "of the two holds; not reproduced otherwise"
+            f"a pre-activation ResNet-{DEEP[scale]}, batch {BATCHES[scale][0]}, momentum {MOMENTUM:g}, every seed: "
+            f"reproduced if the unnormalized network reaches {TARGET:.0%} training accuracy at none of lr "
+            f"{', '.join(f'{lr:g}' for lr in DEEP_RATES)} in any seed while SkipInit (lr {START:g}) does in every "
+            "seed; partly if one of the two holds; not reproduced otherwise"
         ),
         skipinit_trains_deep,
     ),
@@ -405,10 +526,9 @@ CLAIMS = {
         "De and Smith (2020): SkipInit trains deep ResNets without normalization, close to BatchNorm at small batch "
         "sizes",
         lambda scale: (
-            f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]}, each at its best rate of the grid, examples to "
-            f"{TARGET:.0%}: "
-            + comparable_rule(NEAR, "SkipInit", "BatchNorm")
-            + "; cannot tell also if either reaches it at no rate of the grid"
+            f"pre-activation ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]}, {_SEARCH_RULE}, examples to "
+            f"{TARGET:.0%} (a seed that never gets there counts at its horizon; where that bound cannot decide, "
+            "cannot tell): " + comparable_rule(NEAR, "SkipInit", "BatchNorm") + f"; {_EDGE_RULE}"
         ),
         skipinit_small_batch,
     ),
@@ -417,11 +537,13 @@ CLAIMS = {
         "De and Smith (2020): BatchNorm's larger stable rates pay off only at large batch sizes, where the best "
         "rate is large",
         lambda scale: (
-            f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]} and {BATCHES[scale][1]} (rates scaled with the batch), "
-            "examples to the target at each network's best rate: reproduced if SkipInit's shortfall against BatchNorm "
-            "is larger at the larger batch and BatchNorm trains there at a larger rate than SkipInit (a rate trains if "
-            "every seed run there reaches the target: seed 0 at the rates other than the best); partly if one holds; "
-            "not reproduced otherwise; cannot tell if a network reaches it at no rate"
+            f"pre-activation ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]} and {BATCHES[scale][1]} (rates scaled "
+            f"with the batch, the same examples at both), {_SEARCH_RULE}: reproduced if SkipInit's median examples to "
+            "the target over BatchNorm's is larger at the larger batch and, at the larger batch, the largest rate at "
+            "which seed 0 reaches the target is larger for BatchNorm than for SkipInit; partly if one holds; not "
+            f"reproduced otherwise; {_EDGE_RULE}, if SkipInit's median at the smaller batch is only a bound (half its "
+            "seeds never get there), if at the larger it is a bound below the smaller batch's ratio, or if BatchNorm "
+            "reaches the target at no rate at the larger batch"
         ),
         large_batch,
     ),
@@ -430,10 +552,12 @@ CLAIMS = {
         "Zhang et al. (2019): with Fixup, residual networks without normalization train as fast as with BatchNorm at "
         "the same rate (training speed; its best test accuracy needs extra regularization)",
         lambda scale: (
-            f"ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]}, Fixup at BatchNorm's best rate, examples to "
-            f"{TARGET:.0%}: "
+            f"post-activation ResNet-{TRAIN_DEPTH} (Fixup's blocks) at batch {BATCHES[scale][0]}, Fixup at "
+            f"BatchNorm's best rate ({_SEARCH_RULE.replace('each network', 'BatchNorm')}), every seed, examples to "
+            f"{TARGET:.0%} (a seed that never gets there counts at its horizon; where that bound cannot decide, "
+            "cannot tell): "
             + comparable_rule(NEAR, "Fixup", "BatchNorm")
-            + "; cannot tell also if BatchNorm reaches it at no rate of the grid"
+            + "; cannot tell also if BatchNorm trains at no rate of the grid or its best rate lies at the grid's edge"
         ),
         fixup_same_rate,
     ),
