@@ -1238,6 +1238,16 @@ def test_skipinit_small_batch(store, skip, expected):  # De and Smith: SkipInit 
     assert verdict(ch11, "skipinit_small_batch") == expected
 
 
+def test_a_tie_at_the_best_rate_is_bracketed_past_it(store):  # SkipInit at batch 512: 0.2 and 0.4 both 321 steps
+    _resnets(store, {("SkipInit", SMALL_BATCH): {0.05: 300, 0.1: [250, 260, 270], 0.2: 250, 0.4: 290}})
+    found = ch11.searched(CPU, "SkipInit", SMALL_BATCH)
+    assert ch11.search(CPU, "SkipInit", SMALL_BATCH)[0] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    assert (found.best, found.bracketed) == (0.1, True)
+    _resnets(store, {("SkipInit", SMALL_BATCH): {0.05: 300, 0.1: [250, 260, 270], 0.2: 250}})  # 0.4 diverges
+    ch11.searched.cache_clear()
+    assert ch11.searched(CPU, "SkipInit", SMALL_BATCH).bracketed
+
+
 def test_a_resnet_search_brackets_the_best_rate(store):
     _resnets(store, {("BatchNorm", SMALL_BATCH): {**BN_V, 0.4: 270}})
     found = ch11.searched(CPU, "BatchNorm", SMALL_BATCH)
@@ -1257,19 +1267,23 @@ def test_fixup_same_rate(store, fixup, expected):  # Zhang et al.: as fast as Ba
 
 
 @pytest.mark.parametrize(
-    "lead_small,lead_large,top,expected",
-    [(1.1, 3.0, {"BatchNorm": 0.4, "SkipInit": 0.2}, R), (1.1, 3.0, {"BatchNorm": 0.2, "SkipInit": 0.2}, P),
-     (3.0, 1.1, {"BatchNorm": 0.2, "SkipInit": 0.2}, N), (None, 1.1, {"BatchNorm": 0.2, "SkipInit": 0.2}, C)],
+    "lead_small,lead_large,top,spread,expected",
+    [(1.1, 3.0, {"BatchNorm": 0.4, "SkipInit": 0.2}, (1, 1, 1), R),
+     (1.1, 3.0, {"BatchNorm": 0.2, "SkipInit": 0.2}, (1, 1, 1), P),
+     (3.0, 1.1, {"BatchNorm": 0.2, "SkipInit": 0.2}, (1, 1, 1), N),
+     (None, 1.1, {"BatchNorm": 0.2, "SkipInit": 0.2}, (1, 1, 1), C),
+     (1.1, 1.3, {"BatchNorm": 0.4, "SkipInit": 0.2}, (0.8, 1, 1.25), C)],  # the seeds' ranges overlap
 )  # fmt: skip
-def test_large_batch(store, lead_small, lead_large, top, expected):  # De and Smith: BatchNorm ahead at large batch
+def test_large_batch(store, lead_small, lead_large, top, spread, expected):  # De and Smith: BN ahead at large batch
     nets = {}
     for batch, lead in ((SMALL_BATCH, lead_small), (LARGE_BATCH, lead_large)):
         for variant, factor in (("BatchNorm", 1.0), ("SkipInit", lead)):
             if factor is None:
                 continue
-            best = [int(40 * factor)] * 3  # every seed at 0.05, the best; slower above, up to the top rate
+            seeds = (1, 1, 1) if variant == "BatchNorm" else spread
+            best = [int(40 * factor * m) for m in seeds]  # every seed at 0.05, the best; slower above, up to the top
             rates = [r for r in ch11.GRID if 0.05 < r <= (top[variant] if batch == LARGE_BATCH else 0.2)]
-            nets[(variant, batch)] = {0.025: int(60 * factor), 0.05: best} | {r: int(55 * factor) for r in rates}
+            nets[(variant, batch)] = {0.025: int(70 * factor), 0.05: best} | {r: int(65 * factor) for r in rates}
     _resnets(store, nets)
     assert verdict(ch11, "large_batch") == expected
 

@@ -267,26 +267,42 @@ def best_of(seed_zero: dict[float, Record], horizon: int | None = None) -> float
     return min(ranked, key=ranked.get) if ranked else None
 
 
+def _best_block(seed_zero: dict[float, Record], horizon: int | None, grid: tuple[float, ...]) -> tuple[float, float]:
+    """The lowest and highest rate of the run of neighbouring rates tied with seed 0's best (`best_of`;
+    both the best itself where nothing ties with it): the best is then anywhere among them."""
+    best = best_of(seed_zero, horizon)
+    mine = _rank(seed_zero[best], horizon)
+    low = high = grid.index(best)
+    while low > 0 and grid[low - 1] in seed_zero and _rank(seed_zero[grid[low - 1]], horizon) == mine:
+        low -= 1
+    while high + 1 < len(grid) and grid[high + 1] in seed_zero and _rank(seed_zero[grid[high + 1]], horizon) == mine:
+        high += 1
+    return grid[low], grid[high]
+
+
 def bracketed(seed_zero: dict[float, Record], horizon: int | None, grid: tuple[float, ...] = GRID) -> bool:
-    """Whether seed 0's best rate (`best_of`) has a worse rate on each side of the `grid`, both tried:
-    the best of the grid is then not beyond it."""
+    """Whether seed 0's best rate (`best_of`, with any neighbouring rates tied with it, `_best_block`)
+    has a worse rate on each side of the `grid`, both tried: the best of the grid is then not beyond it."""
     best = best_of(seed_zero, horizon)
     if best is None:
         return False
     mine = _rank(seed_zero[best], horizon)
-    sides = [lr for lr in _neighbours(best, grid) if lr is not None and lr in seed_zero]
+    low, high = _best_block(seed_zero, horizon, grid)
+    sides = [lr for lr in (_neighbours(low, grid)[0], _neighbours(high, grid)[1]) if lr is not None and lr in seed_zero]
     worse = [(k := _rank(seed_zero[lr], horizon)) is None or k > mine for lr in sides]
     return len(sides) == 2 and all(worse)
 
 
 def next_rates(seed_zero: dict[float, Record], horizon: int | None, grid: tuple[float, ...] = GRID) -> list[float]:
     """The rates of the `grid` seed 0 must try next, given its records by rate: the untried
-    neighbours of its best rate (`best_of`; of the rates tried at the edges where no rate trains),
+    neighbours of its best rate (`best_of`, past any rates tied with it; of the rates tried at the
+    edges where no rate trains),
     and the rate above the largest at which it trains (`trains`; once the `horizon` is known).
     Empty once the search is done."""
     best = best_of(seed_zero, horizon)
     if best is not None:
-        wanted = set(_neighbours(best, grid))
+        low, high = _best_block(seed_zero, horizon, grid)
+        wanted = {_neighbours(low, grid)[0], _neighbours(high, grid)[1]}
     else:
         wanted = {_neighbours(min(seed_zero), grid)[0], _neighbours(max(seed_zero), grid)[1]}
     training = [lr for lr, r in seed_zero.items() if horizon is not None and trains(r, horizon)]

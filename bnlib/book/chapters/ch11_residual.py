@@ -450,40 +450,56 @@ def fixup_same_rate(session: Session) -> Finding:
     return _near(session, "Fixup", "BatchNorm, post-activation", at_reference=True)
 
 
+@dataclass(frozen=True)
+class Shortfall:
+    """SkipInit's examples to the target over BatchNorm's at one batch size, each at its best rate:
+    the medians' ratio, and its range over every pairing of one seed of each (a seed that never got
+    there counts at its horizon: a censored SkipInit seed leaves the top open, a censored BatchNorm
+    seed the bottom)."""
+
+    median: float
+    low: float
+    high: float
+
+    def text(self) -> str:
+        low = "0" if self.low == 0 else f"{self.low:.3g}x"
+        high = "unbounded" if self.high == np.inf else f"{self.high:.3g}x"
+        return f"{self.median:.3g}x (seeds: {low} to {high})"
+
+
+def shortfall(skip: Speed, bn: Speed) -> Shortfall:
+    low = 0.0 if len(bn.reached) < len(bn.steps) else min(skip.lower()) / max(bn.steps)
+    high = np.inf if len(skip.reached) < len(skip.steps) else max(skip.steps) / min(bn.lower())
+    return Shortfall(skip.median() / bn.median(), low, high)
+
+
 def large_batch(session: Session) -> Finding:
     small, large = BATCHES[session.scale]
     found = {(v, b): searched(session, v, b) for v in ("BatchNorm", "SkipInit") for b in (small, large)}
-    lead: dict[int, tuple[float, bool] | None] = {}  # SkipInit's median over BatchNorm's, and whether a bound
-    for b in (small, large):
-        bn, skip = found[("BatchNorm", b)].speed, found[("SkipInit", b)].speed
-        lead[b] = None if bn is None or skip is None else (skip.median() / bn.median(), _censored_median(skip))
-    largest = {v: found[(v, large)].largest for v in ("BatchNorm", "SkipInit")}
-    shown = {b: "n/a" if x is None else f"{'> ' if x[1] else ''}{x[0]:.3g}x" for b, x in lead.items()}
-    text = (
-        f"SkipInit's median examples to {TARGET:.0%} over BatchNorm's, each at its best rate: {shown[small]} at batch "
-        f"{small}, {shown[large]} at batch {large}; largest rate of the search at which seed 0 reaches it at batch "
-        f"{large}: BatchNorm {_rate_text(largest['BatchNorm'])}, SkipInit {_rate_text(largest['SkipInit'])}"
-    )
     why = next((w for f in found.values() if (w := _undecided(f)) is not None), None)
-    if why is not None or lead[small][1] or largest["BatchNorm"] is None:
-        verdict = Verdict.CANNOT_TELL  # a shortfall at the smaller batch that is only a bound cannot be compared
+    largest = {v: found[(v, large)].largest for v in ("BatchNorm", "SkipInit")}
+    rates = f"BatchNorm {_rate_text(largest['BatchNorm'])}, SkipInit {_rate_text(largest['SkipInit'])}"
+    if why is not None:
+        text = f"{why}; largest rate of the search at which seed 0 reaches {TARGET:.0%} at batch {large}: {rates}"
+        return Finding(text, Verdict.CANNOT_TELL, f"The batch-size comparison cannot be made here: {why}.")
+    short = {b: shortfall(found[("SkipInit", b)].speed, found[("BatchNorm", b)].speed) for b in (small, large)}
+    text = (
+        f"SkipInit's examples to {TARGET:.0%} over BatchNorm's, each at its best rate: {short[small].text()} at batch "
+        f"{small}, {short[large].text()} at batch {large}; largest rate of the search at which seed 0 reaches it at "
+        f"batch {large}: {rates}"
+    )
+    grows = True if short[large].low > short[small].high else False if short[large].high < short[small].low else None
+    if grows is None or largest["BatchNorm"] is None:
+        verdict = Verdict.CANNOT_TELL  # the seeds' ranges overlap: the shortfall's change is within their spread
     else:
-        grows = lead[large][0] > lead[small][0]
         larger_rate = largest["SkipInit"] is None or largest["BatchNorm"] > largest["SkipInit"]
         verdict = graded([grows and larger_rate, grows or larger_rate])
-        if lead[large][1] and not grows:  # a bound at the larger batch below the smaller's shortfall decides nothing
-            verdict = Verdict.CANNOT_TELL
     summary = (
-        f"SkipInit needs {shown[small]} BatchNorm's examples at batch {small} and {shown[large]} at batch {large}; at "
-        f"batch {large} the largest rate at which it reaches {TARGET:.0%} is {_rate_text(largest['BatchNorm'])} for "
-        f"BatchNorm, {_rate_text(largest['SkipInit'])} for SkipInit."
+        f"SkipInit needs {short[small].text()} BatchNorm's examples at batch {small} and {short[large].text()} at "
+        f"batch {large}; at batch {large} the largest rate at which it reaches {TARGET:.0%} is "
+        f"{_rate_text(largest['BatchNorm'])} for BatchNorm, {_rate_text(largest['SkipInit'])} for SkipInit."
     )
-    return Finding(text + (f" ({why})" if why else ""), verdict, summary)
-
-
-def _censored_median(speed: Speed) -> bool:
-    """Whether a speed's median is only a lower bound (half or more of its seeds never got there)."""
-    return 2 * len(speed.reached) <= len(speed.steps)
+    return Finding(text, verdict, summary)
 
 
 def _rate_text(lr: float | None) -> str:
@@ -494,7 +510,8 @@ _SEARCH_RULE = (
     "each network at its best rate of a x2 grid searched until a slower rate lies on each side (seed 0; every seed "
     "at the best)"
 )
-_EDGE_RULE = "cannot tell if a network trains at no rate of the grid or its best rate lies at the grid's edge"
+_EDGE = "a network trains at no rate of the grid or its best rate lies at the grid's edge"
+_EDGE_RULE = f"cannot tell if {_EDGE}"
 
 CLAIMS = {
     "downscaled": Claim(
@@ -538,12 +555,13 @@ CLAIMS = {
         "rate is large",
         lambda scale: (
             f"pre-activation ResNet-{TRAIN_DEPTH} at batch {BATCHES[scale][0]} and {BATCHES[scale][1]} (rates scaled "
-            f"with the batch, the same examples at both), {_SEARCH_RULE}: reproduced if SkipInit's median examples to "
-            "the target over BatchNorm's is larger at the larger batch and, at the larger batch, the largest rate at "
-            "which seed 0 reaches the target is larger for BatchNorm than for SkipInit; partly if one holds; not "
-            f"reproduced otherwise; {_EDGE_RULE}, if SkipInit's median at the smaller batch is only a bound (half its "
-            "seeds never get there), if at the larger it is a bound below the smaller batch's ratio, or if BatchNorm "
-            "reaches the target at no rate at the larger batch"
+            f"with the batch, the same examples at both), {_SEARCH_RULE}: SkipInit's examples to the target over "
+            "BatchNorm's grows with the batch if it does in every pairing of one seed of each (the lowest pairing at "
+            "the larger batch above the highest at the smaller; a seed that never gets there counts at its horizon), "
+            "and shrinks if the highest at the larger is below the lowest at the smaller; reproduced if it grows and, "
+            "at the larger batch, the largest rate at which seed 0 reaches the target is larger for BatchNorm than "
+            "for SkipInit; partly if one of the two holds; not reproduced if neither; cannot tell if the pairings "
+            f"neither grow nor shrink, if BatchNorm reaches the target at no rate at the larger batch, or if {_EDGE}"
         ),
         large_batch,
     ),
