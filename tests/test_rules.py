@@ -1262,7 +1262,7 @@ def test_a_resnet_search_brackets_the_best_rate(store):
 )
 def test_fixup_same_rate(store, fixup, expected):  # Zhang et al.: as fast as BatchNorm at the same rate
     bn = {0.05: 300, 0.1: [280, 300, 290], 0.2: 260 + 100}
-    _resnets(store, {("BatchNorm, post-activation", SMALL_BATCH): bn, ("Fixup", SMALL_BATCH): {0.05: 790, 0.1: fixup}})
+    _resnets(store, {("post-activation BatchNorm", SMALL_BATCH): bn, ("Fixup", SMALL_BATCH): {0.05: 790, 0.1: fixup}})
     assert verdict(ch11, "fixup_same_rate") == expected
 
 

@@ -48,14 +48,14 @@ VARIANTS: dict[str, dict] = {
     "BatchNorm": dict(norm="batch", resnet_block="pre"),
     "no normalization": dict(norm="none", resnet_block="pre"),
     "SkipInit": dict(norm="none", residual="skipinit", resnet_block="pre"),
-    "BatchNorm, post-activation": dict(norm="batch"),
+    "post-activation BatchNorm": dict(norm="batch"),
     "Fixup": dict(norm="none", residual="fixup"),
 }
 COLORS = {
     "BatchNorm": "#1f77b4",
     "no normalization": "#555555",
     "SkipInit": "#2ca02c",
-    "BatchNorm, post-activation": "#9467bd",
+    "post-activation BatchNorm": "#9467bd",
     "Fixup": "#d62728",
 }
 MOMENTUM = 0.9  # both sources train with SGD and momentum 0.9
@@ -72,7 +72,7 @@ START = 0.1  # both sources' rate at batch 128: each search starts there
 SEARCHED = {  # the networks whose rate is searched, at which batch sizes (0: the smaller, 1: the larger)
     "BatchNorm": (0, 1),
     "SkipInit": (0, 1),
-    "BatchNorm, post-activation": (0,),
+    "post-activation BatchNorm": (0,),
     "Fixup": (0,),
 }
 SEEDS = (0, 1, 2)
@@ -201,7 +201,7 @@ def _wanted(session: Session) -> list[tuple[Experiment, int]]:
         pairs += [(run(variant, batch, lr, session), 0) for lr in tried]
         if best is not None:
             pairs += [(run(variant, batch, best, session), s) for s in session.limit(SEEDS)[1:]]
-    _, same = search(session, "BatchNorm, post-activation", small)
+    _, same = search(session, "post-activation BatchNorm", small)
     if same is not None:
         pairs += [(run("Fixup", small, same, session), s) for s in session.limit(SEEDS)]
     return list(dict.fromkeys(pairs))
@@ -286,7 +286,7 @@ def train_table(session: Session) -> pd.DataFrame:
             records = records_at(session, variant, batch, lr)
             rows.append(_row(variant, batch, lr, records, "best" if lr == best else ""))
     small = BATCHES[check_scale(session.scale)][0]
-    same = searched(session, "BatchNorm, post-activation", small).best
+    same = searched(session, "post-activation BatchNorm", small).best
     if same is not None:
         rows.append(_row("Fixup", small, same, records_at(session, "Fixup", small, same), "BatchNorm's best"))
     return pd.DataFrame(rows)
@@ -447,7 +447,7 @@ def skipinit_small_batch(session: Session) -> Finding:
 
 
 def fixup_same_rate(session: Session) -> Finding:
-    return _near(session, "Fixup", "BatchNorm, post-activation", at_reference=True)
+    return _near(session, "Fixup", "post-activation BatchNorm", at_reference=True)
 
 
 @dataclass(frozen=True)
