@@ -296,9 +296,8 @@ def bracketed(seed_zero: dict[float, Record], horizon: int | None, grid: tuple[f
 def next_rates(seed_zero: dict[float, Record], horizon: int | None, grid: tuple[float, ...] = GRID) -> list[float]:
     """The rates of the `grid` seed 0 must try next, given its records by rate: the untried
     neighbours of its best rate (`best_of`, past any rates tied with it; of the rates tried at the
-    edges where no rate trains),
-    and the rate above the largest at which it trains (`trains`; once the `horizon` is known).
-    Empty once the search is done."""
+    edges where no rate trains), and the rate above the largest at which it trains (`trains`; once
+    the `horizon` is known). Empty once the search is done."""
     best = best_of(seed_zero, horizon)
     if best is not None:
         low, high = _best_block(seed_zero, horizon, grid)

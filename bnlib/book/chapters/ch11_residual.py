@@ -83,14 +83,14 @@ DOWNSCALING = 0.5
 NEAR = 1.5  # "about as fast": every seed within this factor of BatchNorm's median examples to the target
 
 
-def grid(batch: int, session: Session) -> tuple[float, ...]:
-    """The rate grid at a batch size: `GRID` times batch / the smaller batch."""
-    small = BATCHES[check_scale(session.scale)][0]
-    return tuple(r * batch / small for r in GRIDS[session.scale])
-
-
 def _scaled(rate: float, batch: int, session: Session) -> float:
+    """A rate at the smaller batch, scaled to `batch` (times batch / the smaller batch)."""
     return rate * batch / BATCHES[check_scale(session.scale)][0]
+
+
+def grid(batch: int, session: Session) -> tuple[float, ...]:
+    """The rate grid at a batch size: the scale's grid, scaled to it."""
+    return tuple(_scaled(r, batch, session) for r in GRIDS[session.scale])
 
 
 def run(variant: str, batch: int, lr: float, session: Session, depth: int = TRAIN_DEPTH) -> Experiment:
@@ -195,13 +195,14 @@ def _wanted(session: Session) -> list[tuple[Experiment, int]]:
     """Every ResNet-20 run the chapter reads, as far as what is stored decides it: seed 0 along each
     search, every seed at each best rate, Fixup's every seed at post-activation BatchNorm's best."""
     small = BATCHES[check_scale(session.scale)][0]
-    pairs = []
+    pairs, bests = [], {}
     for variant, batch in searches(session):
         tried, best = search(session, variant, batch)
+        bests[(variant, batch)] = best
         pairs += [(run(variant, batch, lr, session), 0) for lr in tried]
         if best is not None:
             pairs += [(run(variant, batch, best, session), s) for s in session.limit(SEEDS)[1:]]
-    _, same = search(session, "post-activation BatchNorm", small)
+    same = bests[("post-activation BatchNorm", small)]
     if same is not None:
         pairs += [(run("Fixup", small, same, session), s) for s in session.limit(SEEDS)]
     return list(dict.fromkeys(pairs))
@@ -248,21 +249,18 @@ def records_at(session: Session, variant: str, batch: int, lr: float) -> list[Re
 
 @dataclass(frozen=True)
 class Searched:
-    """A variant at a batch size, measured: its best rate (None: no rate trains), whether a slower
-    rate lies on each side of it (`ladder.bracketed`), its examples to the target there (every seed),
-    and the largest rate of the search at which seed 0 reached the target (None: none)."""
+    """A variant at a batch size, measured: the rates its search tried (seed 0), its best rate (None:
+    no rate trains), whether a slower rate lies on each side of it (`ladder.bracketed`), its examples
+    to the target there (every seed), and the largest rate of the search at which seed 0 reached the
+    target (None: none)."""
 
     variant: str
     batch: int
+    tried: tuple[float, ...]
     best: float | None
     bracketed: bool
     speed: Speed | None
     largest: float | None
-
-    def best_text(self) -> str:
-        if self.best is None:
-            return "none"
-        return f"{self.best:g}" + ("" if self.bracketed else " (at the grid's edge)")
 
 
 @functools.cache
@@ -273,7 +271,7 @@ def searched(session: Session, variant: str, batch: int) -> Searched:
     bracketed = ladder.bracketed(seed_zero, _horizon(session, batch), grid(batch, session))
     speed = speed_in_examples(records_at(session, variant, batch, best)) if best is not None else None
     reached = [lr for lr, r in seed_zero.items() if r.steps_to(TARGET) is not None]
-    return Searched(variant, batch, best, bracketed, speed, max(reached) if reached else None)
+    return Searched(variant, batch, tuple(tried), best, bracketed, speed, max(reached) if reached else None)
 
 
 def train_table(session: Session) -> pd.DataFrame:
@@ -281,10 +279,10 @@ def train_table(session: Session) -> pd.DataFrame:
     seed at the best rate) and how it ended."""
     rows = []
     for variant, batch in searches(session):
-        best = searched(session, variant, batch).best
-        for lr in search(session, variant, batch)[0]:
+        found = searched(session, variant, batch)
+        for lr in found.tried:
             records = records_at(session, variant, batch, lr)
-            rows.append(_row(variant, batch, lr, records, "best" if lr == best else ""))
+            rows.append(_row(variant, batch, lr, records, "best" if lr == found.best else ""))
     small = BATCHES[check_scale(session.scale)][0]
     same = searched(session, "post-activation BatchNorm", small).best
     if same is not None:
@@ -333,7 +331,7 @@ def train_figure(session: Session) -> plt.Figure:
 def curves_figure(session: Session, variant: str, batch: int) -> plt.Figure:
     """Training accuracy over the examples seen at each rate of a variant's search (seed 0)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    for lr in search(session, variant, batch)[0]:
+    for lr in searched(session, variant, batch).tried:
         record = records_at(session, variant, batch, lr)[0]
         ax.plot(record.metrics["step"] * batch, record.smoothed(), label=f"lr {lr:g} ({record.status})")
     ax.axhline(TARGET, color="0.6", ls=":", lw=1)
