@@ -28,6 +28,9 @@ RESIDUALS = ("plain", "skipinit", "fixup")
 RESNET_BLOCKS = ("post", "pre")
 LOSSES = ("cross_entropy", "mse")
 INITS = ("default", "he", "lsuv", "broken")
+# A composed normalization's ingredients (`Recipe`): what its statistics are taken over, and its weights
+STATISTICS = ("batch", "ghost", "example", "groups", "none")
+WEIGHTS = ("plain", "centered", "scaled")
 # Normalizations whose output for an example depends on that example alone (see RunConfig.can_die)
 PER_EXAMPLE = ("none", "layer", "group", "weight_std", "scaled_ws")
 MAX_SEED = 2**32 - 1
@@ -102,6 +105,64 @@ class NoiseParams:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """A normalization composed from BatchNorm's ingredients (`RunConfig(norm="composed")`, the
+    normalization lab of chapter 12); the defaults are BatchNorm's own.
+
+    * statistics: over what the mean and spread are taken: "batch" (each unit over the batch, and H,
+      W), "ghost" (over sub-batches of `RunConfig.ghost_batch` examples), "example" (each example over
+      all its units: LayerNorm), "groups" (each example over groups of units, `RunConfig.norm_groups`:
+      GroupNorm), or "none" (no statistics: nothing is normalized);
+    * center: subtract the mean; scale: divide by the spread about the mean, sqrt(var + eps);
+    * gradient: the backward pass goes through the statistics (False: they are held constant);
+    * affine: a learnable per-unit gamma and beta after it;
+    * noise: the paper's noise (Algorithm 1, `RunConfig.noise`) after it, in training;
+    * weights: the weight layer before it as it is ("plain"), or reparametrized: "centered" (centered
+      weight normalization) or "scaled" (scaled weight standardization).
+
+    Ingredients that do nothing are set to their defaults when a recipe is made (statistics without
+    centering or scaling are no statistics; without statistics, centering, scaling and the gradient
+    through them mean nothing), so that one normalization has one recipe, and one run one key.
+    """
+
+    statistics: str = "batch"
+    center: bool = True
+    scale: bool = True
+    gradient: bool = True
+    affine: bool = True
+    noise: bool = False
+    weights: str = "plain"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Recipe:
+        _unknown(cls, set(kwargs))
+        return super().__new__(cls)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "statistics", _choice("statistics", self.statistics, STATISTICS))
+        object.__setattr__(self, "weights", _choice("weights", self.weights, WEIGHTS))
+        for name in ("center", "scale", "gradient", "affine", "noise"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"recipe's {name} must be True or False, not {getattr(self, name)!r}")
+        if not (self.center or self.scale):
+            object.__setattr__(self, "statistics", "none")
+        if self.statistics == "none":
+            for name in ("center", "scale", "gradient"):
+                object.__setattr__(self, name, True)
+
+    def __str__(self) -> str:
+        """The ingredients that differ from BatchNorm's, for run names: "Recipe(scale=False)"."""
+        changed = [
+            f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self) if getattr(self, f.name) != f.default
+        ]
+        return f"Recipe({', '.join(changed)})"
+
+    @property
+    def per_example(self) -> bool:
+        """Whether an example's output depends on that example alone (no batch statistics, no noise)."""
+        return self.statistics in ("example", "groups", "none") and not self.noise
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a training run. Build one with `bnlib.experiment(name, scale)`."""
 
@@ -152,6 +213,9 @@ class RunConfig:
     noise: NoiseParams = field(default_factory=NoiseParams)
     ghost_batch: int = 16  # "ghost": statistics over sub-batches of this many examples
     norm_groups: int = 32  # "group": GroupNorm's groups at full width (times `width`, as channels are)
+    # "composed": the normalization of this recipe (a recipe that is a registered normalization is
+    # stored as that normalization's name, so that it is the same run: bnlib.norms.named_norm)
+    recipe: Recipe = field(default_factory=Recipe)
 
     # Variations of the training loop (Part II's tests, the ablation ladder); the defaults are the
     # paper's plain SGD from the model's own initialisation.
@@ -235,6 +299,21 @@ class RunConfig:
             put("noise", NoiseParams(**self.noise))
         elif not isinstance(self.noise, NoiseParams):
             raise ConfigError(f"noise must be a NoiseParams, not {type(self.noise).__name__}")
+        if isinstance(self.recipe, dict):
+            put("recipe", Recipe(**self.recipe))
+        elif not isinstance(self.recipe, Recipe):
+            raise ConfigError(f"recipe must be a Recipe, not {type(self.recipe).__name__}")
+        if self.norm == "composed":
+            from bnlib.norms import named_norm
+
+            named = named_norm(self.recipe)
+            if named is not None:  # the same normalization: the same config, and so the same key
+                put("norm", named)
+                put("recipe", Recipe())
+        elif self.recipe != Recipe():
+            raise ConfigError(f"a recipe is read only with norm 'composed', not {self.norm!r}: set norm='composed'")
+        if self.model == "resnet" and self.norm == "composed" and self.recipe.weights != "plain":
+            raise ConfigError("the ResNet does not reparametrize its weights; use recipe weights 'plain'")
         put("ghost_batch", _integer("ghost_batch", self.ghost_batch, 2, 10**6))
         put("norm_groups", _integer("norm_groups", self.norm_groups, 1, 10**6))
         put("warmup_steps", _integer("warmup_steps", self.warmup_steps, 0, 10**9))
@@ -262,7 +341,8 @@ class RunConfig:
         output for an example depends on that example alone (no batch statistics, no noise), trained
         by plain SGD (with momentum or weight decay, weights keep moving after their gradient
         vanishes)."""
-        return self.model in ("vgg", "mlp") and self.norm in PER_EXAMPLE and not self.momentum and not self.weight_decay
+        per_example = self.norm in PER_EXAMPLE or (self.norm == "composed" and self.recipe.per_example)
+        return self.model in ("vgg", "mlp") and per_example and not self.momentum and not self.weight_decay
 
     @property
     def on_cifar(self) -> bool:

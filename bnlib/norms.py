@@ -1,6 +1,6 @@
 """Normalization layers, chosen by name through one registry.
 
-Every model builds each hidden block as `weighted(name, layer)` (the weight layer, reparametrized
+Every model builds each hidden block as `weighted(config, layer)` (the weight layer, reparametrized
 for the normalizations that act on the weights) followed by `make_norm(name, num_features, dims,
 config)` (the normalization of its output), so a new normalization is one `@register_norm`
 function here and touches no call site. `dims` is 2 for conv feature maps (N, C, H, W) and 1 for
@@ -11,6 +11,8 @@ l-infinity) and the ablation ladder's, each of which keeps or removes one ingred
 BatchNorm without the gradient through its statistics, centering only, scaling only, ghost batches,
 LayerNorm, GroupNorm, centered weight normalization (scale invariance without normalizing
 activations) and scaled weight standardization (the same invariance, and a start at He's scale).
+Any mix of these ingredients is one normalization too, "composed" from a `bnlib.config.Recipe`
+(`ComposedNorm`); a recipe that is one of the registered normalizations is that one (`named_norm`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from bnlib.config import Recipe
 from bnlib.device import full_precision
 
 
@@ -36,8 +39,11 @@ class Noise(Protocol):
 
 class NormSettings(Protocol):
     """What a normalization reads from the run's config (a `bnlib.config.RunConfig`): this module
-    depends on no config type, so the config can check its normalization against `NORMS`."""
+    depends on no config type but the recipe's, so the config can check its normalization against
+    `NORMS`."""
 
+    norm: str
+    recipe: Recipe
     bn_eps: float
     bn_momentum: float
     noise: Noise
@@ -354,17 +360,18 @@ class ScaledStandardizedWeights(CenteredWeights):
         self.gain.fill_(1.0)  # the start is He's scale, not the initialised weights' own
 
 
-# Normalizations that act on the weight layer rather than after it: name -> wrapper of the layer
+# The reparametrizations of a weight layer, by a recipe's `weights`
 WEIGHT_NORMS: dict[str, Callable[[nn.Module], nn.Module]] = {
-    "weight_std": CenteredWeights,
-    "scaled_ws": ScaledStandardizedWeights,
+    "centered": CenteredWeights,
+    "scaled": ScaledStandardizedWeights,
 }
 
 
-def weighted(name: str, layer: nn.Module) -> nn.Module:
-    """The weight layer of a block under normalization `name`: wrapped for a normalization of the
-    weights (`WEIGHT_NORMS`), as it is otherwise."""
-    return WEIGHT_NORMS[name](layer) if name in WEIGHT_NORMS else layer
+def weighted(config: NormSettings, layer: nn.Module) -> nn.Module:
+    """The weight layer of a block under the config's normalization: reparametrized where it
+    normalizes the weights (its recipe's `weights`, `recipe_of`), as it is otherwise."""
+    recipe = recipe_of(config)
+    return layer if recipe is None or recipe.weights == "plain" else WEIGHT_NORMS[recipe.weights](layer)
 
 
 def _groups(num_features: int, config: NormSettings) -> int:
@@ -408,3 +415,119 @@ def _group(num_features: int, dims: int, config: NormSettings) -> nn.Module:
 @register_norm("scaled_ws")
 def _weight_std(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     return nn.Identity()  # the weights are normalized instead (`weighted`)
+
+
+# ----------------------------------------------------------------------------- composed from a recipe
+
+
+class ComposedNorm(nn.Module):
+    """The normalization of a `bnlib.config.Recipe`, for the normalization lab: the statistics over
+    the batch, ghost batches, each example or each example's groups of units; y = (x - m) / s with
+    m the mean (0 without centering) and s = sqrt(var + eps) about the mean (1 without scaling),
+    the statistics held constant in the backward pass without `gradient`; then the affine
+    gamma y + beta, then the paper's noise. Batch and ghost statistics keep BatchNorm's running
+    averages for evaluation mode; an example's own statistics are used in both modes.
+
+    Each registered normalization that is such a mix computes the same function as this module with
+    its recipe (`NAMED_RECIPES`; tested), and a config stores that normalization's name instead."""
+
+    def __init__(self, num_features: int, recipe: Recipe, config: NormSettings):
+        super().__init__()
+        self.recipe, self.eps, self.momentum = recipe, config.bn_eps, config.bn_momentum
+        self.ghost = config.ghost_batch
+        self.groups = 1 if recipe.statistics == "example" else _groups(num_features, config)
+        if recipe.affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        if recipe.statistics in ("batch", "ghost"):
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+        self.noise = NoiseInjection(config.noise) if recipe.noise else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = full_precision(x)
+        r = self.recipe
+        if r.statistics in ("example", "groups"):
+            y = self._per_example(x)
+        elif r.statistics == "batch" or (r.statistics == "ghost" and not self.training):
+            y = self._over_batch(x)
+        elif r.statistics == "ghost":  # parts of `ghost` examples (the last one shorter, if it must be)
+            y = torch.cat([self._over_batch(part) for part in torch.split(x, self.ghost)])
+            self._track(x)  # the running averages take the mean of the parts' statistics
+        else:
+            y = x
+        if r.affine:
+            y = torch.addcmul(_per_channel(self.bias, y), y, _per_channel(self.weight, y))
+        return y if self.noise is None else self.noise(y)
+
+    def _normalized(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        if not self.recipe.gradient:
+            mean, var = mean.detach(), var.detach()
+        centered = x - mean if self.recipe.center else x
+        return centered / (var + self.eps).sqrt() if self.recipe.scale else centered
+
+    def _over_batch(self, x: Tensor) -> Tensor:
+        """Each unit over the examples of `x` (and H, W); the running averages in evaluation mode."""
+        if not self.training:
+            return self._normalized(x, _per_channel(self.running_mean, x), _per_channel(self.running_var, x))
+        dims = _reduce_dims(x)
+        mean, var = x.mean(dims, keepdim=True), x.var(dims, unbiased=False, keepdim=True)
+        if self.recipe.statistics == "batch":
+            self._update(mean.flatten(), var.flatten(), x.numel() // x.shape[1])
+        return self._normalized(x, mean, var)
+
+    @torch.no_grad()
+    def _track(self, x: Tensor) -> None:
+        """Ghost batches' running averages: the mean over the parts of each part's statistics."""
+        parts = torch.split(x, self.ghost)
+        stats = [(p.mean(_reduce_dims(p)), p.var(_reduce_dims(p), unbiased=False)) for p in parts]
+        count = parts[0].numel() // x.shape[1]
+        self._update(torch.stack([m for m, _ in stats]).mean(0), torch.stack([v for _, v in stats]).mean(0), count)
+
+    @torch.no_grad()
+    def _update(self, mean: Tensor, var: Tensor, count: int) -> None:
+        self.running_mean.lerp_(mean, self.momentum)
+        self.running_var.lerp_(var * count / max(count - 1, 1), self.momentum)
+
+    def _per_example(self, x: Tensor) -> Tensor:
+        """Each example over its groups of units (one group: all of them), in both modes."""
+        parts = x.reshape(x.shape[0], self.groups, -1)
+        mean, var = parts.mean(2, keepdim=True), parts.var(2, unbiased=False, keepdim=True)
+        return self._normalized(parts, mean, var).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.recipe}, eps={self.eps}, momentum={self.momentum}"
+
+
+@register_norm("composed")
+def _composed(num_features: int, dims: int, config: NormSettings) -> nn.Module:
+    return ComposedNorm(num_features, config.recipe, config)
+
+
+# The registered normalizations that are mixes of the recipe's ingredients, by name (the ghost
+# batch's size and GroupNorm's groups are the config's own fields, as for the named ones)
+NAMED_RECIPES: dict[str, Recipe] = {
+    "none": Recipe(statistics="none", affine=False),
+    "batch": Recipe(),
+    "noisy_batch": Recipe(noise=True),
+    "noise": Recipe(statistics="none", affine=False, noise=True),
+    "batch_detached": Recipe(gradient=False),
+    "batch_center": Recipe(scale=False),
+    "batch_scale": Recipe(center=False),
+    "ghost": Recipe(statistics="ghost"),
+    "layer": Recipe(statistics="example"),
+    "group": Recipe(statistics="groups"),
+    "weight_std": Recipe(statistics="none", affine=False, weights="centered"),
+    "scaled_ws": Recipe(statistics="none", affine=False, weights="scaled"),
+}
+
+
+def named_norm(recipe: Recipe) -> str | None:
+    """The registered normalization a recipe is (None: none of them)."""
+    return next((name for name, named in NAMED_RECIPES.items() if named == recipe), None)
+
+
+def recipe_of(config: NormSettings) -> Recipe | None:
+    """The recipe of the config's normalization (None: not a mix of the recipe's ingredients, as
+    the l_p normalizations)."""
+    return config.recipe if config.norm == "composed" else NAMED_RECIPES.get(config.norm)

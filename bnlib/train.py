@@ -52,6 +52,8 @@ class RunOptions:
     device: str | None = None  # None: CUDA when present, else CPU
     data: str | None = None  # CIFAR-10 location; None: $BNLIB_DATA, else torchvision's download
     progress: bool | None = None  # None: on unless BNLIB_PROGRESS=0
+    # Called with the steps done at every log point, as the progress bar is (the lab's own bar)
+    on_step: Callable[[int], None] | None = None
     checkpoint_path: Path | None = None  # None: no checkpoints
     # Seconds between checkpoints; 0: at every log point. Default: $BNLIB_CHECKPOINT_S, else 60.
     checkpoint_interval_s: float = field(default_factory=lambda: _checkpoint_interval())
@@ -80,6 +82,8 @@ class RunOptions:
             )
         if not isinstance(self.published, bool):
             raise ConfigError(f"published must be True or False, not {self.published!r}")
+        if self.on_step is not None and not callable(self.on_step):
+            raise ConfigError(f"on_step must be a function of the steps done (or None), not {self.on_step!r}")
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ConfigError(f"progress must be True, False or None, not {self.progress!r}")
         if self.data is not None and not isinstance(self.data, str | os.PathLike):
@@ -542,6 +546,8 @@ class Run:
                         return
                     bar.update(self.step - bar.n)
                     bar.set_postfix(loss=f"{self.loss_buf[self.step - 1].item():.4g}", refresh=False)
+                    if self.options.on_step is not None:
+                        self.options.on_step(self.step)
                     if time.monotonic() - last_checkpoint >= self.options.checkpoint_interval_s:
                         self.checkpoint()
                         last_checkpoint = time.monotonic()

@@ -58,6 +58,19 @@ def _steps(session: Session) -> int:
     return session.config(Experiment("vgg", "none", GRID[0])).steps
 
 
+def vgg_run(norm: str, changes: dict[str, Any], lr: float, session: Session, horizon: int) -> Experiment:
+    """A network of the ladder at a rate: the standard VGG with normalization `norm` and `changes`
+    (RunConfig fields, and "warmup": True for warm-up over `WARMUP` of the scale's steps), stopped
+    at the speed target or after `horizon` steps."""
+    changes = dict(changes)
+    full = _steps(session)
+    if changes.pop("warmup", False):
+        changes["warmup_steps"] = int(WARMUP * full)
+    if horizon < full:
+        changes["steps"] = horizon
+    return fast(Experiment.of("vgg", norm, lr, **changes))
+
+
 @dataclass(frozen=True)
 class Rung:
     """One network of the ladder: its key, how the book names it, which ingredient of BatchNorm it
@@ -77,13 +90,7 @@ class Rung:
 
     def run(self, lr: float, session: Session, horizon: int) -> Experiment:
         """The rung's run at a rate, stopped at the speed target or after `horizon` steps."""
-        changes = dict(self.changes)
-        full = _steps(session)
-        if changes.pop("warmup", False):
-            changes["warmup_steps"] = int(WARMUP * full)
-        if horizon < full:
-            changes["steps"] = horizon
-        return fast(Experiment.of("vgg", self.norm, lr, **changes))
+        return vgg_run(self.norm, dict(self.changes), lr, session, horizon)
 
     @property
     def name(self) -> str:

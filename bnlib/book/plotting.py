@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -218,3 +219,35 @@ def landscape(records, kind: str = "landscape", log_all: bool = False) -> plt.Fi
     axes[0].legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def fraction_bars(ax: plt.Axes, rows: list[tuple[str, Any, str, bool]], half: float) -> None:
+    """The ladder's picture (chapter 12): per row (label, fraction, colour, bold), the fraction of
+    BatchNorm's speed-up a network recovers, a `bnlib.book.ladder.Recovered` (dot: the medians'; bar:
+    the seeds' range, clipped to -1..1.5; an arrow where the range is open on that side), top to
+    bottom, with lines at 0 (the standard network), 1 (BatchNorm) and `half` (dotted)."""
+    for i, (_, f, color, _) in enumerate(rows):
+        y = len(rows) - 1 - i
+        if f.point is None:
+            continue
+        low, high = max(f.low, -1.0), min(f.high, 1.5)
+        ax.plot([low, high], [y, y], color=color, lw=3, alpha=0.45, solid_capstyle="butt")
+        ax.plot([min(max(f.point, -1.0), 1.5)], [y], "o", color=color, ms=7)
+        if f.low == -np.inf:
+            ax.annotate("", (-1.05, y), (-0.9, y), arrowprops=dict(arrowstyle="->", color=color))
+        if f.high == np.inf:
+            ax.annotate("", (1.55, y), (1.4, y), arrowprops=dict(arrowstyle="->", color=color))
+    ax.axvline(0, color="0.4", lw=1)
+    ax.axvline(1, color=NORM_COLORS["batch"], lw=1)
+    ax.axvline(half, color="0.6", lw=1, ls=":")
+    ax.set_yticks(range(len(rows)), [label for label, *_ in reversed(rows)])
+    for tick, (*_, bold) in zip(ax.get_yticklabels(), reversed(rows), strict=True):
+        tick.set_fontweight("bold" if bold else "normal")
+    ax.set(xlim=(-1.1, 1.6), xlabel="fraction of BatchNorm's speed-up recovered")
+
+
+def accuracy_curves(ax: plt.Axes, records: list, label: str, color: str) -> None:
+    """Training accuracy over the steps (`Record.smoothed`) of several seeds of one network, in one
+    colour, labelled once."""
+    for i, record in enumerate(records):
+        ax.plot(record.metrics["step"], record.smoothed(), color=color, lw=1.2, label=label if i == 0 else None)

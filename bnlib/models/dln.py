@@ -26,7 +26,7 @@ class DeepLinearNet(NumberedNet):
         super().__init__()
         hidden = [
             Block(
-                weighted(config.norm, nn.Linear(dim, dim, bias=False)),
+                weighted(config, nn.Linear(dim, dim, bias=False)),
                 make_norm(config.norm, dim, 1, config),
                 nn.Identity(),
             )

@@ -27,7 +27,7 @@ class MLP(NumberedNet):
         sizes = [inputs] + [width] * depth
         self.hidden = nn.Sequential(
             *[
-                Block(weighted(config.norm, nn.Linear(a, b)), make_norm(config.norm, b, 1, config), nn.ReLU())
+                Block(weighted(config, nn.Linear(a, b)), make_norm(config.norm, b, 1, config), nn.ReLU())
                 for a, b in itertools.pairwise(sizes)
             ]
         )

@@ -38,7 +38,7 @@ class VGG(NumberedNet):
                 layers.append(nn.MaxPool2d(2))
                 continue
             out = max(1, round(int(item) * width))
-            conv = weighted(config.norm, nn.Conv2d(channels, out, kernel_size=3, padding=1))
+            conv = weighted(config, nn.Conv2d(channels, out, kernel_size=3, padding=1))
             layers.append(Block(conv, make_norm(config.norm, out, 2, config), nn.ReLU()))
             channels = out
         self.features = nn.Sequential(*layers)

@@ -10,11 +10,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnlib.book import ladder, plotting
+from bnlib.book import lab, ladder, plotting
 from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.book.ladder import BATCHNORM, ENDS, GRID, HALF, LADDER, RUNGS, STANDARD, Recovered, Rung
 from bnlib.book.measures import PLATEAU_DROP, TARGET
+from bnlib.book.plan import Read
 from bnlib.book.session import Session
 from bnlib.records import Record
 
@@ -50,26 +51,10 @@ def _never(record: Record) -> str:
 
 def figure(session: Session) -> plt.Figure:
     """The ladder as a picture: the fraction of BatchNorm's speed-up each network recovers (dot: the
-    medians; bar: the seeds' range; an arrow where the range is open on that side)."""
+    medians; bar: the seeds' range; an arrow where the range is open on that side; blue where the
+    whole range is at least one half)."""
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(RUNGS) + 1.4))
-    for i, step in enumerate(RUNGS):
-        y = len(RUNGS) - 1 - i
-        f = ladder.fraction(step, session)
-        if f.point is None:
-            continue
-        low, high = max(f.low, -1.0), min(f.high, 1.5)
-        color = "#1f77b4" if ladder.recovers(f) == Verdict.REPRODUCED else "#555555"
-        ax.plot([low, high], [y, y], color=color, lw=3, alpha=0.45, solid_capstyle="butt")
-        ax.plot([min(max(f.point, -1.0), 1.5)], [y], "o", color=color, ms=7)
-        if f.low == -np.inf:
-            ax.annotate("", (-1.05, y), (-0.9, y), arrowprops=dict(arrowstyle="->", color=color))
-        if f.high == np.inf:
-            ax.annotate("", (1.55, y), (1.4, y), arrowprops=dict(arrowstyle="->", color=color))
-    ax.axvline(0, color="0.4", lw=1)
-    ax.axvline(1, color=plotting.NORM_COLORS["batch"], lw=1)
-    ax.axvline(HALF, color="0.6", lw=1, ls=":")
-    ax.set_yticks(range(len(RUNGS)), [step.label for step in reversed(RUNGS)])
-    ax.set(xlim=(-1.1, 1.6), xlabel="fraction of BatchNorm's speed-up recovered")
+    plotting.fraction_bars(ax, lab.rung_rows(session), HALF)
     ax.set_title(
         f"0: the standard network; 1: BatchNorm; dotted: {HALF:g} (steps to {TARGET:.0%} training accuracy)",
         fontsize="small",
@@ -84,17 +69,10 @@ def curves(keys: tuple[str, ...], session: Session) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, len(LADDER)))
     for step, color in zip(LADDER, colors, strict=True):
-        if step.key not in keys:
-            continue
-        lr = ladder.rate(step, session)
-        for i, record in enumerate(ladder.trained(session).records[step.key][lr].values()):
-            ax.plot(
-                record.metrics["step"],
-                record.smoothed(),
-                color=color,
-                lw=1.2,
-                label=f"{step.label} (lr {lr:g})" if i == 0 else None,
-            )
+        if step.key in keys:
+            lr = ladder.rate(step, session)
+            records = list(ladder.trained(session).records[step.key][lr].values())
+            plotting.accuracy_curves(ax, records, f"{step.label} (lr {lr:g})", color)
     ax.axhline(TARGET, color="0.6", ls=":", lw=1)
     ax.set(xlabel="step", ylabel="training accuracy", ylim=(0, 1))
     ax.legend(fontsize="x-small", loc="upper left")
@@ -202,4 +180,10 @@ CLAIMS = {step.key: _claim(step) for step in RUNGS} | {
     f"{step.key}_rates": _range_claim(step) for step in RUNGS if step.wider is not None
 }
 
-CHAPTER = Chapter("12_batchnorm_apart", "BatchNorm, one ingredient at a time", PART_TWO, ladder.reads, CLAIMS)
+
+def reads(session: Session) -> list[Read]:
+    """The ladder's runs, and the lab's examples that the static page shows."""
+    return ladder.reads(session) + lab.reads(session)
+
+
+CHAPTER = Chapter("12_batchnorm_apart", "BatchNorm, one ingredient at a time", PART_TWO, reads, CLAIMS)
