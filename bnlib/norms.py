@@ -471,7 +471,7 @@ class ComposedNorm(nn.Module):
         if not self.training:
             return self._normalized(x, _per_channel(self.running_mean, x), _per_channel(self.running_var, x))
         dims = _reduce_dims(x)
-        mean, var = x.mean(dims, keepdim=True), x.var(dims, unbiased=False, keepdim=True)
+        var, mean = torch.var_mean(x, dims, unbiased=False, keepdim=True)  # one pass
         if self.recipe.statistics == "batch":
             self._update(mean.flatten(), var.flatten(), x.numel() // x.shape[1])
         return self._normalized(x, mean, var)
@@ -491,8 +491,11 @@ class ComposedNorm(nn.Module):
 
     def _per_example(self, x: Tensor) -> Tensor:
         """Each example over its groups of units (one group: all of them), in both modes."""
+        if self.groups == 1:  # over all of an example's units: no reshape, which would copy a channels_last batch
+            var, mean = torch.var_mean(x, tuple(range(1, x.dim())), unbiased=False, keepdim=True)
+            return self._normalized(x, mean, var)
         parts = x.reshape(x.shape[0], self.groups, -1)
-        mean, var = parts.mean(2, keepdim=True), parts.var(2, unbiased=False, keepdim=True)
+        var, mean = torch.var_mean(parts, 2, unbiased=False, keepdim=True)
         return self._normalized(parts, mean, var).reshape(x.shape)
 
     def extra_repr(self) -> str:

@@ -44,7 +44,18 @@ WIDGET_PAGES = [page for page in template.pages() if _displays_widgets(page)]
 
 
 @pytest.fixture(scope="module")
-def colab_executions(book_env, colab_widgets) -> dict[str, object]:
+def pretrained(book_env) -> dict[str, str]:
+    """The smoke book's runs trained, into the cache the smoke book shares (whichever test file
+    comes first trains them); the environment that reads them."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in book_env.items():
+            env.setenv(name, value)
+        build.pretrain("smoke", {"BNLIB_PROGRESS": "0"})
+    return book_env
+
+
+@pytest.fixture(scope="module")
+def colab_executions(pretrained, colab_widgets) -> dict[str, object]:
     """Every page that displays widgets executed once with Colab's ipywidgets 7, two at a time on
     one thread each, as the book build executes them (with ipywidgets 8): page name -> the executed
     notebook, or the error that stopped it. The build's sweep trains every run first (into the
@@ -62,9 +73,8 @@ def colab_executions(book_env, colab_widgets) -> dict[str, object]:
         return nb
 
     with pytest.MonkeyPatch.context() as env:
-        for name, value in book_env.items():
+        for name, value in pretrained.items():
             env.setenv(name, value)
-        build.pretrain("smoke", {"BNLIB_PROGRESS": "0"})
         for name, value in {**colab_widgets, "OMP_NUM_THREADS": "1"}.items():
             env.setenv(name, value)
         with ThreadPoolExecutor(max_workers=build.PAGE_WORKERS) as pool:
@@ -91,3 +101,46 @@ def _outputs(nb) -> str:
             parts.append(output.get("text", ""))
             parts += [str(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
     return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- the lab's own callbacks
+
+# What a reader does in chapter 12's lab, as kernel cells: open it, compose a network that is no rung
+# (`setting`), see that it must train and that its cost comes first, estimate it, train it, and find
+# it kept and drawn. Each version of ipywidgets composes its own network, so each one trains.
+LAB_CELLS = [
+    "import ipywidgets\nimport bnlib.book\nfrom bnlib.book import lab\n"
+    'session = bnlib.book.start("12_batchnorm_apart", "smoke", None, None)\n'
+    "widget = lab.display_lab(session)\nprint(ipywidgets.__version__)",
+    "for name, value in SETTING.items():\n    widget.controls[name].value = value\n"
+    "composition = widget.composition()\n"
+    'assert widget.go_button.description == "Train" and widget.go_button.disabled, widget.status.value\n'
+    "widget.go_button.click()  # disabled: nothing trains before the cost is shown\n"
+    "assert widget.progress.value == 0 and not lab.kept(session)[-1:] == [composition]",
+    "widget.estimate_button.click()\nprint(widget.cost.value)\nassert not widget.go_button.disabled",
+    "widget.go_button.click()\n"
+    "assert widget.progress.value == widget.progress.max == 3 * lab.ladder.trained(session).horizon\n"
+    "assert lab.kept(session)[-1] == composition and lab.missing(composition, session, widget.horizon) == []\n"
+    'assert widget.go_button.description == "Show"\nprint(widget.status.value)',
+]
+LAB_SETTINGS = {
+    "7": dict(statistics="example", scale=False, gradient=False, lr=0.3),
+    "8": dict(statistics="ghost", ghost_batch=4, center=False, affine=False, noise=True, lr=0.1),
+}
+
+
+@pytest.mark.parametrize("version", sorted(LAB_SETTINGS))
+def test_the_lab_trains_a_composition_from_its_own_callbacks(version, pretrained, colab_widgets, monkeypatch):
+    for name, value in {**pretrained, **(colab_widgets if version == "7" else {})}.items():
+        monkeypatch.setenv(name, value)
+    setting = f"SETTING = {LAB_SETTINGS[version]!r}"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setting)])
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in LAB_CELLS]
+    build.run_notebook(nb, ROOT, hang_after_s=120)
+    assert nb.cells[1].outputs[-1]["text"].startswith(f"{version}.")
+    assert "This composition will train 3 runs at the smoke scale" in nb.cells[3].outputs[0]["text"]
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    drawn = [m["state"]["outputs"] for m in state.values() if m["model_name"] == "OutputModel"]
+    shown = [o for outputs in drawn for o in outputs]
+    assert any("image/png" in o.get("data", {}) for o in shown), "the lab drew no figure"
+    assert any("fraction of BatchNorm's speed-up" in o.get("text", "") for o in shown), "the lab printed no result"

@@ -9,12 +9,15 @@ import dataclasses
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bnlib import published
-from bnlib.book import contents, store
+from bnlib.book import contents, lab, ladder, store
 from bnlib.book.contents import CHAPTERS
+from bnlib.book.lab import Composition
 from bnlib.book.session import Session, refresh
+from bnlib.config import Recipe
 from bnlib.data import load_cifar10
 from bnlib.records import published_record
 from bnlib.storage import exclusive
@@ -90,3 +93,34 @@ def test_a_prefix_of_a_stored_run_retrains_to_its_record(family, request):
     result = store.compare(job, steps=PREFIX)
     assert result.steps == min(PREFIX, int(published_record(job.config).final["steps"]))
     assert result.outcome in ("bit-identical", "within tolerance"), result
+
+
+def _refuse_to_train(*args, **kwargs):
+    raise AssertionError("the lab trained a run it should have read from the store")
+
+
+@pytest.mark.parametrize(
+    "key,recipe",
+    [("batchnorm", Recipe()), ("detached", Recipe(gradient=False)), ("layer", Recipe(statistics="example"))],
+)
+def test_a_rung_composed_in_the_lab_is_its_published_record_bit_for_bit(key, recipe, monkeypatch, tmp_path):
+    """BatchNorm and two other rungs, composed from their ingredients at their best rates: the lab
+    says which rung each is, trains nothing, and gives the ladder's published records, bit for bit."""
+    monkeypatch.setenv("BNLIB_CACHE", str(tmp_path))  # an empty cache: nothing of the reader's own
+    monkeypatch.setattr("bnlib.records.train", _refuse_to_train)
+    step, horizon = ladder.rung(key), ladder.trained(BOOK).horizon
+    lr = ladder.rate(step, BOOK)
+    composition = Composition(recipe, lr=lr)
+    assert composition.rung(BOOK, horizon) == step
+    assert lab.missing(composition, BOOK, horizon) == []
+    assert lab.announce(composition, BOOK, horizon) == ""  # no cost: nothing trains
+    found = lab.records(composition, BOOK, horizon)
+    published_ones = ladder.trained(BOOK).records[key][lr]
+    assert len(found) == len(published_ones) == len(ladder.SEEDS)
+    for record, seed in zip(found, ladder.SEEDS, strict=True):
+        assert record.origin == "published" and record.config.seed == seed
+        for other in (published_ones[seed], published_record(record.config)):
+            assert record.config == other.config and record.path == other.path and record.status == other.status
+            assert record.metrics.keys() == other.metrics.keys() and record.final == other.final
+            for name, values in record.metrics.items():
+                assert values.dtype == other.metrics[name].dtype and np.array_equal(values, other.metrics[name])

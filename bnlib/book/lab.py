@@ -33,7 +33,7 @@ from bnlib.book.measures import TARGET, Speed, speeds
 from bnlib.book.plan import Read
 from bnlib.book.session import Session
 from bnlib.config import Recipe
-from bnlib.errors import warn
+from bnlib.errors import ConfigError, warn
 from bnlib.experiments import Experiment
 from bnlib.norms import named_norm
 from bnlib.records import Record, load_or_run, stored_record
@@ -54,7 +54,8 @@ class Composition:
     """A network of the lab: the normalization's recipe, the ghost batch's size and GroupNorm's
     groups (read only where the recipe's statistics use them), the initialisation ("default": the
     VGG's Glorot, "he", "lsuv"), warm-up over the ladder's share of the steps, the rate, and the
-    number of seeds (0, 1, ... up to `MAX_SEEDS`)."""
+    number of seeds (1 to `MAX_SEEDS`: seeds 0, 1, ...). A size its statistics do not read is set to
+    its default, so that one network has one composition."""
 
     recipe: Recipe = field(default_factory=Recipe)
     ghost_batch: int = 16
@@ -63,6 +64,18 @@ class Composition:
     warmup: bool = False
     lr: float = 0.1
     seeds: int = MAX_SEEDS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, Recipe):
+            raise ConfigError(f"a composition's recipe must be a Recipe, not {type(self.recipe).__name__}")
+        if self.init not in INITS:
+            raise ConfigError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
+        if isinstance(self.seeds, bool) or self.seeds not in range(1, MAX_SEEDS + 1):
+            raise ConfigError(f"seeds must be a number of seeds from 1 to {MAX_SEEDS}, not {self.seeds!r}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, statistics in (("ghost_batch", "ghost"), ("groups", "groups")):
+            if self.recipe.statistics != statistics:
+                object.__setattr__(self, name, defaults[name])
 
     def network(self) -> tuple[str, dict[str, object]]:
         """The normalization's name and the config changes that make this network from the
