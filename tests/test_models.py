@@ -91,3 +91,20 @@ def test_same_seed_same_initial_weights():
 
     a, b = weights(), weights()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_pre_activation_resnet_with_few_channels_trains_in_channels_last():
+    """Its projections subsample, then apply a stride-1 1 x 1 convolution: the strided convolution of
+    the same numbers, without oneDNN's strided 1 x 1 backward, which corrupts memory on channels_last
+    batches of fewer than 8 channels on some CPUs (a crash here, without the subsampling)."""
+    torch.manual_seed(0)
+    config = RunConfig(model="resnet", norm="batch", resnet_block="pre", width=0.125)  # 2, 4, 8 channels
+    model = build_model(config).to(memory_format=torch.channels_last)
+    x = torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    for _ in range(2):
+        model(x).sum().backward()
+    block = next(b for b in model.modules() if getattr(b, "projection", None) is not None and b.stride == 2)
+    activated = torch.randn(4, block.projection.in_channels, 8, 8, dtype=torch.float64)
+    projection = block.projection.double()
+    strided = nn.functional.conv2d(activated, projection.weight, projection.bias, stride=2)
+    torch.testing.assert_close(block._shortcut(activated, activated), strided, rtol=0, atol=1e-12)
