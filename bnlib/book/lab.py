@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from IPython.display import display
 from bnlib.book import ladder, plan, plotting
 from bnlib.book.claims import Verdict
 from bnlib.book.ladder import BATCHNORM, ENDS, RUNGS, STANDARD, WARMUP, Recovered, Rung
-from bnlib.book.measures import TARGET, Speed, speeds
+from bnlib.book.measures import TARGET, Speed, reached_text, speeds
 from bnlib.book.plan import Read
 from bnlib.book.session import Session
 from bnlib.config import Recipe
@@ -45,6 +46,7 @@ GHOST_BATCHES = (2, 4, 8, 16, 32, 64)
 GROUPS = (8, 16, 32, 64)  # at full width, scaled with the width as the channels are (GroupNorm's 32)
 INITS = {"default": "Glorot (the VGG's own)", "he": "He", "lsuv": "LSUV"}
 MAX_SEEDS = len(ladder.SEEDS)
+LABEL_WIDTH = 48  # characters per line of a composition's label on the figure
 YOURS = "#ff7f0e"  # the reader's compositions, on the ladder's figure
 RECOVERS = "#1f77b4"  # a rung that recovers at least half of BatchNorm's speed-up in every combination of seeds
 
@@ -260,10 +262,12 @@ def figure(
     in bold), and the training curves of the highlighted one (every seed) beside BatchNorm's and
     the standard network's, each at its best rate."""
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(13, 0.42 * (len(RUNGS) + len(shown)) + 1.6), gridspec_kw={"width_ratios": (1.25, 1)}
+        1, 2, figsize=(14, 0.45 * (len(RUNGS) + 2 * len(shown)) + 1.6), gridspec_kw={"width_ratios": (1, 1)}
     )
     rows = rung_rows(session)
-    rows += [(f"yours: {c.label()}", fraction(speeds(found), session), YOURS, c == highlight) for c, found in shown]
+    for c, found in shown:
+        label = textwrap.fill(f"yours: {c.label()}", LABEL_WIDTH)
+        rows.append((label, fraction(speeds(found), session), YOURS, c == highlight))
     plotting.fraction_bars(left, rows, ladder.HALF)
     left.set_title(f"fraction of BatchNorm's speed-up (steps to {TARGET:.0%})", fontsize="small")
     trained = ladder.trained(session)
@@ -274,22 +278,24 @@ def figure(
     for c, found in shown:
         if c == highlight:
             plotting.accuracy_curves(right, found, f"yours (lr {c.lr:g})", YOURS)
+    # as far as the standard network's slowest seed needs to reach the target (its runs go on after it)
+    standard = ladder.speed(STANDARD, session)
     right.axhline(TARGET, color="0.6", ls=":", lw=1)
-    right.set(xlabel="step", ylabel="training accuracy", ylim=(0, 1))
+    right.set(xlabel="step", ylabel="training accuracy", ylim=(0, 1), xlim=(0, 1.2 * max(standard.lower())))
     right.legend(fontsize="x-small", loc="upper left")
     fig.tight_layout()
     return fig
 
 
 def summary(composition: Composition, found: list[Record], session: Session, horizon: int) -> str:
-    """A composition's result in one line: its steps to the target and its fraction, and the rung
-    it is, if it is one."""
+    """A composition's result in one line: each seed's steps to the target (or how it ended), its
+    fraction of BatchNorm's speed-up, and the rung it is, if it is one."""
     step = composition.rung(session, horizon)
     what = f"the ladder's rung {step.label!r}, " if step else ""
-    speed = speeds(found)
+    seeds_text = ", ".join(reached_text(r) for r in found)
     return (
         f"{composition.label()} ({what}{len(found)} seed{'s' if len(found) > 1 else ''}): steps to {TARGET:.0%} "
-        f"{speed.text()}; fraction of BatchNorm's speed-up {fraction(speed, session).text()}"
+        f"{seeds_text}; fraction of BatchNorm's speed-up {fraction(speeds(found), session).text()}"
     )
 
 

@@ -117,6 +117,15 @@ def speeds(records: list[Record], accuracy: float = TARGET) -> Speed:
     return Speed([r.steps_to(accuracy) for r in records], max(r.config.steps for r in records))
 
 
+def reached_text(record: Record, accuracy: float = TARGET) -> str:
+    """A run's steps to `accuracy`, or how it ended without reaching it: "never (diverged)" or
+    "never (dead)", or "not by" its last step."""
+    steps = record.steps_to(accuracy)
+    if steps is not None:
+        return f"{steps:,}"
+    return f"not by {record.config.steps:,}" if record.status == "finished" else f"never ({record.status})"
+
+
 def steps_text(speed: Speed) -> str:
     """'210, 240, 255' or '1,900, > 3,000': a run's steps to the target, seed by seed."""
     return ", ".join(f"> {speed.horizon:,}" if s is None else f"{s:,}" for s in speed.steps)

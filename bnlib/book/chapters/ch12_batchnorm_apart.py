@@ -14,10 +14,9 @@ from bnlib.book import lab, ladder, plotting
 from bnlib.book.chapter import PART_TWO, Chapter
 from bnlib.book.claims import Claim, Finding, Verdict
 from bnlib.book.ladder import BATCHNORM, ENDS, GRID, HALF, LADDER, RUNGS, STANDARD, Recovered, Rung
-from bnlib.book.measures import PLATEAU_DROP, TARGET
+from bnlib.book.measures import PLATEAU_DROP, TARGET, reached_text
 from bnlib.book.plan import Read
 from bnlib.book.session import Session
-from bnlib.records import Record
 
 
 def table(session: Session) -> pd.DataFrame:
@@ -31,10 +30,7 @@ def table(session: Session) -> pd.DataFrame:
         row = {"network": step.label, "what it keeps or supplies": step.ingredient}
         for lr in GRID:
             first = records.get(lr, {}).get(0)
-            reached = None if first is None else first.steps_to(TARGET)
-            row[f"lr {lr:g}, seed 0"] = (
-                "-" if first is None else f"{reached:,}" if reached is not None else _never(first)
-            )
+            row[f"lr {lr:g}, seed 0"] = "-" if first is None else reached_text(first)
         row["best rate"] = m.best_text()
         row[f"steps to {TARGET:.0%} at it"] = m.speed.text()
         row[f"at BN's best rate ({bn_best:g})"] = "" if m.at_batchnorm is None else m.at_batchnorm.text()
@@ -42,11 +38,6 @@ def table(session: Session) -> pd.DataFrame:
         row["fraction of BN's speed-up"] = "" if step in ENDS else ladder.fraction(step, session).text()
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _never(record: Record) -> str:
-    """How a run that never reached the target ended: dead or diverged, or not by its last step."""
-    return f"not by {record.config.steps:,}" if record.status == "finished" else f"never ({record.status})"
 
 
 def figure(session: Session) -> plt.Figure:
