@@ -21,7 +21,7 @@ import time
 import torch
 
 from bnlib.book import lab
-from bnlib.config import RunConfig
+from bnlib.config import Recipe, RunConfig
 from bnlib.errors import run_script
 from bnlib.experiments import base_config
 from bnlib.norms import NAMED_RECIPES
@@ -34,7 +34,7 @@ def composed(name: str) -> RunConfig:
     """The cpu-scale VGG of normalization `name`, with `ComposedNorm` of its recipe in its place."""
     config = base_config("vgg", "cpu", norm=name, ghost_batch=8)
     object.__setattr__(config, "norm", "composed")
-    object.__setattr__(config, "recipe", NAMED_RECIPES[name])
+    object.__setattr__(config, "recipe", Recipe(**NAMED_RECIPES[name]))
     return config
 
 

@@ -24,7 +24,6 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from bnlib.config import Recipe
 from bnlib.device import full_precision
 
 
@@ -37,10 +36,23 @@ class Noise(Protocol):
     r_sigma: float
 
 
+class Recipe(Protocol):
+    """A composed normalization's ingredients (`bnlib.config.Recipe`, made with its field values)."""
+
+    statistics: str
+    center: bool
+    scale: bool
+    gradient: bool
+    affine: bool
+    noise: bool
+    weights: str
+
+    def __init__(self, **ingredients: object) -> None: ...
+
+
 class NormSettings(Protocol):
     """What a normalization reads from the run's config (a `bnlib.config.RunConfig`): this module
-    depends on no config type but the recipe's, so the config can check its normalization against
-    `NORMS`."""
+    depends on no config type, so the config can check its normalization against `NORMS`."""
 
     norm: str
     recipe: Recipe
@@ -507,30 +519,34 @@ def _composed(num_features: int, dims: int, config: NormSettings) -> nn.Module:
     return ComposedNorm(num_features, config.recipe, config)
 
 
-# The registered normalizations that are mixes of the recipe's ingredients, by name (the ghost
-# batch's size and GroupNorm's groups are the config's own fields, as for the named ones)
-NAMED_RECIPES: dict[str, Recipe] = {
-    "none": Recipe(statistics="none", affine=False),
-    "batch": Recipe(),
-    "noisy_batch": Recipe(noise=True),
-    "noise": Recipe(statistics="none", affine=False, noise=True),
-    "batch_detached": Recipe(gradient=False),
-    "batch_center": Recipe(scale=False),
-    "batch_scale": Recipe(center=False),
-    "ghost": Recipe(statistics="ghost"),
-    "layer": Recipe(statistics="example"),
-    "group": Recipe(statistics="groups"),
-    "weight_std": Recipe(statistics="none", affine=False, weights="centered"),
-    "scaled_ws": Recipe(statistics="none", affine=False, weights="scaled"),
+# The registered normalizations that are mixes of the recipe's ingredients, by name: the ingredients
+# of each that differ from a recipe's defaults, BatchNorm's (the ghost batch's size and GroupNorm's
+# groups are the config's own fields, as for the named ones)
+NAMED_RECIPES: dict[str, dict[str, object]] = {
+    "none": dict(statistics="none", affine=False),
+    "batch": {},
+    "noisy_batch": dict(noise=True),
+    "noise": dict(statistics="none", affine=False, noise=True),
+    "batch_detached": dict(gradient=False),
+    "batch_center": dict(scale=False),
+    "batch_scale": dict(center=False),
+    "ghost": dict(statistics="ghost"),
+    "layer": dict(statistics="example"),
+    "group": dict(statistics="groups"),
+    "weight_std": dict(statistics="none", affine=False, weights="centered"),
+    "scaled_ws": dict(statistics="none", affine=False, weights="scaled"),
 }
 
 
 def named_norm(recipe: Recipe) -> str | None:
     """The registered normalization a recipe is (None: none of them)."""
-    return next((name for name, named in NAMED_RECIPES.items() if named == recipe), None)
+    return next((name for name, named in NAMED_RECIPES.items() if type(recipe)(**named) == recipe), None)
 
 
 def recipe_of(config: NormSettings) -> Recipe | None:
     """The recipe of the config's normalization (None: not a mix of the recipe's ingredients, as
     the l_p normalizations)."""
-    return config.recipe if config.norm == "composed" else NAMED_RECIPES.get(config.norm)
+    if config.norm == "composed":
+        return config.recipe
+    named = NAMED_RECIPES.get(config.norm)
+    return None if named is None else type(config.recipe)(**named)

@@ -28,7 +28,7 @@ def _composed(name: str) -> RunConfig:
     place: the config that the canonical name would otherwise replace (made by hand for the test)."""
     config = base_config("vgg", "smoke", norm=name, **SMOKE)
     object.__setattr__(config, "norm", "composed")
-    object.__setattr__(config, "recipe", NAMED_RECIPES[name])
+    object.__setattr__(config, "recipe", Recipe(**NAMED_RECIPES[name]))
     return config
 
 
@@ -65,7 +65,7 @@ def test_the_composed_normalization_computes_each_normalization_its_recipe_names
 @pytest.mark.parametrize("name", list(NAMED_RECIPES))
 def test_a_recipe_that_names_a_normalization_is_that_normalization_and_its_run(name):
     named = base_config("vgg", "cpu", norm=name)
-    composed = base_config("vgg", "cpu", norm="composed", recipe=NAMED_RECIPES[name])
+    composed = base_config("vgg", "cpu", norm="composed", recipe=Recipe(**NAMED_RECIPES[name]))
     assert composed == named and composed.digest() == named.digest()
     assert composed.recipe == Recipe()  # stored as the name, with the default recipe
 
@@ -84,7 +84,7 @@ def test_a_recipe_of_its_own_changes_the_run_and_keeps_every_other_key():
 def test_ingredients_that_do_nothing_are_set_to_their_defaults():
     assert Recipe(center=False, scale=False) == Recipe(statistics="none")
     assert Recipe(statistics="none", gradient=False, center=False) == Recipe(statistics="none")
-    assert Recipe(statistics="none", affine=False) == NAMED_RECIPES["none"]
+    assert Recipe(statistics="none", affine=False) == Recipe(**NAMED_RECIPES["none"])
     assert str(Recipe(statistics="example", scale=False)) == "Recipe(statistics=example, scale=False)"
 
 
