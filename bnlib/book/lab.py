@@ -392,7 +392,8 @@ class Lab:
         step, todo = c.rung(self.session, self.horizon), missing(c, self.session, self.horizon)
         what = f"This is the ladder's rung <b>{html.escape(step.label)}</b> at lr {c.lr:g}. " if step else ""
         if todo:
-            need = f"{len(todo)} of its {c.seeds} runs not stored yet: estimate what they cost here, then train them."
+            of = len(seeds(c, self.session))
+            need = f"{len(todo)} of its {of} runs not stored yet: estimate what they cost here, then train them."
         else:
             need = "Its runs are stored (the book's, or yours): nothing trains."
         self.status.value = f"<p>{what}{html.escape(need)}</p>"
